@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Each creates .venv and installs what it needs on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo serve test lint venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/gslb serve --config zones --dns 127.0.0.1:5353 --api 127.0.0.1:8053
+
+demo: serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check gslb tests bench
+	$(BIN)/ruff format --check gslb tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,191 @@
+"""Frozen value types for a loaded configuration.
+
+Everything here is validated by `gslb.config` before it is built, so code that
+receives these values can trust them. Domain names are absolute, lower-case and
+end with a dot ("www.gslb.example.com."); the DNS layer keeps the query's own
+spelling for the reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+Policy = Literal["geo", "weighted", "failover"]
+Picker = Literal["all", "weighted", "hashed", "first"]
+CheckKind = Literal["http", "https", "tcp"]
+ProxyMethod = Literal["round_robin", "least_conn", "weighted", "ip_hash", "sticky"]
+
+POLICIES: tuple[Policy, ...] = ("geo", "weighted", "failover")
+PICKERS: tuple[Picker, ...] = ("all", "weighted", "hashed", "first")
+CHECK_KINDS: tuple[CheckKind, ...] = ("http", "https", "tcp")
+PROXY_METHODS: tuple[ProxyMethod, ...] = (
+    "round_robin",
+    "least_conn",
+    "weighted",
+    "ip_hash",
+    "sticky",
+)
+RECORD_TYPES = ("SOA", "NS", "A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR")
+
+
+def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    """A read-only view of a fresh dict: the mapping type used inside frozen values."""
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """How to probe an endpoint. `port` None means the kind's default (80, 443)."""
+
+    kind: CheckKind = "http"
+    path: str = "/health"
+    port: int | None = None
+    host: str | None = None  # Host header for http(s); the address when None
+    expect: int = 200  # the status that counts as healthy
+    interval: float = 10.0  # seconds
+    timeout: float = 2.0
+    rise: int = 2  # consecutive successes to become healthy
+    fall: int = 3  # consecutive failures to become unhealthy
+    verify_tls: bool = True
+
+    def port_or_default(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 443 if self.kind == "https" else 80
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One static resource record set member; `rdata` is zone-file text with absolute names."""
+
+    name: str
+    rtype: str
+    ttl: int
+    rdata: str
+
+
+@dataclass(frozen=True, slots=True)
+class Soa:
+    mname: str
+    rname: str
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A name answered by steering rather than by static records."""
+
+    name: str
+    ttl: int
+    policy: Policy
+    select: Picker
+    answers: int
+    regions: tuple[str, ...]  # the default (and failover) order
+    region_weights: Mapping[str, int] = field(default_factory=frozen_map)  # policy weighted
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    name: str
+    file: str
+    ttl: int
+    soa: Soa
+    ns: tuple[str, ...]
+    records: tuple[Record, ...]  # static records, the apex SOA and NS included
+    services: Mapping[str, Service]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One address a service can answer with in one region."""
+
+    address: str  # canonical text form (ipaddress's)
+    family: Literal[4, 6]
+    weight: int = 1
+    health: CheckSpec | None = None  # overrides the region's check for this endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One upstream of a region's L7 proxy."""
+
+    name: str
+    url: str
+    host: str
+    port: int
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySpec:
+    listen: HostPort
+    admin: HostPort | None
+    method: ProxyMethod
+    backends: tuple[Backend, ...]
+    health: CheckSpec | None = None
+    drain_timeout: float = 30.0
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0  # between bytes from a backend
+    total_timeout: float = 60.0  # one whole request, first byte in to last byte out
+    client_timeout: float = 10.0  # to receive a request's headers (slowloris)
+    idle_timeout: float = 60.0  # keep-alive idle, client side
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    fail_threshold: int = 3  # passive: consecutive errors that take a backend out
+    cooldown: float = 10.0  # passive: seconds out before it is tried again
+    sticky_cookie: str = "GSLB_BACKEND"
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    name: str
+    file: str
+    lat: float | None
+    lon: float | None
+    countries: frozenset[str]  # ISO 3166-1 alpha-2, upper case
+    continents: frozenset[str]  # AF AN AS EU NA OC SA
+    weight: int
+    health: CheckSpec | None
+    endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> endpoints, listed order
+    proxy: ProxySpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
+    api_listen: HostPort = HostPort("127.0.0.1", 8053)
+    token_env: str = "GSLB_API_TOKEN"
+    token_file: str | None = None
+    geoip_database: str | None = None
+    state_path: str | None = None
+    max_udp_size: int = 1232  # DNS Flag Day 2020
+    tcp_idle_timeout: float = 10.0
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    directory: str
+    settings: ServerSettings
+    zones: tuple[Zone, ...]
+    regions: Mapping[str, Region]
