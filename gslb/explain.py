@@ -1,0 +1,150 @@
+"""`gslb explain` and `GET /v1/explain`: the decision for one query, step by step.
+
+Runs the very `select()` the DNS server runs (gdnsd_geoip_test's lesson): what
+explain shows is what a resolver gets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any
+
+from dnslib import QTYPE
+
+from gslb.dns.responder import GeoLookup, View
+from gslb.geo import NoGeo, open_geo
+from gslb.plan import compile_plan
+from gslb.select import Client, select
+from gslb.state import State
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def parse_qtype(text: str) -> int:
+    text = text.strip().upper()
+    if text.startswith("TYPE") and text[4:].isdigit():
+        return int(text[4:])
+    if text.isdigit():
+        return int(text)
+    value = getattr(QTYPE, text, None)
+    if not isinstance(value, int):
+        raise ValueError(f"unknown query type {text!r}")
+    return value
+
+
+def client_from_text(text: str, geo: GeoLookup | None) -> Client:
+    """`1.2.3.4` is a resolver's address; `1.2.3.0/24` an ECS subnet with that source prefix."""
+    if "/" in text:
+        network = ipaddress.ip_network(text, strict=False)
+        address = network.network_address
+        source: int | None = network.prefixlen
+    else:
+        address = ipaddress.ip_address(text)
+        source = None
+    if geo is None:
+        return Client(address, source, None, 0)
+    location = geo.lookup(address)
+    full = source if source is not None else address.max_prefixlen
+    return Client(address, source, location, location.prefix_len if location else full)
+
+
+def _rrsets(rrsets: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "type": QTYPE.get(r.rtype, str(r.rtype)),
+            "ttl": r.ttl,
+            "data": [str(rd) for rd in r.rdatas],
+        }
+        for r in rrsets
+    ]
+
+
+def explain(
+    view: View,
+    geo: GeoLookup | None,
+    name: str,
+    client_text: str,
+    qtype_text: str,
+    rng: random.Random,
+) -> dict[str, Any]:
+    qtype = parse_qtype(qtype_text)
+    qname = name.strip().lower()
+    if not qname.endswith("."):
+        qname += "."
+    client = client_from_text(client_text, geo)
+    decision = select(view.plan, view.state, qname, qtype, client, rng, explain=True)
+    loc = client.location
+    return {
+        "query": {"name": qname, "type": QTYPE.get(qtype, str(qtype))},
+        "client": {
+            "address": str(client.address),
+            "ecs_source_prefix": client.source_prefix,
+            "location": None
+            if loc is None
+            else {
+                "country": loc.country,
+                "continent": loc.continent,
+                "lat": loc.lat,
+                "lon": loc.lon,
+                "network": loc.network,
+            },
+            "geoip": "no database" if geo is None else "database",
+        },
+        "steps": [{"step": s.step, "detail": s.detail} for s in decision.trace],
+        "rcode": RCODE_NAMES.get(decision.rcode, str(decision.rcode)),
+        "authoritative": decision.authoritative,
+        "answer": _rrsets(decision.answer),
+        "authority": _rrsets(decision.authority),
+        "additional": _rrsets(decision.additional),
+        "ecs_scope": decision.scope if client.source_prefix is not None else None,
+        "region": decision.steering.region if decision.steering else None,
+        "fail_open": decision.steering.fail_open if decision.steering else False,
+    }
+
+
+def explain_offline(
+    config_dir: str, name: str, client_text: str, qtype_text: str, rng: random.Random
+) -> dict[str, Any]:
+    """Explain against a config directory, with every endpoint taken as healthy."""
+    from gslb.config import load_config
+
+    config = load_config(config_dir)
+    geo = open_geo(config.settings.geoip_database)
+    try:
+        view = View(compile_plan(config), State())
+        return explain(
+            view, None if isinstance(geo, NoGeo) else geo, name, client_text, qtype_text, rng
+        )
+    finally:
+        geo.close()
+
+
+def format_text(result: dict[str, Any]) -> str:
+    q = result["query"]
+    c = result["client"]
+    lines = [f"query   {q['name']} {q['type']}"]
+    loc = c["location"]
+    where = (
+        "unknown location"
+        if loc is None
+        else (
+            f"{loc['country']}/{loc['continent']} at {loc['lat']},{loc['lon']} "
+            f"(network {loc['network']})"
+        )
+    )
+    ecs = f" (ECS /{c['ecs_source_prefix']})" if c["ecs_source_prefix"] is not None else ""
+    lines.append(f"client  {c['address']}{ecs}: {where} [{c['geoip']}]")
+    for step in result["steps"]:
+        lines.append(f"{step['step']:<10}{step['detail']}")
+    lines.append(
+        f"rcode   {result['rcode']}" + (" (authoritative)" if result["authoritative"] else "")
+    )
+    for section in ("answer", "authority", "additional"):
+        for rrset in result[section]:
+            for data in rrset["data"]:
+                lines.append(f"{section:<10}{rrset['name']} {rrset['ttl']} {rrset['type']} {data}")
+    if result["ecs_scope"] is not None:
+        lines.append(f"ecs     scope /{result['ecs_scope']}")
+    return "\n".join(lines)

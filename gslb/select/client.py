@@ -1,0 +1,46 @@
+"""Who is asking: the address that decides, its ECS source prefix, and its location."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from gslb.geo import Location
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Hashed selection keys on the client's network, not its host: a resolver's
+# clients behind one /24 (or /56) should see one answer, as they share a cache.
+HASH_PREFIX = {4: 24, 6: 56}
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    address: IPAddress | None  # the ECS address when the query had ECS, else the source
+    source_prefix: int | None  # the ECS source prefix; None without ECS
+    location: Location | None  # None: unknown (private, not in the database, no database)
+    # How many leading bits of the address the location answer depended on:
+    # the database network's prefix; 0 when there is no database to ask.
+    geo_prefix: int = 0
+
+    @property
+    def family(self) -> int:
+        return 4 if self.address is None or self.address.version == 4 else 6
+
+    @property
+    def full_prefix(self) -> int:
+        """How many bits of the address are real: the ECS source prefix, or all of them."""
+        if self.source_prefix is not None:
+            return self.source_prefix
+        return 32 if self.family == 4 else 128
+
+    def hash_network(self) -> tuple[bytes, int]:
+        """The client network hashed selection keys on, and its prefix length."""
+        if self.address is None:
+            return b"", 0
+        prefix = min(HASH_PREFIX[self.family], self.full_prefix)
+        network = ipaddress.ip_network(f"{self.address}/{prefix}", strict=False)
+        return network.network_address.packed + bytes([prefix]), prefix
+
+
+UNKNOWN_CLIENT = Client(address=None, source_prefix=None, location=None)

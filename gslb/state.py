@@ -1,0 +1,79 @@
+"""The runtime state the selection reads: measured health under admin overrides.
+
+One immutable `State` value per change. A single writer (the runtime) builds a
+new value and swaps one reference; every query reads one snapshot. An admin
+override beats measured health, and the measured health is kept under it so
+`enable` returns to what the monitors see now (gdnsd's forced-state lesson).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from gslb.model import frozen_map
+
+RegionAdmin = Literal["enabled", "disabled", "draining"]
+REGION_ADMIN_STATES: tuple[RegionAdmin, ...] = ("enabled", "disabled", "draining")
+
+
+def endpoint_key(region: str, address: str) -> str:
+    """The one spelling of an endpoint's identity, shared by health, admin state and the API."""
+    return f"{region}/{address}"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminState:
+    """Operator overrides; what is persisted and survives a restart."""
+
+    regions: Mapping[str, RegionAdmin] = field(default_factory=frozen_map)
+    disabled_endpoints: frozenset[str] = frozenset()  # endpoint keys
+
+    def region(self, name: str) -> RegionAdmin:
+        return self.regions.get(name, "enabled")
+
+    def with_region(self, name: str, admin: RegionAdmin) -> AdminState:
+        regions = dict(self.regions)
+        if admin == "enabled":
+            regions.pop(name, None)
+        else:
+            regions[name] = admin
+        return replace(self, regions=frozen_map(regions))
+
+    def with_endpoint(self, key: str, enabled: bool) -> AdminState:
+        keys = set(self.disabled_endpoints)
+        if enabled:
+            keys.discard(key)
+        else:
+            keys.add(key)
+        return replace(self, disabled_endpoints=frozenset(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Health and admin state as one value; `version` grows with every change."""
+
+    version: int = 0
+    down: frozenset[str] = frozenset()  # endpoint keys measured down
+    admin: AdminState = field(default_factory=AdminState)
+
+    def region_usable(self, region: str) -> bool:
+        return self.admin.region(region) == "enabled"
+
+    def endpoint_usable(self, key: str) -> bool:
+        return key not in self.down and key not in self.admin.disabled_endpoints
+
+    def with_health(self, key: str, up: bool) -> State:
+        down = self.down - {key} if up else self.down | {key}
+        if down == self.down:
+            return self
+        return replace(self, version=self.version + 1, down=down)
+
+    def with_down(self, down: frozenset[str]) -> State:
+        if down == self.down:
+            return self
+        return replace(self, version=self.version + 1, down=down)
+
+    def with_admin(self, admin: AdminState) -> State:
+        return replace(self, version=self.version + 1, admin=admin)
