@@ -1,0 +1,197 @@
+"""A parsed region file → `Region`: location, whom it serves, health check,
+endpoints per service, and its proxy tier.
+
+Whether each service exists is only known once every zone is read; the draft
+keeps the lines needed to say so (see `gslb.config.links`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gslb.config import names
+from gslb.config.fields import Ctx, Marked, Parsed, Table
+from gslb.config.schema import PROXY
+from gslb.model import Backend, CheckSpec, Endpoint, ProxySpec, Region, frozen_map
+
+
+@dataclass(frozen=True, slots=True)
+class RegionDraft:
+    region: Region
+    line: int  # the line of `region:`
+    service_lines: Mapping[str, int]  # service name -> the line of its key
+
+
+def build_region(parsed: Parsed, file: str, ctx: Ctx) -> RegionDraft | None:
+    """The region, or None when its name is unusable (problems are in ctx)."""
+    name: str | None = parsed["region"]
+    if name is None:
+        return None
+    location: Parsed | None = parsed["location"]
+    serves: Parsed | None = parsed["serves"]
+    check: Parsed | None = parsed["health"]
+    health = None if check is None else check_spec(check, CheckSpec(), ctx)
+    endpoints, lines = _endpoints(parsed, health, ctx)
+    region = Region(
+        name=name,
+        file=file,
+        lat=None if location is None else location["lat"],
+        lon=None if location is None else location["lon"],
+        countries=frozenset(c.upper() for c in serves["countries"]) if serves else frozenset(),
+        continents=frozenset(serves["continents"]) if serves else frozenset(),
+        weight=parsed["weight"],
+        health=health,
+        endpoints=frozen_map(endpoints),
+        proxy=None if parsed["proxy"] is None else _proxy(parsed["proxy"], ctx),
+    )
+    return RegionDraft(region, parsed.line_of("region"), frozen_map(lines))
+
+
+def check_spec(parsed: Parsed, base: CheckSpec, ctx: Ctx) -> CheckSpec:
+    """The keys written in `parsed` over `base`.
+
+    A timeout longer than the interval is an error when both are written here;
+    when the timeout only comes from a default it is lowered to the interval, so
+    `interval: 500ms` alone works.
+    """
+    written = {("kind" if key == "type" else key): value for key, value in parsed.written().items()}
+    spec = dataclasses.replace(base, **{k: v for k, v in written.items() if v is not None})
+    if spec.timeout > spec.interval:
+        if "timeout" in written:
+            ctx.report.add(
+                parsed.line_of("timeout"),
+                f"timeout {spec.timeout:g}s is longer than the interval {spec.interval:g}s",
+            )
+        spec = dataclasses.replace(spec, timeout=spec.interval)
+    return spec
+
+
+def _endpoints(
+    parsed: Parsed, health: CheckSpec | None, ctx: Ctx
+) -> tuple[dict[str, tuple[Endpoint, ...]], dict[str, int]]:
+    endpoints: dict[str, tuple[Endpoint, ...]] = {}
+    lines: dict[str, int] = {}
+    for key, items in parsed["services"]:
+        try:
+            service = names.absolute(key.value)
+        except names.BadName as exc:
+            ctx.report.add(key.line, f"bad service name: {exc}")
+            continue
+        if service in lines:
+            ctx.report.add(
+                key.line, f"service {service} is already listed at line {lines[service]}"
+            )
+            continue
+        lines[service] = key.line
+        endpoints[service] = _service_endpoints(service, items, health, ctx)
+    return endpoints, lines
+
+
+def _service_endpoints(
+    service: str, items: tuple[Marked[Any], ...], health: CheckSpec | None, ctx: Ctx
+) -> tuple[Endpoint, ...]:
+    out: list[Endpoint] = []
+    first: dict[str, int] = {}
+    for item in items:
+        endpoint = _endpoint(item.value, health, ctx)
+        if endpoint is None:
+            continue
+        if endpoint.address in first:
+            ctx.report.add(
+                item.line,
+                f"duplicate address {endpoint.address} for {service}"
+                f" (first at line {first[endpoint.address]})",
+            )
+            continue
+        first[endpoint.address] = item.line
+        out.append(endpoint)
+    return tuple(out)
+
+
+def _endpoint(value: str | Parsed, health: CheckSpec | None, ctx: Ctx) -> Endpoint | None:
+    if isinstance(value, str):
+        return Endpoint(value, _family(value))
+    address: str | None = value["address"]
+    if address is None:
+        return None
+    check: Parsed | None = value["health"]
+    return Endpoint(
+        address=address,
+        family=_family(address),
+        weight=value["weight"],
+        health=None if check is None else check_spec(check, health or CheckSpec(), ctx),
+    )
+
+
+def _family(address: str) -> Literal[4, 6]:
+    return 4 if ipaddress.ip_address(address).version == 4 else 6
+
+
+def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
+    listen = parsed["listen"]
+    backends = _backends(parsed["backends"] or (), ctx)
+    check: Parsed | None = parsed["health"]
+    health = None if check is None else check_spec(check, CheckSpec(), ctx)
+    if health is not None and health.kind == "https":
+        ctx.report.add(
+            check.line_of("type") if check else parsed.line,
+            "proxy health checks use http or tcp: backends speak plain http",
+        )
+    if listen is None or not backends:
+        return None
+    timeouts = _section(parsed, "timeouts")
+    limits = _section(parsed, "limits")
+    passive = _section(parsed, "passive")
+    sticky = _section(parsed, "sticky")
+    return ProxySpec(
+        listen=listen,
+        admin=parsed["admin"],
+        method=parsed["method"],
+        backends=backends,
+        health=health,
+        drain_timeout=parsed["drain_timeout"],
+        connect_timeout=timeouts["connect"],
+        read_timeout=timeouts["read"],
+        total_timeout=timeouts["total"],
+        client_timeout=timeouts["client"],
+        idle_timeout=timeouts["idle"],
+        max_header_bytes=limits["max_header_bytes"],
+        max_headers=limits["max_headers"],
+        fail_threshold=passive["fail_threshold"],
+        cooldown=passive["cooldown"],
+        sticky_cookie=sticky["cookie"],
+    )
+
+
+def _section(parsed: Parsed, key: str) -> Mapping[str, Any]:
+    """A sub-table's values, or its table's defaults when it was not written."""
+    value: Parsed | None = parsed[key]
+    if value is not None:
+        return value.values
+    table = PROXY.by_key[key].kind
+    assert isinstance(table, Table)
+    return {f.key: f.default for f in table.fields}
+
+
+def _backends(items: tuple[Parsed, ...], ctx: Ctx) -> tuple[Backend, ...]:
+    out: list[Backend] = []
+    first: dict[str, int] = {}
+    for item in items:
+        target = item["url"]
+        if target is None:
+            continue
+        url, host_port = target
+        name = item["name"] or str(host_port)
+        if name in first:
+            ctx.report.add(
+                item.line_of("name"),
+                f"duplicate backend name {name!r} (first at line {first[name]})",
+            )
+            continue
+        first[name] = item.line
+        out.append(Backend(name, url, host_port.host, host_port.port, item["weight"]))
+    return tuple(out)

@@ -1,0 +1,308 @@
+"""The config's mapping kinds as declarative tables: keys, kinds, ranges, defaults.
+
+The loader walks these tables; `gslb.config.jsonschema` renders them as JSON
+Schema. Defaults that depend on other values (a SOA's TTL is the zone's, a
+service's regions are all regions) are None here and filled in by the loader;
+their `doc` says so.
+"""
+
+from __future__ import annotations
+
+from gslb.config.fields import (
+    Address,
+    Bool,
+    Choice,
+    DomainName,
+    Duration,
+    Field,
+    HostPortKind,
+    HttpUrl,
+    Int,
+    ListOf,
+    MapOf,
+    Number,
+    OneOf,
+    Path,
+    Table,
+    Text,
+)
+from gslb.model import (
+    CHECK_KINDS,
+    PICKERS,
+    POLICIES,
+    PROXY_METHODS,
+    CheckSpec,
+    HostPort,
+    ProxySpec,
+    ServerSettings,
+)
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
+CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
+RECORD_KEYS = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS")
+REGION_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+BACKEND_NAME = r"[A-Za-z0-9][A-Za-z0-9_.:\[\]-]*"
+COOKIE_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # an RFC 6265 token
+
+DEFAULT_SERVICE_TTL = 30
+DEFAULT_ANSWERS = 8
+"""A service answers with at most this many addresses unless it says `answers:`.
+Eight A records fit easily in a 512-byte reply, so by default `select: all`
+really means all for any ordinary region."""
+
+TTL = Int(0, MAX_TTL, label="TTL")
+WEIGHT = Int(1, 65535, label="weight")
+PORT = Int(1, 65535, label="port")
+REGION = Text(REGION_NAME, "a region name (a-z, 0-9, '-')", max_len=63)
+
+_CHECK = CheckSpec()
+_PROXY = ProxySpec(listen=HostPort("127.0.0.1", 0), admin=None, method="round_robin", backends=())
+_SETTINGS = ServerSettings()
+
+SOA = Table(
+    "soa",
+    (
+        Field("mname", DomainName(), doc="primary name server; default: the first of `ns`"),
+        Field(
+            "rname",
+            DomainName(mailbox=True),
+            doc="responsible mailbox, as a name or user@domain; default: hostmaster.<zone>",
+        ),
+        Field("serial", Int(0, 2**32 - 1, label="serial"), default=1),
+        Field("refresh", TTL, default=3600),
+        Field("retry", TTL, default=600),
+        Field("expire", TTL, default=604800),
+        Field("minimum", TTL, default=60, doc="negative-caching TTL (RFC 2308)"),
+        Field("ttl", TTL, doc="TTL of the SOA record; default: the zone's ttl"),
+    ),
+    doc="the zone's SOA record",
+)
+
+RDATA = ListOf(Text(what="record data"), single_ok=True, marked=True)
+RECORD_SET = Table(
+    "records entry",
+    (
+        *(
+            Field(rtype, RDATA, doc=f"{rtype} record data, one value or a list")
+            for rtype in RECORD_KEYS
+        ),
+        Field("ttl", TTL, doc="TTL of this owner's records; default: the zone's ttl"),
+    ),
+    doc="the static records of one owner name",
+)
+
+SERVICE_REGIONS = OneOf(
+    (
+        ListOf(REGION, marked=True),
+        MapOf(WEIGHT, key_what="a region name", key_pattern=REGION_NAME),
+    )
+)
+SERVICE = Table(
+    "service",
+    (
+        Field("ttl", TTL, default=DEFAULT_SERVICE_TTL),
+        Field("policy", Choice(POLICIES), default="geo"),
+        Field("select", Choice(PICKERS), default="all"),
+        Field("answers", Int(1, 64, label="answers"), default=DEFAULT_ANSWERS),
+        Field(
+            "regions",
+            SERVICE_REGIONS,
+            doc="a list (the failover/default order) or a mapping region: weight;"
+            " default: every region, by name",
+        ),
+    ),
+    doc="a name answered by steering",
+)
+
+ZONE = Table(
+    "zone file",
+    (
+        Field("zone", DomainName(), required=True, doc="the zone's apex name"),
+        Field("ttl", TTL, default=300, doc="default TTL of static records"),
+        Field("soa", SOA),
+        Field("ns", ListOf(DomainName(), min_items=1, marked=True), required=True),
+        Field(
+            "records",
+            MapOf(RECORD_SET, key_what="an owner name"),
+            default=(),
+            doc='owner ("@", relative, or absolute with a trailing dot) → records',
+        ),
+        Field("services", MapOf(SERVICE, key_what="a service name"), default=()),
+    ),
+    doc="one DNS zone",
+)
+
+CHECK = Table(
+    "health",
+    (
+        Field("type", Choice(CHECK_KINDS), default=_CHECK.kind),
+        Field("path", Text(r"/\S*", "a path starting with '/'"), default=_CHECK.path),
+        Field("port", PORT, doc="default: 80 for http, 443 for https"),
+        Field("host", Text(r"[A-Za-z0-9_.:\[\]-]+", "a host name"), doc="Host header"),
+        Field("expect", Int(100, 599, label="status"), default=_CHECK.expect),
+        Field("interval", Duration(positive=True), default=_CHECK.interval),
+        Field(
+            "timeout",
+            Duration(positive=True),
+            default=_CHECK.timeout,
+            doc="at most the interval (lowered to it when only the interval is written)",
+        ),
+        Field("rise", Int(1, 100, label="rise"), default=_CHECK.rise),
+        Field("fall", Int(1, 100, label="fall"), default=_CHECK.fall),
+        Field("verify_tls", Bool(), default=_CHECK.verify_tls),
+    ),
+    doc="how to probe an endpoint or backend",
+)
+
+ENDPOINT = Table(
+    "endpoint",
+    (
+        Field("address", Address(), required=True),
+        Field("weight", WEIGHT, default=1),
+        Field("health", CHECK, doc="keys written here override the region's health check"),
+    ),
+)
+
+BACKEND = Table(
+    "backend",
+    (
+        Field("name", Text(BACKEND_NAME, "a backend name"), doc="default: host:port of the url"),
+        Field("url", HttpUrl(), required=True),
+        Field("weight", WEIGHT, default=1),
+    ),
+)
+
+TIMEOUTS = Table(
+    "timeouts",
+    (
+        Field("connect", Duration(positive=True), default=_PROXY.connect_timeout),
+        Field("read", Duration(positive=True), default=_PROXY.read_timeout),
+        Field("total", Duration(positive=True), default=_PROXY.total_timeout),
+        Field("client", Duration(positive=True), default=_PROXY.client_timeout),
+        Field("idle", Duration(positive=True), default=_PROXY.idle_timeout),
+    ),
+)
+
+LIMITS = Table(
+    "limits",
+    (
+        Field("max_header_bytes", Int(1024, 1 << 20), default=_PROXY.max_header_bytes),
+        Field("max_headers", Int(1, 10000), default=_PROXY.max_headers),
+    ),
+)
+
+PASSIVE = Table(
+    "passive",
+    (
+        Field("fail_threshold", Int(1, 1000), default=_PROXY.fail_threshold),
+        Field("cooldown", Duration(positive=True), default=_PROXY.cooldown),
+    ),
+)
+
+STICKY = Table(
+    "sticky",
+    (Field("cookie", Text(COOKIE_NAME, "a cookie name", 128), default=_PROXY.sticky_cookie),),
+)
+
+PROXY = Table(
+    "proxy",
+    (
+        Field("listen", HostPortKind(), required=True),
+        Field("admin", HostPortKind()),
+        Field("method", Choice(PROXY_METHODS), default="round_robin"),
+        Field("backends", ListOf(BACKEND, min_items=1), required=True),
+        Field("health", CHECK, doc="type http or tcp; the target is each backend's host:port"),
+        Field("drain_timeout", Duration(), default=_PROXY.drain_timeout),
+        Field("timeouts", TIMEOUTS),
+        Field("limits", LIMITS),
+        Field("passive", PASSIVE),
+        Field("sticky", STICKY),
+    ),
+    doc="the region's L7 proxy tier",
+)
+
+LOCATION = Table(
+    "location",
+    (
+        Field("lat", Number(-90.0, 90.0, label="latitude"), required=True),
+        Field("lon", Number(-180.0, 180.0, label="longitude"), required=True),
+    ),
+)
+
+SERVES = Table(
+    "serves",
+    (
+        Field("continents", ListOf(Choice(CONTINENTS, upper=True)), default=()),
+        Field(
+            "countries",
+            ListOf(Text(r"[A-Za-z]{2}", "a two-letter country code")),
+            default=(),
+            doc="ISO 3166-1 alpha-2 codes",
+        ),
+    ),
+)
+
+ENDPOINTS = ListOf(OneOf((Address(), ENDPOINT)), marked=True)
+REGION_FILE = Table(
+    "region file",
+    (
+        Field("region", REGION, required=True),
+        Field("location", LOCATION),
+        Field("serves", SERVES),
+        Field("weight", WEIGHT, default=1),
+        Field("health", CHECK, doc="without it the region is taken as healthy, never probed"),
+        Field(
+            "services",
+            MapOf(ENDPOINTS, key_what="a service name"),
+            default=(),
+            doc="service name (absolute, trailing dot optional) → its endpoints here",
+        ),
+        Field("proxy", PROXY),
+    ),
+    doc="one region",
+)
+
+DNS_SETTINGS = Table(
+    "dns",
+    (
+        Field(
+            "listen",
+            ListOf(HostPortKind(), min_items=1, single_ok=True),
+            default=_SETTINGS.dns_listen,
+            doc="UDP and TCP on each",
+        ),
+        Field("max_udp_size", Int(512, 4096), default=_SETTINGS.max_udp_size),
+        Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
+    ),
+)
+
+API_SETTINGS = Table(
+    "api",
+    (
+        Field("listen", HostPortKind(), default=_SETTINGS.api_listen),
+        Field(
+            "token_env", Text(ENV_NAME, "an environment variable name"), default="GSLB_API_TOKEN"
+        ),
+        Field("token_file", Path()),
+    ),
+)
+
+GEOIP_SETTINGS = Table(
+    "geoip",
+    (Field("database", Path(must_exist=True), doc="a MaxMind-format City or Country db"),),
+)
+
+STATE_SETTINGS = Table("state", (Field("path", Path(), doc="admin overrides are kept here"),))
+
+SETTINGS = Table(
+    "gslb.yaml",
+    (
+        Field("dns", DNS_SETTINGS),
+        Field("api", API_SETTINGS),
+        Field("geoip", GEOIP_SETTINGS),
+        Field("state", STATE_SETTINGS),
+        Field("workers", Int(1, 1024, label="workers"), default=_SETTINGS.workers),
+    ),
+    doc="server settings; every key has a default",
+)
