@@ -33,8 +33,9 @@ class GeoFields:
 
 
 def read_record(record: object) -> GeoFields | None:
-    """The fields of a decoded record, or None when it says nothing usable."""
-    if not isinstance(record, Mapping):
+    """The fields of a record as maxminddb decodes it (dicts), or None when it says
+    nothing usable."""
+    if not isinstance(record, dict):
         return None
     country = _country(record)
     continent = _continent(record) or continent_of(country)
@@ -49,7 +50,7 @@ def _country(record: Mapping[str, object]) -> str | None:
     # fallback that MaxMind fills even where it cannot place a network (anycast, satellite).
     for key in ("country", "registered_country"):
         value = record.get(key)
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             code = _country_code(value.get("iso_code"))
             if code is not None:
                 return code
@@ -61,14 +62,14 @@ def _country(record: Mapping[str, object]) -> str | None:
 
 def _continent(record: Mapping[str, object]) -> str | None:
     value = record.get("continent")
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return _continent_code(value.get("code"))
     return _continent_code(record.get("continent_code")) or _continent_code(value)
 
 
 def _coordinates(record: Mapping[str, object]) -> tuple[float | None, float | None]:
     location = record.get("location")
-    source = location if isinstance(location, Mapping) else record
+    source = location if isinstance(location, dict) else record
     lat = _number(source.get("latitude"))
     lon = _number(source.get("longitude"))
     if lat is None and lon is None:
@@ -97,7 +98,7 @@ def _number(value: object) -> float | None:
     # IPinfo stores coordinates as text in some of its files; bools are not numbers here.
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         number = float(value)
     elif isinstance(value, str):
         try:
