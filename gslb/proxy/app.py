@@ -1,0 +1,98 @@
+"""`gslb proxy`: run one region's proxy until SIGTERM/SIGINT; SIGHUP reloads its config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gslb.auth import load_token
+from gslb.config import load_config
+from gslb.errors import ConfigError, Problem
+from gslb.model import Config, HostPort, ProxySpec
+from gslb.proxy.server import ProxyServer
+
+log = logging.getLogger("gslb.proxy")
+
+
+def region_proxy(config: Config, region: str) -> ProxySpec:
+    """The region's proxy block, or a ConfigError saying why there is none."""
+    found = config.regions.get(region)
+    if found is None:
+        known = ", ".join(sorted(config.regions)) or "none"
+        raise ConfigError([Problem(config.directory, 0, f"no region {region!r} (known: {known})")])
+    if found.proxy is None:
+        raise ConfigError([Problem(found.file, 0, f"region {region!r} has no proxy: block")])
+    return found.proxy
+
+
+def main(config_dir: str, region: str, listen: HostPort | None, admin: HostPort | None) -> int:
+    """Run the proxy in the foreground; 0 after a clean drain, 1 on a config error."""
+    try:
+        config = load_config(config_dir)
+        spec = region_proxy(config, region)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    token = load_token(config.settings, os.environ)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return _run(_serve(config_dir, region, spec, token, listen, admin))
+
+
+def _run(main_coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main_coro)
+    runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
+    return runner(main_coro)
+
+
+async def _serve(
+    config_dir: str,
+    region: str,
+    spec: ProxySpec,
+    token: str | None,
+    listen: HostPort | None,
+    admin: HostPort | None,
+) -> int:
+    server = ProxyServer(spec, token=token, listen=listen, admin=admin)
+    try:
+        await server.start()
+    except OSError as e:
+        print(f"gslb proxy: cannot listen: {e}", file=sys.stderr)
+        await server.close()
+        return 1
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        try:
+            new = region_proxy(load_config(config_dir), region)
+        except ConfigError as e:
+            for problem in e.problems:
+                log.error("reload refused, keeping the running config: %s", problem)
+            return
+        server.reload(new)
+
+    loop.add_signal_handler(signal.SIGTERM, server.request_drain)
+    loop.add_signal_handler(signal.SIGINT, server.request_drain)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    print(
+        f"gslb proxy: region {region} on {server.address}"
+        + (f", admin on port {server.admin_port}" if server.admin_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await server.finished.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await server.close()
+    return 0

@@ -1,0 +1,425 @@
+"""One proxied request: pick a backend, stream the request to it, stream the answer back.
+
+The client connection feeds the request in as its parser produces it (head, body pieces,
+end); the upstream connection feeds the response in through the `ResponseSink` calls. Bodies
+are never gathered: each piece is written on as it arrives, and when the side it goes to has a
+full write buffer the side it comes from stops reading (pause_reading/resume_reading).
+
+A connection that fails before any byte of the answer arrived is retried once on another
+backend, for idempotent methods only, and only while the request body sent so far is still at
+hand (up to REPLAY_LIMIT bytes). Timeouts: connect (502 when nothing else can take it), read
+between backend bytes and total per request (504 before the answer started, else the client
+connection is cut, as nothing else can tell the client that the answer is incomplete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from gslb.proxy import headers as hdr
+from gslb.proxy.backends import BackendState
+from gslb.proxy.shared import Shared, Snapshot
+from gslb.proxy.upstream import Header, UpstreamConnection
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+REPLAY_LIMIT = 64 * 1024  # request body kept for a retry
+PENDING_LIMIT = 256 * 1024  # request body buffered while connecting, before the client pauses
+
+PAUSE_UPSTREAM = 1  # the backend's write buffer is full
+PAUSE_PENDING = 2  # still connecting, and the buffer for the body is full
+
+# How the request body goes to the backend / the response body to the client.
+NO_BODY = 0
+RAW = 1
+CHUNKED = 2
+CHUNK_END = b"0\r\n\r\n"
+
+
+class ClientSide(Protocol):
+    """What an exchange needs of the client connection it belongs to."""
+
+    transport: asyncio.Transport | None
+    client_ip: str
+
+    def pause(self, reason: int) -> None: ...
+    def resume(self, reason: int) -> None: ...
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Exchange:
+    __slots__ = (
+        "_attempts",
+        "_backend",
+        "_connecting",
+        "_cookie",
+        "_exclude",
+        "_finished",
+        "_head",
+        "_head_request",
+        "_idempotent",
+        "_last_name",
+        "_pending",
+        "_pending_bytes",
+        "_replay",
+        "_replay_bytes",
+        "_req_done",
+        "_req_mode",
+        "_resp_mode",
+        "_resp_started",
+        "_started",
+        "_status",
+        "_timer",
+        "_upstream",
+        "client",
+        "http11",
+        "keep_alive",
+        "shared",
+        "snap",
+    )
+
+    def __init__(self, client: ClientSide, shared: Shared) -> None:
+        self.client = client
+        self.shared = shared
+        self.snap: Snapshot = shared.snapshot
+        self.http11 = True
+        self.keep_alive = True
+        self._started = shared.loop.time()
+        self._head = b""
+        self._head_request = False
+        self._idempotent = False
+        self._cookie: str | None = None
+        self._req_mode = NO_BODY
+        self._req_done = False
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._replay: list[bytes] | None = []
+        self._replay_bytes = 0
+        self._backend: BackendState | None = None
+        self._upstream: UpstreamConnection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._attempts = 0
+        self._last_name = "-"
+        self._exclude = -1
+        self._resp_started = False
+        self._resp_mode = NO_BODY
+        self._status = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._finished = False
+
+    # -- the request, as the client connection parses it ------------------------------------
+
+    def set_head(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[Header],
+        http11: bool,
+        keep_alive: bool,
+        content_length: bytes | None,
+        chunked: bool,
+    ) -> None:
+        snap = self.snap
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self._head_request = method == b"HEAD"
+        self._idempotent = method in IDEMPOTENT
+        if not self._idempotent:
+            self._replay = None
+        if chunked:
+            self._req_mode = CHUNKED
+            framing = b"Transfer-Encoding: chunked\r\n"
+        elif content_length is not None:
+            self._req_mode = RAW if content_length != b"0" else NO_BODY
+            framing = b"Content-Length: " + content_length + b"\r\n"
+        else:
+            framing = b""
+        if snap.sticky_cookie is not None:
+            self._cookie = hdr.cookie_value(headers, snap.sticky_cookie)
+        self._head = hdr.request_head(
+            method, target, headers, self.client.client_ip, b"http", framing, b"localhost"
+        )
+
+    def request_body(self, data: bytes) -> None:
+        if self._req_mode == CHUNKED:
+            self._send_body(b"%x\r\n" % len(data))
+            self._send_body(data)
+            self._send_body(b"\r\n")
+        else:
+            self._send_body(data)
+
+    def request_end(self) -> None:
+        if self._req_mode == CHUNKED:
+            self._send_body(CHUNK_END)
+        self._req_done = True
+
+    def _send_body(self, data: bytes) -> None:
+        replay = self._replay
+        if replay is not None:
+            self._replay_bytes += len(data)
+            if self._replay_bytes > REPLAY_LIMIT:
+                self._replay = None
+            else:
+                replay.append(data)
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.write(data)
+            return
+        if self._finished:
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes > PENDING_LIMIT:
+            self.client.pause(PAUSE_PENDING)
+
+    # -- choosing a backend and connecting ----------------------------------------------------
+
+    def begin(self) -> None:
+        """Start forwarding (the client connection calls this once the head is complete)."""
+        spec = self.snap.spec
+        loop = self.shared.loop
+        self._timer = loop.call_later(min(spec.read_timeout, spec.total_timeout), self._watchdog)
+        self._try_backend()
+
+    def _try_backend(self) -> None:
+        snap = self.snap
+        index = snap.balancer.choose(snap.table, self.client.client_ip, self._cookie, self._exclude)
+        if index < 0:
+            self._fail(502, "Bad Gateway", "no backend can take the request")
+            return
+        backend = snap.table.backends[index]
+        self._backend = backend
+        self._last_name = backend.name
+        self._attempts += 1
+        backend.in_flight += 1
+        backend.requests += 1
+        conn = self.shared.pool.take_idle(backend)
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self._connecting = self.shared.pool.connect(
+                backend, snap.spec.connect_timeout, self._connected
+            )
+
+    def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
+        self._connecting = None
+        if self._finished:
+            if conn is not None:
+                self.shared.pool.release(conn)
+            return
+        if conn is None:
+            self._upstream_error(error, replied=False, timed_out=error == "timeout")
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self._upstream = conn
+        conn.send(self, self._head, self._head_request)
+        if self._pending:
+            for piece in self._pending:
+                conn.write(piece)
+            self._pending = []
+            if self._pending_bytes > PENDING_LIMIT:
+                self.client.resume(PAUSE_PENDING)
+            self._pending_bytes = 0
+
+    # -- the response (ResponseSink) ----------------------------------------------------------
+
+    def response_head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[Header],
+        content_length: bytes | None,
+        has_body: bool,
+    ) -> None:
+        self._replay = None
+        self._resp_started = True
+        self._status = status
+        if content_length is not None and (has_body or self._head_request or status == 304):
+            framing = b"Content-Length: " + content_length + b"\r\n"
+            self._resp_mode = RAW if has_body else NO_BODY
+        elif not has_body:
+            framing = b""
+            self._resp_mode = NO_BODY
+        elif self.http11:
+            framing = b"Transfer-Encoding: chunked\r\n"
+            self._resp_mode = CHUNKED
+        else:
+            framing = b""
+            self._resp_mode = RAW
+            self.keep_alive = False  # an HTTP/1.0 client learns the end from the close
+        extra = b""
+        snap = self.snap
+        backend = self._backend
+        if snap.sticky_cookie is not None and backend is not None and self._cookie != backend.name:
+            extra = b"Set-Cookie: %s=%s; Path=/; HttpOnly\r\n" % (
+                snap.sticky_cookie,
+                backend.name.encode(),
+            )
+        keep = self.keep_alive and not self.shared.draining
+        transport = self.client.transport
+        if transport is not None:
+            transport.write(hdr.response_head(status, reason, headers, framing, keep, extra))
+
+    def response_body(self, data: bytes) -> None:
+        transport = self.client.transport
+        if transport is None:
+            return
+        if self._resp_mode == CHUNKED:
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            transport.write(data)
+
+    def response_end(self, reusable: bool) -> None:
+        conn = self._upstream
+        self._upstream = None
+        if self._resp_mode == CHUNKED and self.client.transport is not None:
+            self.client.transport.write(CHUNK_END)
+        if conn is not None:
+            if reusable and self._req_done:
+                self.shared.pool.release(conn)
+            else:
+                conn.close()
+        self._release_backend(ok=self._status < 500)
+        self._finish(self.keep_alive and self._req_done)
+
+    def upstream_failed(self, error: str, replied: bool) -> None:
+        self._upstream = None
+        self._upstream_error(error, replied, timed_out=False)
+
+    def upstream_pause(self) -> None:
+        self.client.pause(PAUSE_UPSTREAM)
+
+    def upstream_resume(self) -> None:
+        self.client.resume(PAUSE_UPSTREAM)
+
+    # -- flow control from the client side -----------------------------------------------------
+
+    def client_pause(self) -> None:
+        """The client's write buffer is full: stop reading the backend."""
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def client_resume(self) -> None:
+        conn = self._upstream
+        if conn is not None:
+            conn.last_io = self.shared.loop.time()
+            conn.resume_reading()
+
+    # -- failures, timeouts, the end ----------------------------------------------------------
+
+    def _upstream_error(self, error: str, replied: bool, timed_out: bool) -> None:
+        failed = self._backend
+        self._release_backend(ok=False)
+        if self._finished:
+            return
+        if self._resp_started:
+            self._abort()
+            return
+        if (
+            not replied
+            and self._idempotent
+            and self._replay is not None
+            and self._attempts < 2
+            and failed is not None
+        ):
+            self._exclude = failed.index
+            self.shared.stats.retries += 1
+            self._pending = list(self._replay)
+            self._pending_bytes = self._replay_bytes
+            self._try_backend()
+            return
+        if timed_out:
+            self._fail(504, "Gateway Timeout", f"backend timed out: {error}")
+        else:
+            self._fail(502, "Bad Gateway", f"backend failed: {error}")
+
+    def _watchdog(self) -> None:
+        self._timer = None
+        if self._finished:
+            return
+        spec = self.snap.spec
+        loop = self.shared.loop
+        now = loop.time()
+        total_left = self._started + spec.total_timeout - now
+        conn = self._upstream
+        if total_left > 0:
+            if conn is None or conn.reading_paused:
+                read_left = spec.read_timeout  # connecting, or the client is slow to read
+            else:
+                read_left = conn.last_io + spec.read_timeout - now
+            if read_left > 0:
+                self._timer = loop.call_later(min(total_left, read_left), self._watchdog)
+                return
+        # A timeout: the backend is slow, or the whole request took too long.
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if conn is not None:
+            self._upstream = None
+            conn.close()
+        self._release_backend(ok=False)
+        if self._resp_started:
+            self._abort()
+        else:
+            self._fail(504, "Gateway Timeout", "backend timed out")
+
+    def _release_backend(self, ok: bool) -> None:
+        backend = self._backend
+        if backend is None:
+            return
+        self._backend = None
+        backend.in_flight -= 1
+        self.shared.report(self.snap, backend, ok)
+
+    def _fail(self, status: int, reason: str, message: str) -> None:
+        """Answer the client ourselves (nothing of the backend's answer was sent)."""
+        self._status = status
+        self._replay = None
+        self._pending = []
+        transport = self.client.transport
+        keep = self.keep_alive and self._req_done and not self.shared.draining
+        if transport is not None:
+            transport.write(hdr.error_response(status, reason, message, keep))
+        self._finish(keep)
+
+    def _abort(self) -> None:
+        self._finish(False)
+        self.client.abort()
+
+    def _finish(self, keep_alive: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.shared.stats.count_request(
+            self._last_name, self._status, self.shared.loop.time() - self._started
+        )
+        self.client.exchange_done(self, keep_alive)
+
+    def abandon(self) -> None:
+        """The client went away: stop, and do not keep the backend connection."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        conn = self._upstream
+        self._upstream = None
+        if conn is not None:
+            conn.close()
+        if self._backend is not None:
+            backend = self._backend
+            self._backend = None
+            backend.in_flight -= 1
+        self.shared.stats.count_request(
+            self._last_name, 499, self.shared.loop.time() - self._started
+        )

@@ -1,0 +1,334 @@
+"""The client side of the proxy: a raw asyncio protocol parsing requests with httptools.
+
+One `ClientConnection` per accepted connection. It parses requests as bytes arrive, checks
+the header limits, and hands each request to an `Exchange`; requests pipelined behind the one
+in progress wait their turn (reading pauses meanwhile). It also owns the client-side timers:
+`client_timeout` to receive a request's head (a slowloris gets 408 and is closed) and
+`idle_timeout` between keep-alive requests. Malformed input gets 400 and a close; nothing a
+client sends can take the proxy down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from gslb.proxy import headers as hdr
+from gslb.proxy.exchange import Exchange
+from gslb.proxy.shared import Shared
+from gslb.proxy.upstream import Header
+
+PAUSE_PIPELINE = 4  # a request waits behind the one in progress
+
+
+class Reject(Exception):
+    """A request refused while parsing its head."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_chunked",
+        "_closing",
+        "_content_length",
+        "_expect_continue",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_parser",
+        "_parsing",
+        "_paused",
+        "_queue",
+        "_raw_head",
+        "_timer",
+        "_timer_is_idle",
+        "_url",
+        "client_ip",
+        "shared",
+        "transport",
+    )
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self._parser = HttpRequestParser(self)
+        self._parsing: Exchange | None = None  # the request the parser is reading
+        self._active: Exchange | None = None  # the request being answered
+        self._queue: deque[Exchange] = deque()  # pipelined requests, complete heads
+        self._in_head = False
+        self._url = b""
+        self._headers: list[Header] = []
+        self._head_bytes = 0
+        self._raw_head = 0
+        self._content_length: bytes | None = None
+        self._chunked = False
+        self._expect_continue = False
+        self._paused = 0
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_is_idle = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if peer else ""
+        self.shared.connections.add(self)
+        self.shared.stats.client_connections += 1
+        self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.shared.forget(self)
+        self.shared.stats.client_connections -= 1
+        self._cancel_timer()
+        self.transport = None
+        self._closing = True
+        if self._active is not None:
+            active, self._active = self._active, None
+            active.abandon()
+        while self._queue:
+            self._queue.popleft().abandon()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._timer_is_idle:
+            self._cancel_timer()
+        counting = self._parsing is None or self._in_head
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            # The request is complete; we do not switch protocols (Upgrade is hop-by-hop and
+            # removed), so it is answered normally and the connection closes after it.
+            self._parser = HttpRequestParser(self)
+            self._closing = True
+            self._pause(PAUSE_PIPELINE)
+            if self._active is None:
+                self.close()
+            return
+        except HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, Reject):
+                self._reject(cause.status, cause.reason, cause.message)
+            else:
+                self._reject(400, "Bad Request", "malformed request")
+            return
+        except HttpParserError:
+            self._reject(400, "Bad Request", "malformed request")
+            return
+        if self._in_head:
+            if counting:
+                self._raw_head += len(data)
+            if self._raw_head > self.shared.snapshot.spec.max_header_bytes:
+                self._reject(431, "Request Header Fields Too Large", "request head too large")
+                return
+            if self._timer is None:
+                self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
+
+    def pause_writing(self) -> None:
+        if self._active is not None:
+            self._active.client_pause()
+
+    def resume_writing(self) -> None:
+        if self._active is not None:
+            self._active.client_resume()
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets the answer in progress, then the connection closes.
+        self._closing = True
+        return self._active is not None
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._parsing = Exchange(self, self.shared)
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._content_length = None
+        self._chunked = False
+        self._expect_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self.shared.snapshot.spec.max_header_bytes:
+            raise Reject(431, "Request Header Fields Too Large", "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        spec = self.shared.snapshot.spec
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > spec.max_header_bytes:
+            raise Reject(431, "Request Header Fields Too Large", "request head too large")
+        if len(headers) > spec.max_headers:
+            raise Reject(431, "Request Header Fields Too Large", "too many header fields")
+        n = len(name)
+        if n == 14 and name.lower() == b"content-length":
+            self._content_length = value.strip()
+        elif n == 17 and name.lower() == b"transfer-encoding":
+            self._chunked = b"chunked" in value.lower()
+        elif n == 6 and name.lower() == b"expect":
+            self._expect_continue = value.strip().lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        exchange = self._parsing
+        assert exchange is not None
+        self._in_head = False
+        self._raw_head = 0
+        if self._timer is not None and not self._timer_is_idle:
+            self._cancel_timer()
+        parser = self._parser
+        method = parser.get_method()
+        if method == b"CONNECT":
+            raise Reject(405, "Method Not Allowed", "CONNECT is not supported")
+        exchange.set_head(
+            method,
+            self._url,
+            self._headers,
+            parser.get_http_version() != "1.0",
+            parser.should_keep_alive() and not self._closing,
+            self._content_length,
+            self._chunked,
+        )
+        if self._active is None:
+            self._start(exchange)
+        else:
+            self._queue.append(exchange)
+            self._pause(PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self._parsing
+        self._parsing = None
+        if exchange is not None:
+            exchange.request_end()
+
+    # -- used by exchanges ----------------------------------------------------------------------
+
+    def _start(self, exchange: Exchange) -> None:
+        self._active = exchange
+        if self._expect_continue and exchange is self._parsing and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        exchange.begin()
+
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+        if exchange is not self._active:
+            return
+        self._active = None
+        if not keep_alive or self.shared.draining or (self._closing and not self._queue):
+            self.close()
+            return
+        if self._queue:
+            # The next pipelined request starts on the next loop turn, after this one's
+            # callbacks have unwound (its backend connection may be the one just released).
+            self.shared.loop.call_soon(self._next)
+            return
+        self._resume(PAUSE_PIPELINE)
+        if self._parsing is None:
+            self._arm(self.shared.snapshot.spec.idle_timeout, idle=True)
+
+    def _next(self) -> None:
+        if self._active is not None or not self._queue or self.transport is None:
+            return
+        exchange = self._queue.popleft()
+        if not self._queue:
+            self._resume(PAUSE_PIPELINE)
+        self._start(exchange)
+
+    def pause(self, reason: int) -> None:
+        self._pause(reason)
+
+    def resume(self, reason: int) -> None:
+        self._resume(reason)
+
+    def _pause(self, reason: int) -> None:
+        if self._paused == 0 and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if self._paused == 0 and self.transport is not None and not self._closing:
+                self.transport.resume_reading()
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Close now if idle; otherwise after the request in progress."""
+        if self._active is None and not self._in_head:
+            self.close()
+        else:
+            self._closing = True
+
+    def close(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _reject(self, status: int, reason: str, message: str) -> None:
+        """Refuse what the parser is reading: answer it if nothing else is, then close."""
+        self._closing = True
+        self._in_head = False
+        self._parsing = None
+        self._pause(PAUSE_PIPELINE)
+        self.shared.stats.count_request("-", status, 0.0)
+        if self._active is None and self.transport is not None:
+            self.transport.write(hdr.error_response(status, reason, message))
+            self.close()
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _arm(self, delay: float, idle: bool) -> None:
+        self._cancel_timer()
+        self._timer_is_idle = idle
+        self._timer = self.shared.loop.call_later(delay, self._timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_is_idle = False
+
+    def _timeout(self) -> None:
+        self._timer = None
+        if self._timer_is_idle:
+            self.close()  # idle keep-alive connection: close quietly
+            return
+        if self._active is not None:
+            self._closing = True  # a slow pipelined head: finish the answer in progress, then go
+            return
+        self._timer_is_idle = False
+        self.shared.stats.count_request("-", 408, 0.0)
+        if self.transport is not None:
+            self.transport.write(hdr.error_response(408, "Request Timeout", "request too slow"))
+        self.close()

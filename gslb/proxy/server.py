@@ -1,0 +1,286 @@
+"""`ProxyServer`: one region's proxy, in-process: traffic port, admin port, health checks.
+
+    server = ProxyServer(spec, token="secret")
+    await server.start()            # binds; port 0 works, read server.port / server.admin_port
+    server.reload(new_spec)         # SIGHUP: swap backends/method/timeouts, no request dropped
+    await server.drain()            # stop accepting, finish in-flight (up to drain_timeout)
+    await server.close()
+
+Draining the whole proxy: the listening socket closes, /health answers 503, idle keep-alive
+client connections close, each busy one closes after its answer, idle backend connections
+close; whatever is still open after `drain_timeout` is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gslb.health import Health, Prober, Scheduler, Target
+from gslb.model import HostPort, ProxySpec
+from gslb.proxy.admin import make_admin_app
+from gslb.proxy.backends import BackendState, BackendTable
+from gslb.proxy.balancers import make_balancer
+from gslb.proxy.frontend import ClientConnection
+from gslb.proxy.metrics import make_registry
+from gslb.proxy.shared import Shared, Snapshot
+from gslb.proxy.stats import ProxyStats
+
+log = logging.getLogger(__name__)
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        spec: ProxySpec,
+        *,
+        token: str | None = None,
+        listen: HostPort | None = None,
+        admin: HostPort | None = None,
+    ) -> None:
+        self._spec = spec
+        self._token = token
+        self._listen = listen or spec.listen
+        self._admin = admin or spec.admin
+        self.stats = ProxyStats()
+        self._shared: Shared | None = None
+        self._server: asyncio.Server | None = None
+        self._admin_runner: web.AppRunner | None = None
+        self._admin_site_port = 0
+        self._prober: Prober | None = None
+        self._scheduler: Scheduler | None = None
+        self._drain_task: asyncio.Task[bool] | None = None
+        self.finished = asyncio.Event()  # set once a drain completed
+        self.registry: CollectorRegistry = make_registry(self.stats, self._backends)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        shared = Shared(loop, self._snapshot(self._spec, None), self.stats)
+        self._shared = shared
+        self._server = await loop.create_server(
+            lambda: ClientConnection(shared),
+            self._listen.host,
+            self._listen.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        if self._admin is not None:
+            runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self._admin.host, self._admin.port, reuse_address=True)
+            await site.start()
+            self._admin_runner = runner
+            server = site._server  # aiohttp keeps the bound socket here
+            if isinstance(server, asyncio.Server) and server.sockets:
+                self._admin_site_port = int(server.sockets[0].getsockname()[1])
+        await self._start_checks()
+        log.info("proxy listening on %s (admin %s)", self.address, self._admin or "off")
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def address(self) -> HostPort:
+        return HostPort(self._listen.host, self.port)
+
+    @property
+    def admin_port(self) -> int:
+        return self._admin_site_port
+
+    @property
+    def draining(self) -> bool:
+        return self._shared is not None and self._shared.draining
+
+    def request_drain(self) -> None:
+        """Start draining in the background (SIGTERM, POST /drain); `finished` is set after."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self.drain())
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Stop accepting and let in-flight requests finish; True when all of them did."""
+        shared = self._shared
+        assert shared is not None
+        if timeout is None:
+            timeout = shared.snapshot.spec.drain_timeout
+        shared.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(shared.connections):
+            conn.drain()
+        shared.pool.close_idle()
+        try:
+            async with asyncio.timeout(timeout):
+                await shared.wait_all_closed()
+            clean = True
+        except TimeoutError:
+            log.warning("drain timeout: cutting %d connections", len(shared.connections))
+            for conn in list(shared.connections):
+                conn.abort()
+            clean = False
+        shared.pool.close_idle()
+        self.finished.set()
+        return clean
+
+    async def close(self) -> None:
+        """Cut everything and release the ports (drain first for a graceful stop)."""
+        shared = self._shared
+        if self._server is not None:
+            self._server.close()
+        if shared is not None:
+            shared.draining = True
+            for conn in list(shared.connections):
+                conn.abort()
+            shared.pool.close_idle()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+            self._scheduler = None
+        if self._prober is not None:
+            await self._prober.close()
+            self._prober = None
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            self._admin_runner = None
+        if self._drain_task is not None and not self._drain_task.done():
+            self._drain_task.cancel()
+        self.finished.set()
+
+    # -- config ---------------------------------------------------------------------------------
+
+    def _snapshot(self, spec: ProxySpec, previous: Snapshot | None) -> Snapshot:
+        table = BackendTable(
+            spec.backends, previous.table if previous else None, self._health_changed
+        )
+        same_set = previous is not None and [
+            (b.name, b.weight) for b in previous.spec.backends
+        ] == [(b.name, b.weight) for b in spec.backends]
+        if previous is not None and same_set and previous.spec.method == spec.method:
+            balancer = previous.balancer  # keeps its rotation going
+        else:
+            names = [b.name for b in spec.backends]
+            balancer = make_balancer(spec.method, names, [b.weight for b in spec.backends])
+        sticky = spec.sticky_cookie.encode() if spec.method == "sticky" else None
+        return Snapshot(spec, table, balancer, sticky)
+
+    def reload(self, spec: ProxySpec) -> None:
+        """Apply a new proxy block. Requests in flight finish on the snapshot they started
+        with; the listen and admin addresses stay as they were bound."""
+        shared = self._shared
+        assert shared is not None
+        previous = shared.snapshot
+        snap = self._snapshot(spec, previous)
+        shared.snapshot = snap
+        self._spec = spec
+        for gone in snap.table.retired(previous.table):
+            shared.pool.close_idle(gone)
+        if self._scheduler is not None or spec.health is not None:
+            asyncio.get_running_loop().create_task(self._start_checks())
+        log.info("proxy reloaded: %d backends, %s", len(spec.backends), spec.method)
+
+    def _backends(self) -> tuple[BackendState, ...]:
+        if self._shared is None:
+            return ()
+        return tuple(self._shared.snapshot.table.backends)
+
+    # -- active health checks -----------------------------------------------------------------
+
+    async def _start_checks(self) -> None:
+        spec = self._spec
+        if spec.health is None:
+            if self._scheduler is not None:
+                self._scheduler.set_targets([])
+            assert self._shared is not None
+            for state in self._shared.snapshot.table.backends:
+                self._shared.snapshot.table.set_healthy(state, True, "")
+            return
+        if self._prober is None:
+            self._prober = Prober()
+            await self._prober.open()
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self._prober, self._on_check)
+            await self._scheduler.start()
+        check = spec.health
+        self._scheduler.set_targets(
+            Target(b.name, check, b.host, check.port or b.port) for b in spec.backends
+        )
+        # Targets kept across a reload keep their Health: carry it into the new table.
+        for name, health in self._scheduler.health().items():
+            self._on_check(name, health)
+
+    def _on_check(self, name: str, health: Health) -> None:
+        if self._shared is None:
+            return
+        table = self._shared.snapshot.table
+        state = table.get(name)
+        if state is not None:
+            table.set_healthy(state, health.up, health.last_detail)
+
+    def _health_changed(self, state: BackendState, up: bool) -> None:
+        self.stats.count_health_change(state.name, up)
+        log.warning("backend %s is %s", state.name, "up" if up else "down")
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        shared = self._shared
+        if shared is None:
+            return False, "not started"
+        if shared.draining:
+            return False, "draining"
+        if not shared.snapshot.table.any_available():
+            return False, "no backend can take requests"
+        return True, "ok"
+
+    def set_backend_drained(self, name: str, drained: bool) -> bool:
+        shared = self._shared
+        assert shared is not None
+        table = shared.snapshot.table
+        state = table.get(name)
+        if state is None:
+            return False
+        table.set_drained(state, drained)
+        if drained:
+            shared.pool.close_idle(state)
+        log.warning("backend %s %s by the admin API", name, "drained" if drained else "enabled")
+        return True
+
+    def status(self) -> dict[str, Any]:
+        shared = self._shared
+        assert shared is not None
+        snap = shared.snapshot
+        states = [s.status() for s in snap.table.backends]
+        total = sum(s.requests for s in states) or 1
+        return {
+            "listen": str(self.address),
+            "method": snap.spec.method,
+            "draining": shared.draining,
+            "healthy": self.healthy()[0],
+            "open_connections": {
+                "client": self.stats.client_connections,
+                "backend": self.stats.upstream_connections,
+            },
+            "retries": self.stats.retries,
+            "backends": [
+                {
+                    "name": s.name,
+                    "url": s.url,
+                    "weight": s.weight,
+                    "available": s.available,
+                    "healthy": s.healthy,
+                    "passive_out": s.passive_out,
+                    "drained": s.drained,
+                    "in_flight": s.in_flight,
+                    "requests": s.requests,
+                    "share": round(s.requests / total, 4),
+                    "health_detail": s.health_detail,
+                }
+                for s in states
+            ],
+        }

@@ -1,0 +1,81 @@
+"""What every connection of one proxy server shares: the current config snapshot, the pool,
+the counters, the drain flag. The snapshot is swapped whole on reload (snapshots, not locks):
+a request reads it once when it starts and keeps that one to the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from gslb.model import ProxySpec
+from gslb.proxy.backends import BackendState, BackendTable
+from gslb.proxy.balancers import Balancer
+from gslb.proxy.stats import ProxyStats
+from gslb.proxy.upstream import Pool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    spec: ProxySpec
+    table: BackendTable
+    balancer: Balancer
+    sticky_cookie: bytes | None  # the cookie name when the method is sticky
+
+
+class Closable(Protocol):
+    def drain(self) -> None:
+        """Finish the request in progress, if any, then close."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class Shared:
+    __slots__ = ("_all_closed", "connections", "draining", "loop", "pool", "snapshot", "stats")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, snapshot: Snapshot, stats: ProxyStats
+    ) -> None:
+        self.loop = loop
+        self.snapshot = snapshot
+        self.stats = stats
+        self.pool = Pool(loop, stats)
+        self.draining = False
+        self.connections: set[Closable] = set()
+        self._all_closed: asyncio.Future[None] | None = None
+
+    def forget(self, conn: Closable) -> None:
+        """A client connection closed."""
+        self.connections.discard(conn)
+        waiter = self._all_closed
+        if not self.connections and waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_all_closed(self) -> None:
+        """Returns once no client connection is left open."""
+        if not self.connections:
+            return
+        if self._all_closed is None or self._all_closed.done():
+            self._all_closed = self.loop.create_future()
+        await asyncio.shield(self._all_closed)
+
+    def report(self, snap: Snapshot, backend: BackendState, ok: bool) -> None:
+        """One request's outcome for passive checks; schedules the end of a cool-down."""
+        spec = snap.spec
+        loop = self.loop
+        table = snap.table
+        if table.outcome(backend, ok, loop.time(), spec.fail_threshold, spec.cooldown):
+            self._check_cooldown(table, backend, spec.cooldown)
+
+    def _check_cooldown(self, table: BackendTable, backend: BackendState, delay: float) -> None:
+        def check() -> None:
+            now = self.loop.time()
+            remaining = backend.passive.out_until - now
+            if backend.passive_out and remaining > 0:
+                self._check_cooldown(table, backend, remaining)  # timers may fire a hair early
+            else:
+                table.end_cooldown(backend, now)
+
+        self.loop.call_later(delay, check)

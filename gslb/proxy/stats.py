@@ -1,0 +1,100 @@
+"""The proxy's own counters: plain numbers bumped on the request path, read at scrape time.
+
+Bumping a prometheus_client metric takes a lock and a label lookup per call; these are plain
+attribute and dict updates, and `gslb.proxy.metrics` turns them into Prometheus families only
+when /metrics is read.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+# Latency buckets (seconds): fine enough around the milliseconds a proxy hop costs that
+# P50/P95/P99 can be read, wide enough for slow backends.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class Histogram:
+    """Cumulative-at-read histogram: one count per bucket (the last is +Inf) and a sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        running = 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            out.append((repr(bound), running))
+        running += self.counts[-1]
+        out.append(("+Inf", running))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """An upper bound of the q-quantile (the bucket it falls in); None when empty."""
+        n = sum(self.counts)
+        if n == 0:
+            return None
+        rank = q * n
+        running = 0
+        for i, count in enumerate(self.counts):
+            running += count
+            if running >= rank:
+                return self.bounds[i] if i < len(self.bounds) else float("inf")
+        return float("inf")
+
+
+class ProxyStats:
+    """Everything /metrics and /status count. Owned by one ProxyServer."""
+
+    __slots__ = (
+        "client_connections",
+        "health_changes",
+        "latency",
+        "requests",
+        "retries",
+        "upstream_connections",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}  # (backend or "-", status) -> count
+        self.latency = Histogram()
+        self.client_connections = 0
+        self.upstream_connections = 0
+        self.retries = 0
+        self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
+
+    def count_request(self, backend: str, status: int, seconds: float) -> None:
+        key = (backend, status)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        self.latency.observe(seconds)
+
+    def count_health_change(self, backend: str, up: bool) -> None:
+        key = (backend, "up" if up else "down")
+        self.health_changes[key] = self.health_changes.get(key, 0) + 1

@@ -1,0 +1,294 @@
+"""Connections to backends: a raw asyncio protocol parsing responses with httptools, and the
+keep-alive pool that hands idle ones out again.
+
+One `UpstreamConnection` carries one request at a time. The request side (`gslb.proxy.exchange`)
+writes the head and body and receives the response through the `ResponseSink` calls; the
+connection tells it when its own write buffer is full so that it stops reading the client
+(flow control), and whether any byte of a response arrived before a failure (which decides
+whether a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from httptools import HttpParserError, HttpResponseParser
+
+from gslb.proxy.backends import BackendState
+from gslb.proxy.stats import ProxyStats
+
+Header = tuple[bytes, bytes]
+MAX_IDLE_PER_BACKEND = 256
+
+
+class ResponseSink(Protocol):
+    """The request an upstream connection is serving."""
+
+    def response_head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[Header],
+        content_length: bytes | None,
+        has_body: bool,
+    ) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_end(self, reusable: bool) -> None: ...
+    def upstream_failed(self, error: str, replied: bool) -> None: ...
+    def upstream_pause(self) -> None: ...
+    def upstream_resume(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_chunked",
+        "_close_delimited",
+        "_content_length",
+        "_head_request",
+        "_headers",
+        "_in_body",
+        "_parser",
+        "_reason",
+        "_reset_parser",
+        "_stats",
+        "backend",
+        "closed",
+        "last_io",
+        "pool",
+        "reading_paused",
+        "replied",
+        "sink",
+        "transport",
+    )
+
+    def __init__(self, pool: Pool, backend: BackendState, stats: ProxyStats) -> None:
+        self.pool = pool
+        self.backend = backend
+        self._stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self.closed = False
+        self.replied = False
+        self.reading_paused = False
+        self.last_io = 0.0
+        self._parser = HttpResponseParser(self)
+        self._reset_parser = False
+        self._head_request = False
+        self._reason = b""
+        self._headers: list[Header] = []
+        self._content_length: bytes | None = None
+        self._chunked = False
+        self._close_delimited = False
+        self._in_body = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._stats.upstream_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+        self._stats.upstream_connections -= 1
+        sink = self.sink
+        if sink is None:
+            return
+        self.sink = None
+        if self._close_delimited and self._in_body and exc is None:
+            sink.response_end(False)  # a close-delimited body ends here
+        else:
+            sink.upstream_failed(str(exc) if exc else "backend closed the connection", self.replied)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def data_received(self, data: bytes) -> None:
+        self.replied = True
+        self.last_io = self.pool.loop.time()
+        if self.sink is None:
+            self.close()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        try:
+            self._parser.feed_data(data)
+        except HttpParserError as e:
+            self._fail(f"bad response from backend: {e}")
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_pause()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_resume()
+
+    # -- used by the request side ---------------------------------------------------------------
+
+    def send(self, sink: ResponseSink, head: bytes, head_request: bool) -> None:
+        """Start one request: `sink` receives its response."""
+        if self._reset_parser:
+            self._parser = HttpResponseParser(self)
+            self._reset_parser = False
+        self.sink = sink
+        self.replied = False
+        self._head_request = head_request
+        self._headers = []
+        self._content_length = None
+        self._chunked = False
+        self._close_delimited = False
+        self._in_body = False
+        self.last_io = self.pool.loop.time()
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.sink = None
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _fail(self, error: str) -> None:
+        sink = self.sink
+        self.sink = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        if sink is not None:
+            sink.upstream_failed(error, self.replied)
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        if len(name) == 14 and name.lower() == b"content-length":
+            self._content_length = value
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._chunked = b"chunked" in value.lower()
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            self._headers = []  # an interim answer (100, 103): not forwarded
+            return
+        no_body = self._head_request or status in (204, 304)
+        if not no_body and self._content_length is None and not self._chunked:
+            self._close_delimited = True
+        self._in_body = True
+        sink = self.sink
+        if sink is None:
+            return
+        sink.response_head(status, self._reason, self._headers, self._content_length, not no_body)
+        if self._head_request and self.sink is sink:
+            # httptools cannot be told that a HEAD answer has no body: end it here and start
+            # the next response on a fresh parser.
+            self._reset_parser = True
+            self._finish(reusable=self._parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:
+            return
+        if self._head_request:
+            return
+        self._finish(reusable=self._parser.should_keep_alive())
+
+    def _finish(self, reusable: bool) -> None:
+        sink = self.sink
+        self.sink = None
+        self._in_body = False
+        if sink is not None:
+            sink.response_end(reusable and not self._close_delimited)
+
+
+class Pool:
+    """Idle keep-alive connections per backend, most recently used first, and new ones."""
+
+    __slots__ = ("_idle", "_stats", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stats: ProxyStats) -> None:
+        self.loop = loop
+        self._stats = stats
+        self._idle: dict[BackendState, list[UpstreamConnection]] = {}
+
+    def take_idle(self, backend: BackendState) -> UpstreamConnection | None:
+        idle = self._idle.get(backend)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep `conn` for the next request to its backend, or close it."""
+        conn.sink = None
+        if conn.closed:
+            return
+        conn.resume_reading()
+        backend = conn.backend
+        idle = self._idle.get(backend)
+        if idle is None:
+            idle = self._idle[backend] = []
+        if backend.drained or len(idle) >= MAX_IDLE_PER_BACKEND:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def connect(
+        self,
+        backend: BackendState,
+        timeout: float,
+        done: Callable[[UpstreamConnection | None, str], None],
+    ) -> asyncio.Task[None]:
+        """Open a new connection in the background; `done(conn, "")` or `done(None, error)`."""
+        return self.loop.create_task(self._connect(backend, timeout, done))
+
+    async def _connect(
+        self,
+        backend: BackendState,
+        timeout: float,
+        done: Callable[[UpstreamConnection | None, str], None],
+    ) -> None:
+        spec = backend.backend
+        try:
+            async with asyncio.timeout(timeout):
+                _, proto = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self, backend, self._stats), spec.host, spec.port
+                )
+        except TimeoutError:
+            done(None, "timeout")
+            return
+        except OSError as e:
+            done(None, f"connect failed: {e.strerror or e}")
+            return
+        done(proto, "")
+
+    def close_idle(self, backend: BackendState | None = None) -> None:
+        """Close idle connections (of one backend, or all)."""
+        keys = [backend] if backend is not None else list(self._idle)
+        for key in keys:
+            for conn in self._idle.pop(key, []):
+                conn.close()
