@@ -129,9 +129,6 @@ class _FamilyCache:
         ordered = sorted(self.tables.items(), key=lambda item: (-len(item[1]), -item[0]))
         self.probes = tuple((self.bits - plen, table) for plen, table in ordered)
 
-    def size(self) -> int:
-        return sum(len(table) for table in self.tables.values())
-
     def clear(self) -> None:
         self.tables.clear()
         self.probes = ()
@@ -202,6 +199,9 @@ class GeoDatabase:
         self._misses += 1
         address: IPAddress = ipaddress.IPv6Address(number) if v6 else ipaddress.IPv4Address(number)
         record, prefix_len = self._reader.get_with_prefix_len(address)
+        # An IPv4 address in an IPv6 database comes back with an IPv4 prefix length; the
+        # clamp only guards against a malformed tree that ends above the IPv4 subtree.
+        prefix_len = min(max(prefix_len, 0), cache.bits)
         fields = read_record(record)
         location = _UNPLACED
         if fields is not None:
