@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
@@ -170,6 +172,34 @@ def test_cache_keeps_families_and_prefix_lengths_apart(demo: GeoDatabase) -> Non
         "8.8.4.0/24",
         "1.1.1.0/24",
     ]
+
+
+def _demo_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    with DEMO_CSV.open(newline="", encoding="utf-8") as handle:
+        return [ipaddress.ip_network(row["network"]) for row in csv.DictReader(handle)]
+
+
+def _address_in(network: ipaddress.IPv4Network | ipaddress.IPv6Network, offset: int) -> str:
+    return str(network[offset % network.num_addresses])
+
+
+_ADDRESSES = st.one_of(
+    st.builds(_address_in, st.sampled_from(_demo_networks()), st.integers(0, 2**64)),
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    st.integers(0, 2**32 - 1).map(lambda n: f"::ffff:{ipaddress.IPv4Address(n)}"),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_ADDRESSES, min_size=1, max_size=40))
+def test_cached_answers_equal_uncached_answers(addresses: list[str]) -> None:
+    with GeoDatabase(str(DEMO_DB)) as cached, GeoDatabase(str(DEMO_DB), cache_size=1) as bare:
+        for address in addresses + addresses[::-1]:
+            assert cached.lookup(address) == bare.lookup(address), address
+        info = cached.cache_info()
+        assert info.hits + info.misses + info.skipped == 2 * len(addresses)
+        assert info.misses <= len(addresses)
 
 
 def test_cache_is_bounded() -> None:
