@@ -23,28 +23,28 @@ def link(
     zone_drafts: list[ZoneDraft],
     region_drafts: list[RegionDraft],
     report_for: ReportFor,
-    check_endpoints: bool,
+    regions_clean: bool,
+    zones_clean: bool,
 ) -> tuple[tuple[Zone, ...], Mapping[str, Region]]:
     """Finished zones (services resolved) and regions by name.
 
-    `check_endpoints` False skips "a service without endpoints", which would only
-    repeat a problem already reported inside a broken region file.
+    A broken region file may hide a region's name or endpoints, and a broken zone
+    file its services: then the checks that would only echo that problem
+    ("undefined region", "no endpoints", "no zone defines") are skipped.
     """
     regions = _unique_regions(region_drafts, report_for)
     zones = _unique_zones(zone_drafts, report_for)
     services = _service_index(zones, report_for)
-    _check_region_services(regions, services, report_for)
+    if zones_clean:
+        _check_region_services(regions, services, report_for)
     finished = []
     for draft in zones:
-        resolved = {
-            service.service.name: _resolve(draft.zone.file, service, regions, report_for)
-            for service in draft.services
-        }
-        if check_endpoints:
-            for service in draft.services:
-                _check_endpoints(
-                    draft.zone.file, service, resolved[service.service.name], regions, report_for
-                )
+        resolved = {}
+        for service in draft.services:
+            final, complete = _resolve(draft.zone.file, service, regions, report_for, regions_clean)
+            resolved[final.name] = final
+            if complete and regions_clean:
+                _check_endpoints(draft.zone.file, service, final, regions, report_for)
         finished.append(dataclasses.replace(draft.zone, services=frozen_map(resolved)))
     by_name = {name: regions[name].region for name in sorted(regions)}
     return tuple(finished), frozen_map(by_name)
@@ -104,20 +104,29 @@ def _check_region_services(
 
 
 def _resolve(
-    file: str, draft: ServiceDraft, regions: Mapping[str, RegionDraft], report_for: ReportFor
-) -> Service:
+    file: str,
+    draft: ServiceDraft,
+    regions: Mapping[str, RegionDraft],
+    report_for: ReportFor,
+    regions_clean: bool,
+) -> tuple[Service, bool]:
+    """The service with its regions, and whether every region it names exists."""
+    complete = True
     if draft.regions is None:
         chosen = tuple(sorted(regions))
     else:
         for region in draft.regions:
             if region.value not in regions:
-                report_for(file).add(region.line, _undefined(region.value, regions))
+                complete = False
+                if regions_clean:
+                    report_for(file).add(region.line, _undefined(region.value, regions))
         chosen = tuple(dict.fromkeys(r.value for r in draft.regions if r.value in regions))
     if draft.weights is not None:
         weights = {key.value: weight for key, weight in draft.weights if key.value in regions}
     else:
         weights = {name: regions[name].region.weight for name in chosen}
-    return dataclasses.replace(draft.service, regions=chosen, region_weights=frozen_map(weights))
+    service = dataclasses.replace(draft.service, regions=chosen, region_weights=frozen_map(weights))
+    return service, complete
 
 
 def _undefined(name: str, regions: Mapping[str, RegionDraft]) -> str:

@@ -51,7 +51,8 @@ def load_config(directory: str) -> Config:
     )
 
     zone_drafts: list[ZoneDraft] = []
-    for name in _yaml_files(root, exclude=SETTINGS_NAMES):
+    zone_files = _yaml_files(root, exclude=SETTINGS_NAMES)
+    for name in zone_files:
         file, parsed = read(name, ZONE)
         zone = None if parsed is None else build_zone(parsed, file, Ctx(report_for(file), root))
         if zone is not None:
@@ -68,8 +69,16 @@ def load_config(directory: str) -> Config:
         if region is not None:
             region_drafts.append(region)
 
-    regions_clean = not any(reports[os.path.join(directory, n)].problems for n in region_files)
-    zones, regions = link(zone_drafts, region_drafts, report_for, check_endpoints=regions_clean)
+    def clean(names: list[str]) -> bool:
+        return not any(reports[os.path.join(directory, n)].problems for n in names)
+
+    zones, regions = link(
+        zone_drafts,
+        region_drafts,
+        report_for,
+        regions_clean=clean(region_files),
+        zones_clean=clean(zone_files),
+    )
     problems = sorted(
         (p for report in reports.values() for p in report.problems),
         key=lambda p: (p.file, p.line),
