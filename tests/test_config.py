@@ -38,10 +38,10 @@ def write(directory: Path, files: dict[str, str]) -> str:
 
 
 def load(tmp_path: Path, **files: str) -> Config:
-    """Load a config: the minimal one above, with files replaced or added by keyword.
+    """Load the minimal config above with files replaced or added.
 
-    Keywords are file names with '/' written as '__' and '.' as '_dot_' is too ugly,
-    so the keyword names are fixed: zone, east, settings; others go through `extra`.
+    `zone`, `east` and `settings` name the three usual files; any other keyword is
+    a path inside the directory (pass those with **{"regions/west.yaml": ...}).
     """
     base = {"example.com.yaml": ZONE, "regions/east.yaml": EAST}
     renames = {"zone": "example.com.yaml", "east": "regions/east.yaml", "settings": "gslb.yaml"}

@@ -118,6 +118,13 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         "missing required key 'zone'",
     ),
     (
+        "no name servers",
+        {"example.com.yaml": ZONE.replace("ns: [ns1.example.com]", "ns: []")},
+        "example.com.yaml",
+        2,
+        "needs at least 1 item",
+    ),
+    (
         "wrong type",
         {"example.com.yaml": ZONE + "ttl: [1]\n"},
         "example.com.yaml",

@@ -218,6 +218,8 @@ class Choice(Kind):
         return "one of " + ", ".join(self.choices)
 
     def schema(self) -> JsonSchema:
+        if self.upper:
+            return {"enum": [*self.choices, *(c.lower() for c in self.choices)]}
         return {"enum": list(self.choices)}
 
 

@@ -79,7 +79,7 @@ SOA = Table(
     doc="the zone's SOA record",
 )
 
-RDATA = ListOf(Text(what="record data"), single_ok=True, marked=True)
+RDATA = ListOf(Text(what="record data", max_len=16384), single_ok=True, marked=True)
 RECORD_SET = Table(
     "records entry",
     (
