@@ -111,6 +111,7 @@ def test_defaults_and_name_spellings(tmp_path: Path) -> None:
         tmp_path,
         zone="""\
         zone: Example.COM.
+        ttl: 0300
         ns: [NS1.example.com.]
         soa: {rname: "Host.Master@example.com", serial: 0}
         records:
@@ -127,7 +128,7 @@ def test_defaults_and_name_spellings(tmp_path: Path) -> None:
     )
     (zone,) = config.zones
     assert zone.name == "example.com."
-    assert zone.ttl == 300
+    assert zone.ttl == 300  # decimal, though YAML 1.1 reads 0300 as octal
     assert zone.soa.mname == "ns1.example.com."  # the first name server
     assert zone.soa.rname == "host\\.master.example.com."
     assert zone.soa.serial == 0

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gslb.config import load_config
+from gslb.config.problems import Report
+from gslb.config.yamlmarks import MarkedLoader, PureMarkedLoader, parse_yaml
 from gslb.errors import ConfigError, Problem
 
 SAMPLE = Path(__file__).resolve().parent.parent / "zones"
@@ -130,6 +132,13 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         "example.com.yaml",
         7,
         "expected an integer 0..2147483647, got a list",
+    ),
+    (
+        "null value",
+        {"example.com.yaml": ZONE + "ttl:\n"},
+        "example.com.yaml",
+        7,
+        "expected an integer 0..2147483647, got nothing (null)",
     ),
     (
         "TTL out of range",
@@ -575,3 +584,23 @@ def test_arbitrary_documents_give_config_errors_not_tracebacks(
         assert exc.problems
         assert all(isinstance(p.line, int) and p.line >= 0 for p in exc.problems)
     assert os.path.isdir(directory)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ZONE,
+        "a: 1\nb: {c: [1, 2], c: 3}\n",
+        "a: [1, 2\nb: 3\n",
+        "x: &x {k: 1}\ny: {<<: *x, k: 2}\n",
+        "- 1\n- NO\n- '08'\n- 0x1f\n",
+        "a: 1\n---\nb: 2\n",
+    ],
+)
+def test_libyaml_and_pure_python_loaders_agree(text: str) -> None:
+    fast, pure = Report("f"), Report("f")
+    assert parse_yaml(text, fast, MarkedLoader) == parse_yaml(text, pure, PureMarkedLoader)
+    # The syntax-error wording is each parser's own; where it points is the same.
+    assert [(p.line, p.message[:18]) for p in fast.problems] == [
+        (p.line, p.message[:18]) for p in pure.problems
+    ]
