@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gslb.config.fields import Table
 from gslb.config.jsonschema import SchemaKind, json_schema
 from gslb.config.schema import REGION_FILE, SETTINGS, ZONE
+from gslb.config.tables import Table
 
 SAMPLE = Path(__file__).resolve().parent.parent / "zones"
 

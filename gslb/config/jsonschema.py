@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from gslb.config.fields import Table
 from gslb.config.schema import REGION_FILE, SETTINGS, ZONE
+from gslb.config.tables import Table
 
 SchemaKind = Literal["zone", "region", "settings"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from gslb.config.fields import suggest
+from gslb.config.kinds import suggest
 from gslb.config.problems import Report
 from gslb.config.regions import RegionDraft
 from gslb.config.zones import ServiceDraft, ZoneDraft

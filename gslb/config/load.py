@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 
-from gslb.config.fields import Ctx, Parsed, Table
+from gslb.config.kinds import Ctx
 from gslb.config.links import link
 from gslb.config.problems import Report
 from gslb.config.regions import RegionDraft, build_region
 from gslb.config.schema import REGION_FILE, SETTINGS, ZONE
 from gslb.config.settings import build_settings
+from gslb.config.tables import Parsed, Table
 from gslb.config.yamlmarks import YMap, parse_yaml, shape_name
 from gslb.config.zones import ZoneDraft, build_zone
 from gslb.errors import ConfigError, Problem

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gslb.config import names
-from gslb.config.fields import Ctx, Marked, Parsed, Table
+from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import PROXY
+from gslb.config.tables import Parsed, Table
 from gslb.model import Backend, CheckSpec, Endpoint, ProxySpec, Region, frozen_map
 
 

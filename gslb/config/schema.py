@@ -14,18 +14,14 @@ from gslb.config.fields import (
     Choice,
     DomainName,
     Duration,
-    Field,
     HostPortKind,
     HttpUrl,
     Int,
-    ListOf,
-    MapOf,
     Number,
-    OneOf,
     Path,
-    Table,
     Text,
 )
+from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
     CHECK_KINDS,
     PICKERS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gslb.config.fields import Parsed
+from gslb.config.tables import Parsed
 from gslb.model import ServerSettings
 
 

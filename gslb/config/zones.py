@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gslb.config import names, rdata
-from gslb.config.fields import Ctx, Marked, Parsed
+from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import RECORD_KEYS, SOA
+from gslb.config.tables import Parsed
 from gslb.model import Record, Service, Soa, Zone, frozen_map
 
 
