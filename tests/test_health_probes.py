@@ -134,7 +134,9 @@ async def test_connection_refused(prober: Prober, refused_port: int) -> None:
         assert (result.ok, result.detail) == (False, "connection refused")
 
 
-async def test_silent_server_times_out(prober: Prober) -> None:
+@pytest.mark.parametrize("kind", ["http", "https", "tcp"])
+async def test_silent_server_times_out(prober: Prober, kind: str) -> None:
+    """The timeout bounds the whole probe: a TLS handshake or a response that never comes."""
     held: list[asyncio.StreamWriter] = []
 
     async def accept_and_say_nothing(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -143,7 +145,10 @@ async def test_silent_server_times_out(prober: Prober) -> None:
     server = await asyncio.start_server(accept_and_say_nothing, OTHER, 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        result = await prober.probe(http(timeout=0.2), OTHER, port)
+        result = await prober.probe(http(kind=kind, timeout=0.2), OTHER, port)
+        if kind == "tcp":  # accepting the connection is all a tcp check asks
+            assert (result.ok, result.detail) == (True, "connected")
+            return
         assert (result.ok, result.detail) == (False, "timeout after 0.2s")
         assert 0.19 <= result.latency < 1.0
         assert held, "the probe did connect"

@@ -198,6 +198,35 @@ async def test_set_targets_keeps_unchanged_state_and_drops_removed(
         await sched.stop()
 
 
+class Constant(random.Random):
+    """An RNG that always says `value`: puts every random offset at a known place."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+async def test_first_probe_comes_within_a_second_even_on_a_long_interval(
+    servers: tuple[Server, Server], prober: Prober
+) -> None:
+    server, _ = servers
+    rec = Recorder()
+    sched = Scheduler(prober, rec.on_change, on_result=rec.on_result, rng=Constant(0.5))
+    sched.set_targets([target("slow", server, replace(FAST, interval=60.0))])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await sched.start()
+    try:
+        assert await sched.wait_for(is_up("slow"), WAIT)
+        assert 0.45 <= loop.time() - started < 1.5  # 0.5 of min(60 s, 1 s), not of 60 s
+        assert rec.results("slow") == [True]
+    finally:
+        await sched.stop()
+
+
 async def test_concurrent_probes_are_bounded(
     servers: tuple[Server, Server], prober: Prober
 ) -> None:
