@@ -604,3 +604,21 @@ def test_libyaml_and_pure_python_loaders_agree(text: str) -> None:
     assert [(p.line, p.message[:18]) for p in fast.problems] == [
         (p.line, p.message[:18]) for p in pure.problems
     ]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("abz019:-[]{}&*!|>'\"#@,. \n\t?%<")) | st.characters(),
+        max_size=60,
+    )
+)
+def test_arbitrary_text_gives_config_errors_not_tracebacks(tmp_path: Path, text: str) -> None:
+    directory = tmp_path / "text"
+    directory.mkdir(exist_ok=True)
+    (directory / "z.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(directory))
+    assert all(p.file == str(directory / "z.yaml") for p in caught.value.problems)
