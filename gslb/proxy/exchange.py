@@ -54,12 +54,14 @@ class Exchange:
         "_backend",
         "_connecting",
         "_cookie",
+        "_deadline",
         "_exclude",
         "_finished",
         "_head",
         "_head_request",
         "_idempotent",
         "_last_name",
+        "_out",
         "_pending",
         "_pending_bytes",
         "_replay",
@@ -70,7 +72,6 @@ class Exchange:
         "_resp_started",
         "_started",
         "_status",
-        "_timer",
         "_upstream",
         "client",
         "http11",
@@ -105,8 +106,10 @@ class Exchange:
         self._resp_started = False
         self._resp_mode = NO_BODY
         self._status = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when the whole request must be done (0.0: not begun)
         self._finished = False
+        # Bytes for the client, written once per read from the backend (one send, not three).
+        self._out: list[bytes] = []
 
     # -- the request, as the client connection parses it ------------------------------------
 
@@ -177,9 +180,7 @@ class Exchange:
 
     def begin(self) -> None:
         """Start forwarding (the client connection calls this once the head is complete)."""
-        spec = self.snap.spec
-        loop = self.shared.loop
-        self._timer = loop.call_later(min(spec.read_timeout, spec.total_timeout), self._watchdog)
+        self._deadline = self._started + self.snap.spec.total_timeout
         self._try_backend()
 
     def _try_backend(self) -> None:
@@ -259,24 +260,28 @@ class Exchange:
                 backend.name.encode(),
             )
         keep = self.keep_alive and not self.shared.draining
-        transport = self.client.transport
-        if transport is not None:
-            transport.write(hdr.response_head(status, reason, headers, framing, keep, extra))
+        self._out.append(hdr.response_head(status, reason, headers, framing, keep, extra))
 
     def response_body(self, data: bytes) -> None:
-        transport = self.client.transport
-        if transport is None:
-            return
         if self._resp_mode == CHUNKED:
-            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            self._out += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
-            transport.write(data)
+            self._out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            transport = self.client.transport
+            if transport is not None:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def response_end(self, reusable: bool) -> None:
         conn = self._upstream
         self._upstream = None
-        if self._resp_mode == CHUNKED and self.client.transport is not None:
-            self.client.transport.write(CHUNK_END)
+        if self._resp_mode == CHUNKED:
+            self._out.append(CHUNK_END)
+        self.flush()
         if conn is not None:
             if reusable and self._req_done:
                 self.shared.pool.release(conn)
@@ -336,22 +341,15 @@ class Exchange:
         else:
             self._fail(502, "Bad Gateway", f"backend failed: {error}")
 
-    def _watchdog(self) -> None:
-        self._timer = None
-        if self._finished:
+    def check(self, now: float) -> None:
+        """Called by the server's sweep: enforce the total and the read timeout."""
+        if self._finished or self._deadline == 0.0:
             return
-        spec = self.snap.spec
-        loop = self.shared.loop
-        now = loop.time()
-        total_left = self._started + spec.total_timeout - now
         conn = self._upstream
-        if total_left > 0:
+        if now < self._deadline:
             if conn is None or conn.reading_paused:
-                read_left = spec.read_timeout  # connecting, or the client is slow to read
-            else:
-                read_left = conn.last_io + spec.read_timeout - now
-            if read_left > 0:
-                self._timer = loop.call_later(min(total_left, read_left), self._watchdog)
+                return  # connecting (connect_timeout applies), or the client is slow to read
+            if now < conn.last_io + self.snap.spec.read_timeout:
                 return
         # A timeout: the backend is slow, or the whole request took too long.
         if self._connecting is not None:
@@ -393,9 +391,6 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.shared.stats.count_request(
             self._last_name, self._status, self.shared.loop.time() - self._started
         )
@@ -406,9 +401,6 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import cast
 
 from httptools import (
     HttpParserCallbackError,
@@ -44,6 +45,8 @@ class ClientConnection(asyncio.Protocol):
         "_chunked",
         "_closing",
         "_content_length",
+        "_deadline",
+        "_deadline_is_idle",
         "_expect_continue",
         "_head_bytes",
         "_headers",
@@ -53,8 +56,6 @@ class ClientConnection(asyncio.Protocol):
         "_paused",
         "_queue",
         "_raw_head",
-        "_timer",
-        "_timer_is_idle",
         "_url",
         "client_ip",
         "shared",
@@ -79,14 +80,16 @@ class ClientConnection(asyncio.Protocol):
         self._expect_continue = False
         self._paused = 0
         self._closing = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_is_idle = False
+        # Client-side timeout: a clock time checked by the server's sweep (0.0: none). Cheaper
+        # than a timer handle armed and cancelled for every request.
+        self._deadline = 0.0
+        self._deadline_is_idle = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else ""
         self.shared.connections.add(self)
@@ -108,7 +111,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._timer_is_idle:
+        if self._deadline_is_idle:
             self._cancel_timer()
         counting = self._parsing is None or self._in_head
         try:
@@ -138,7 +141,7 @@ class ClientConnection(asyncio.Protocol):
             if self._raw_head > self.shared.snapshot.spec.max_header_bytes:
                 self._reject(431, "Request Header Fields Too Large", "request head too large")
                 return
-            if self._timer is None:
+            if self._deadline == 0.0:
                 self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
 
     def pause_writing(self) -> None:
@@ -194,7 +197,7 @@ class ClientConnection(asyncio.Protocol):
         assert exchange is not None
         self._in_head = False
         self._raw_head = 0
-        if self._timer is not None and not self._timer_is_idle:
+        if self._deadline != 0.0 and not self._deadline_is_idle:
             self._cancel_timer()
         parser = self._parser
         method = parser.get_method()
@@ -309,25 +312,31 @@ class ClientConnection(asyncio.Protocol):
     # -- timers -----------------------------------------------------------------------------------
 
     def _arm(self, delay: float, idle: bool) -> None:
-        self._cancel_timer()
-        self._timer_is_idle = idle
-        self._timer = self.shared.loop.call_later(delay, self._timeout)
+        self._deadline_is_idle = idle
+        self._deadline = self.shared.loop.time() + delay
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_is_idle = False
+        self._deadline = 0.0
+        self._deadline_is_idle = False
+
+    def check(self, now: float) -> None:
+        """The server's sweep: enforce this connection's timeouts and its request's."""
+        active = self._active
+        if active is not None:
+            active.check(now)
+        deadline = self._deadline
+        if deadline != 0.0 and now >= deadline:
+            self._timeout()
 
     def _timeout(self) -> None:
-        self._timer = None
-        if self._timer_is_idle:
+        idle = self._deadline_is_idle
+        self._cancel_timer()
+        if idle:
             self.close()  # idle keep-alive connection: close quietly
             return
         if self._active is not None:
             self._closing = True  # a slow pipelined head: finish the answer in progress, then go
             return
-        self._timer_is_idle = False
         self.shared.stats.count_request("-", 408, 0.0)
         if self.transport is not None:
             self.transport.write(hdr.error_response(408, "Request Timeout", "request too slow"))

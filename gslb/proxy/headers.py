@@ -26,6 +26,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 VIA = b"1.1 gslb"
+# Connection options that name no header: nothing more to remove for them.
+_CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive"})
 CRLF = b"\r\n"
 
 
@@ -35,7 +37,7 @@ def connection_tokens(headers: Sequence[Header]) -> frozenset[bytes]:
     for name, value in headers:
         if name.lower() == b"connection":
             names.update(t.strip().lower() for t in value.split(b","))
-    names.discard(b"")
+    names -= _CONNECTION_OPTIONS
     return frozenset(names)
 
 
@@ -55,13 +57,11 @@ def request_head(
     the hop-by-hop headers. `Expect` is answered by the proxy itself, so it is dropped too.
     """
     drop = HOP_BY_HOP
-    has_connection = False
-    for name, _ in headers:
-        if name.lower() == b"connection":
-            has_connection = True
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == b"connection":
+            if value.lower() not in _CONNECTION_OPTIONS:
+                drop = HOP_BY_HOP | connection_tokens(headers)
             break
-    if has_connection:
-        drop = HOP_BY_HOP | connection_tokens(headers)
     out = [method, b" ", target, b" HTTP/1.1\r\n"]
     forwarded_for: list[bytes] = []
     via: list[bytes] = []
@@ -109,9 +109,10 @@ def response_head(
     """The response head sent to the client: hop-by-hop removed, `Via` appended, our framing
     and `Connection` added, and `extra` (already formatted header lines, e.g. Set-Cookie)."""
     drop = HOP_BY_HOP
-    for name, _ in headers:
-        if name.lower() == b"connection":
-            drop = HOP_BY_HOP | connection_tokens(headers)
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == b"connection":
+            if value.lower() not in _CONNECTION_OPTIONS:
+                drop = HOP_BY_HOP | connection_tokens(headers)
             break
     out = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, CRLF]
     via: list[bytes] = []

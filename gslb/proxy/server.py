@@ -63,6 +63,7 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         shared = Shared(loop, self._snapshot(self._spec, None), self.stats)
         self._shared = shared
+        shared.start_sweep()
         self._server = await loop.create_server(
             lambda: ClientConnection(shared),
             self._listen.host,
@@ -136,6 +137,7 @@ class ProxyServer:
             self._server.close()
         if shared is not None:
             shared.draining = True
+            shared.stop_sweep()
             for conn in list(shared.connections):
                 conn.abort()
             shared.pool.close_idle()

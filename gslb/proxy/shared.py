@@ -25,6 +25,10 @@ class Snapshot:
 
 
 class Closable(Protocol):
+    def check(self, now: float) -> None:
+        """Enforce timeouts that are due at `now`."""
+        ...
+
     def drain(self) -> None:
         """Finish the request in progress, if any, then close."""
         ...
@@ -33,7 +37,16 @@ class Closable(Protocol):
 
 
 class Shared:
-    __slots__ = ("_all_closed", "connections", "draining", "loop", "pool", "snapshot", "stats")
+    __slots__ = (
+        "_all_closed",
+        "_sweeper",
+        "connections",
+        "draining",
+        "loop",
+        "pool",
+        "snapshot",
+        "stats",
+    )
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, snapshot: Snapshot, stats: ProxyStats
@@ -45,6 +58,32 @@ class Shared:
         self.draining = False
         self.connections: set[Closable] = set()
         self._all_closed: asyncio.Future[None] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # Timeouts are enforced by one sweep over the connections a few times per shortest
+    # timeout, not by a timer per request: arming and cancelling a timer handle twice per
+    # request costs more than the rest of the request's bookkeeping.
+    def start_sweep(self) -> None:
+        self.stop_sweep()
+        self._sweeper = self.loop.call_later(self.tick(), self._sweep)
+
+    def stop_sweep(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def tick(self) -> float:
+        spec = self.snapshot.spec
+        shortest = min(
+            spec.client_timeout, spec.idle_timeout, spec.read_timeout, spec.total_timeout
+        )
+        return min(0.5, max(0.01, shortest / 8))
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn.check(now)
+        self._sweeper = self.loop.call_later(self.tick(), self._sweep)
 
     def forget(self, conn: Closable) -> None:
         """A client connection closed."""

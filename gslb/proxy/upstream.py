@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpResponseParser
 
@@ -35,6 +35,7 @@ class ResponseSink(Protocol):
         has_body: bool,
     ) -> None: ...
     def response_body(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
     def response_end(self, reusable: bool) -> None: ...
     def upstream_failed(self, error: str, replied: bool) -> None: ...
     def upstream_pause(self) -> None: ...
@@ -86,8 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
         self._stats.upstream_connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,6 +117,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except HttpParserError as e:
             self._fail(f"bad response from backend: {e}")
+            return
+        sink = self.sink
+        if sink is not None:
+            sink.flush()
 
     def pause_writing(self) -> None:
         if self.sink is not None:
