@@ -71,7 +71,8 @@ class RoundRobin:
         for step in range(n):
             i = (start + step) % n
             if i != exclude and backends[i].available:
-                self._next = i + 1
+                if exclude == NONE:  # a retry does not move the rotation
+                    self._next = i + 1
                 return i
         return NONE
 

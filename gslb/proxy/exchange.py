@@ -364,13 +364,30 @@ class Exchange:
         else:
             self._fail(504, "Gateway Timeout", "backend timed out")
 
-    def _release_backend(self, ok: bool) -> None:
+    def request_failed(self, status: int, reason: str, message: str) -> None:
+        """The client's body turned out malformed: drop the backend side and answer `status`
+        unless the backend's answer already started (then the connection closes after it)."""
+        self.keep_alive = False
+        if self._finished or self._resp_started:
+            return
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        conn = self._upstream
+        self._upstream = None
+        if conn is not None:
+            conn.close()
+        self._release_backend(ok=True, report=False)  # not the backend's fault
+        self._fail(status, reason, message)
+
+    def _release_backend(self, ok: bool, report: bool = True) -> None:
         backend = self._backend
         if backend is None:
             return
         self._backend = None
         backend.in_flight -= 1
-        self.shared.report(self.snap, backend, ok)
+        if report:
+            self.shared.report(self.snap, backend, ok)
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""

@@ -153,9 +153,10 @@ class ClientConnection(asyncio.Protocol):
             self._active.client_resume()
 
     def eof_received(self) -> bool | None:
-        # A half-closed client still gets the answer in progress, then the connection closes.
+        # Like nginx: a client that closes its side has given up on the answer (a half-close
+        # cannot be told apart from a close until a write fails), so the request is abandoned.
         self._closing = True
-        return self._active is not None
+        return False
 
     # -- httptools callbacks --------------------------------------------------------------------
 
@@ -302,10 +303,14 @@ class ClientConnection(asyncio.Protocol):
         """Refuse what the parser is reading: answer it if nothing else is, then close."""
         self._closing = True
         self._in_head = False
-        self._parsing = None
+        parsing, self._parsing = self._parsing, None
         self._pause(PAUSE_PIPELINE)
+        active = self._active
+        if active is not None and parsing is active:
+            active.request_failed(status, reason, message)  # a bad body of the request in hand
+            return
         self.shared.stats.count_request("-", status, 0.0)
-        if self._active is None and self.transport is not None:
+        if active is None and self.transport is not None:
             self.transport.write(hdr.error_response(status, reason, message))
             self.close()
 

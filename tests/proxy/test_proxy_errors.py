@@ -1,0 +1,155 @@
+"""What goes wrong: malformed input, limits, slow clients, slow and dead backends, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from proxyhelpers import Env, get, make_spec, raw_request, read_reply
+
+
+async def test_malformed_requests_get_400_and_the_proxy_keeps_serving(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    garbage = [
+        b"NOT A REQUEST\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"\x00\x01\x02\xff" * 10,
+    ]
+    for request in garbage:
+        reply = await raw_request(proxy.port, request)
+        assert reply.status == 400, request
+        assert reply.header("Connection") == "close"
+    assert (await get(proxy.port)).body == b"solo"
+
+
+async def test_connect_method_is_refused(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    reply = await raw_request(proxy.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply.status in (400, 405)
+    assert b.hits == 0
+
+
+async def test_header_limits_give_431(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], max_headers=20, max_header_bytes=2048))
+    many = "".join(f"X-{i}: v\r\n" for i in range(25))
+    reply = await raw_request(proxy.port, f"GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n".encode())
+    assert reply.status == 431
+    big = "X-Big: " + "a" * 3000 + "\r\n"
+    reply = await raw_request(proxy.port, f"GET / HTTP/1.1\r\nHost: t\r\n{big}\r\n".encode())
+    assert reply.status == 431
+    long_target = "/" + "a" * 3000
+    reply = await raw_request(proxy.port, f"GET {long_target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert reply.status == 431
+    assert b.hits == 0
+    assert (await get(proxy.port)).status == 200
+
+
+async def test_endless_header_stream_is_cut_at_the_limit(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], max_header_bytes=4096))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nX-Endless: ")
+    for _ in range(10):
+        writer.write(b"a" * 1024)  # one header value that never ends
+    reply = await read_reply(reader)
+    assert reply.status == 431
+    writer.close()
+
+
+async def test_slowloris_gets_408_and_is_closed(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], client_timeout=0.3))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    started = time.monotonic()
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        writer.write(b"X-Drip: 1\r\n")  # a byte now and then, never the end of the head
+    reply = await asyncio.wait_for(read_reply(reader), 3)
+    assert reply.status == 408
+    assert await reader.read() == b""
+    assert 0.25 < time.monotonic() - started < 2.0
+    writer.close()
+    assert b.hits == 0
+
+
+async def test_idle_keep_alive_connection_is_closed(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], idle_timeout=0.2))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # closed quietly, no 408
+    writer.close()
+
+
+async def test_backend_read_timeout_gives_504(env: Env) -> None:
+    b = await env.backend("slow")
+    proxy = await env.proxy(make_spec([b], read_timeout=0.2))
+    started = time.monotonic()
+    reply = await get(proxy.port, "/slow?s=3")
+    assert reply.status == 504
+    assert time.monotonic() - started < 2
+    assert (await get(proxy.port, "/slow?s=0.01")).status == 200
+
+
+async def test_total_timeout_gives_504(env: Env) -> None:
+    b = await env.backend("slow")
+    proxy = await env.proxy(make_spec([b], total_timeout=0.3, read_timeout=5))
+    reply = await get(proxy.port, "/slow?s=3")
+    assert reply.status == 504
+
+
+async def test_no_backend_left_gives_502(env: Env) -> None:
+    b = await env.backend("dead")
+    proxy = await env.proxy(make_spec([b]))
+    await b.stop()
+    reply = await get(proxy.port)
+    assert reply.status == 502
+    assert b"backend" in reply.body
+
+
+async def test_idempotent_request_is_retried_on_another_backend(env: Env) -> None:
+    dead, alive = await env.backend("dead"), await env.backend("alive")
+    proxy = await env.proxy(make_spec([dead, alive], fail_threshold=100))
+    await dead.stop()
+    for _ in range(6):  # round robin: half of these are first sent to the dead one
+        reply = await get(proxy.port)
+        assert (reply.status, reply.body) == (200, b"alive")
+    assert proxy.stats.retries == 3
+
+
+async def test_post_is_not_retried(env: Env) -> None:
+    dead, alive = await env.backend("dead"), await env.backend("alive")
+    proxy = await env.proxy(make_spec([dead, alive], fail_threshold=100))
+    await dead.stop()
+    statuses = []
+    for _ in range(4):
+        req = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        statuses.append((await raw_request(proxy.port, req)).status)
+    assert sorted(statuses) == [200, 200, 502, 502]
+    assert proxy.stats.retries == 0
+
+
+async def test_client_going_away_mid_request_releases_the_backend(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /wait HTTP/1.1\r\nHost: t\r\n\r\n")
+    await asyncio.wait_for(b.entered.wait(), 3)
+    writer.close()
+    state = proxy._backends()[0]
+    for _ in range(100):
+        if state.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert state.in_flight == 0
+    b.release.set()
+    assert (await get(proxy.port)).status == 200
