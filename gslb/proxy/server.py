@@ -51,6 +51,7 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._admin_runner: web.AppRunner | None = None
         self._admin_site_port = 0
+        self._port = 0
         self._prober: Prober | None = None
         self._scheduler: Scheduler | None = None
         self._drain_task: asyncio.Task[bool] | None = None
@@ -71,22 +72,24 @@ class ProxyServer:
             reuse_address=True,
             backlog=1024,
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         if self._admin is not None:
             runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self._admin.host, self._admin.port, reuse_address=True)
             await site.start()
             self._admin_runner = runner
-            server = site._server  # aiohttp keeps the bound socket here
-            if isinstance(server, asyncio.Server) and server.sockets:
-                self._admin_site_port = int(server.sockets[0].getsockname()[1])
+            # aiohttp keeps the bound server here (uvloop's is no asyncio.Server subclass)
+            sockets = getattr(site._server, "sockets", None)
+            if sockets:
+                self._admin_site_port = int(sockets[0].getsockname()[1])
         await self._start_checks()
         log.info("proxy listening on %s (admin %s)", self.address, self._admin or "off")
 
     @property
     def port(self) -> int:
-        assert self._server is not None and self._server.sockets
-        return int(self._server.sockets[0].getsockname()[1])
+        """The bound traffic port (known once started)."""
+        return self._port
 
     @property
     def address(self) -> HostPort:

@@ -42,6 +42,7 @@ async def test_weighted_is_smooth_and_proportional(env: Env) -> None:
 async def test_least_conn_sends_little_to_a_slow_backend(env: Env) -> None:
     backends = await env.three()
     proxy = await env.proxy(make_spec(backends, "least_conn"))
+
     async def client(n: int) -> list[str]:
         got = []
         for _ in range(n):
