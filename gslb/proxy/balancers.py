@@ -134,20 +134,19 @@ class SmoothWeighted:
 class LeastConn:
     """The available backend with the fewest requests in flight per unit of weight.
 
-    Ties are broken fairly: the scan starts one place further each time, so equally loaded
-    backends take turns instead of the first one taking every tie.
+    Ties are broken fairly: the scan starts just after the backend chosen last, so equally
+    loaded backends take turns instead of the first one in the list taking every tie.
     """
 
-    __slots__ = ("_start",)
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._start = 0
+        self._last = -1
 
     def choose(self, pool: PoolView, client: str, cookie: str | None, exclude: int) -> int:
         backends = pool.backends
         n = len(backends)
-        start = self._start
-        self._start = (start + 1) % n if n else 0
+        start = self._last + 1
         best = NONE
         best_load = 0
         best_weight = 1
@@ -160,6 +159,8 @@ class LeastConn:
             # load/weight < best_load/best_weight, without division
             if best == NONE or load * best_weight < best_load * weight:
                 best, best_load, best_weight = i, load, weight
+        if best != NONE and exclude == NONE:
+            self._last = best
         return best
 
 

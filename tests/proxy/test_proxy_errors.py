@@ -141,7 +141,7 @@ async def test_post_is_not_retried(env: Env) -> None:
 async def test_client_going_away_mid_request_releases_the_backend(env: Env) -> None:
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b]))
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(b"GET /wait HTTP/1.1\r\nHost: t\r\n\r\n")
     await asyncio.wait_for(b.entered.wait(), 3)
     writer.close()
