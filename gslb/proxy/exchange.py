@@ -20,7 +20,7 @@ from typing import Protocol
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
 from gslb.proxy.shared import Shared, Snapshot
-from gslb.proxy.upstream import Header, UpstreamConnection
+from gslb.proxy.upstream import UpstreamConnection
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 REPLAY_LIMIT = 64 * 1024  # request body kept for a retry
@@ -117,12 +117,18 @@ class Exchange:
         self,
         method: bytes,
         target: bytes,
-        headers: list[Header],
+        pieces: list[bytes],
+        connection: bytes | None,
+        forwarded_for: list[bytes],
+        via: list[bytes],
+        has_host: bool,
+        cookies: list[bytes],
         http11: bool,
         keep_alive: bool,
         content_length: bytes | None,
         chunked: bool,
     ) -> None:
+        """The request's head, as the client connection sorted its headers (see headers.py)."""
         snap = self.snap
         self.http11 = http11
         self.keep_alive = keep_alive
@@ -138,10 +144,19 @@ class Exchange:
             framing = b"Content-Length: " + content_length + b"\r\n"
         else:
             framing = b""
-        if snap.sticky_cookie is not None:
-            self._cookie = hdr.cookie_value(headers, snap.sticky_cookie)
+        if snap.sticky_cookie is not None and cookies:
+            self._cookie = hdr.cookie_value(cookies, snap.sticky_cookie)
         self._head = hdr.request_head(
-            method, target, headers, self.client.client_ip, b"http", framing, b"localhost"
+            method,
+            target,
+            pieces,
+            connection,
+            forwarded_for,
+            via,
+            self.client.client_ip,
+            b"http",
+            framing,
+            None if has_host else snap.default_host,
         )
 
     def request_body(self, data: bytes) -> None:
@@ -231,7 +246,9 @@ class Exchange:
         self,
         status: int,
         reason: bytes,
-        headers: list[Header],
+        pieces: list[bytes],
+        connection: bytes | None,
+        via: list[bytes],
         content_length: bytes | None,
         has_body: bool,
     ) -> None:
@@ -260,7 +277,9 @@ class Exchange:
                 backend.name.encode(),
             )
         keep = self.keep_alive and not self.shared.draining
-        self._out.append(hdr.response_head(status, reason, headers, framing, keep, extra))
+        self._out.append(
+            hdr.response_head(status, reason, pieces, connection, via, framing, keep, extra)
+        )
 
     def response_body(self, data: bytes) -> None:
         if self._resp_mode == CHUNKED:

@@ -23,8 +23,8 @@ from httptools import (
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.exchange import Exchange
+from gslb.proxy.headers import CRLF, KEEP, REQUEST_ROLES
 from gslb.proxy.shared import Shared
-from gslb.proxy.upstream import Header
 
 PAUSE_PIPELINE = 4  # a request waits behind the one in progress
 
@@ -44,19 +44,25 @@ class ClientConnection(asyncio.Protocol):
         "_active",
         "_chunked",
         "_closing",
+        "_connection",
         "_content_length",
+        "_cookies",
         "_deadline",
         "_deadline_is_idle",
         "_expect_continue",
+        "_forwarded_for",
+        "_has_host",
         "_head_bytes",
-        "_headers",
+        "_header_count",
         "_in_head",
         "_parser",
         "_parsing",
         "_paused",
+        "_pieces",
         "_queue",
         "_raw_head",
         "_url",
+        "_via",
         "client_ip",
         "shared",
         "transport",
@@ -72,7 +78,13 @@ class ClientConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()  # pipelined requests, complete heads
         self._in_head = False
         self._url = b""
-        self._headers: list[Header] = []
+        self._pieces: list[bytes] = [b""]
+        self._header_count = 0
+        self._connection: bytes | None = None
+        self._via: list[bytes] = []
+        self._forwarded_for: list[bytes] = []
+        self._cookies: list[bytes] = []
+        self._has_host = False
         self._head_bytes = 0
         self._raw_head = 0
         self._content_length: bytes | None = None
@@ -164,7 +176,16 @@ class ClientConnection(asyncio.Protocol):
         self._parsing = Exchange(self, self.shared)
         self._in_head = True
         self._url = b""
-        self._headers = []
+        self._pieces = [b""]
+        self._header_count = 0
+        self._connection = None
+        if self._via:
+            self._via = []
+        if self._forwarded_for:
+            self._forwarded_for = []
+        if self._cookies:
+            self._cookies = []
+        self._has_host = False
         self._head_bytes = 0
         self._content_length = None
         self._chunked = False
@@ -177,20 +198,41 @@ class ClientConnection(asyncio.Protocol):
             raise Reject(431, "Request Header Fields Too Large", "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name, value))
         spec = self.shared.snapshot.spec
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > spec.max_header_bytes:
             raise Reject(431, "Request Header Fields Too Large", "request head too large")
-        if len(headers) > spec.max_headers:
+        self._header_count += 1
+        if self._header_count > spec.max_headers:
             raise Reject(431, "Request Header Fields Too Large", "too many header fields")
-        n = len(name)
-        if n == 14 and name.lower() == b"content-length":
+        role = REQUEST_ROLES.get(name.lower(), KEEP)
+        if role == KEEP:
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.HOST:
+            self._has_host = True
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.LENGTH:
             self._content_length = value.strip()
-        elif n == 17 and name.lower() == b"transfer-encoding":
+        elif role == hdr.TRANSFER_ENCODING:
             self._chunked = b"chunked" in value.lower()
-        elif n == 6 and name.lower() == b"expect":
+        elif role == hdr.CONNECTION:
+            self._connection = (
+                value
+                if self._connection is None
+                else b"%s, %s"
+                % (
+                    self._connection,
+                    value,
+                )
+            )
+        elif role == hdr.FORWARDED_FOR:
+            self._forwarded_for.append(value)
+        elif role == hdr.VIA:
+            self._via.append(value)
+        elif role == hdr.COOKIE:
+            self._cookies.append(value)
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.EXPECT:
             self._expect_continue = value.strip().lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
@@ -207,7 +249,12 @@ class ClientConnection(asyncio.Protocol):
         exchange.set_head(
             method,
             self._url,
-            self._headers,
+            self._pieces,
+            self._connection,
+            self._forwarded_for,
+            self._via,
+            self._has_host,
+            self._cookies,
             parser.get_http_version() != "1.0",
             parser.should_keep_alive() and not self._closing,
             self._content_length,

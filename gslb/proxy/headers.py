@@ -1,16 +1,30 @@
-"""Header rewriting for the proxy: pure functions over (name, value) byte pairs.
+"""Header rewriting for the proxy: which header is what, and how heads are put together.
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, not the message, so they
 are removed in both directions, together with any header the `Connection` header names; the
 proxy writes its own framing (`Content-Length` kept as is, or `Transfer-Encoding: chunked`)
 and its own `Connection`. It adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `Via`.
+
+The parsers sort each header as it arrives with one lookup in `REQUEST_ROLES` or
+`RESPONSE_ROLES` (by lower-case name): headers passed on unchanged go straight into a list of
+pre-formatted pieces, so building the head afterwards is one join, with no second pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-Header = tuple[bytes, bytes]
+# Roles of a header name. Names not in a table are passed on as they are (KEEP).
+KEEP = 0
+DROP = 1  # hop-by-hop, or replaced by the proxy
+LENGTH = 2
+TRANSFER_ENCODING = 3
+CONNECTION = 4
+VIA = 5
+FORWARDED_FOR = 6
+HOST = 7  # kept, and noted
+COOKIE = 8  # kept, and noted (sticky)
+EXPECT = 9  # answered by the proxy itself, not passed on
 
 HOP_BY_HOP = frozenset(
     {
@@ -25,109 +39,111 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-VIA = b"1.1 gslb"
+_COMMON = {name: DROP for name in HOP_BY_HOP} | {
+    b"connection": CONNECTION,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"content-length": LENGTH,
+    b"via": VIA,
+}
+REQUEST_ROLES: dict[bytes, int] = _COMMON | {
+    b"x-forwarded-for": FORWARDED_FOR,
+    b"x-forwarded-proto": DROP,
+    b"host": HOST,
+    b"cookie": COOKIE,
+    b"expect": EXPECT,
+}
+RESPONSE_ROLES: dict[bytes, int] = dict(_COMMON)
+
+VIA_VALUE = b"1.1 gslb"
+CRLF = b"\r\n"
 # Connection options that name no header: nothing more to remove for them.
 _CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive"})
-CRLF = b"\r\n"
 
 
-def connection_tokens(headers: Sequence[Header]) -> frozenset[bytes]:
-    """Lower-cased header names listed in `Connection` (which are hop-by-hop too)."""
-    names: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            names.update(t.strip().lower() for t in value.split(b","))
-    names -= _CONNECTION_OPTIONS
-    return frozenset(names)
+def named_by_connection(value: bytes | None) -> frozenset[bytes]:
+    """Lower-cased header names a `Connection` value lists (hop-by-hop too)."""
+    if value is None:
+        return frozenset()
+    lower = value.lower()
+    if lower in _CONNECTION_OPTIONS:
+        return frozenset()
+    return frozenset(t.strip() for t in lower.split(b",")) - _CONNECTION_OPTIONS
+
+
+def _without(pieces: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    out = pieces[:1]
+    for i in range(1, len(pieces), 4):
+        if pieces[i].lower() not in names:
+            out += pieces[i : i + 4]
+    return out
 
 
 def request_head(
     method: bytes,
     target: bytes,
-    headers: Sequence[Header],
+    pieces: list[bytes],
+    connection: bytes | None,
+    forwarded_for: Sequence[bytes],
+    via: Sequence[bytes],
     client_ip: str,
     proto: bytes,
     framing: bytes,
-    default_host: bytes,
+    host: bytes | None,
 ) -> bytes:
     """The request head sent to a backend.
 
-    `framing` is the framing header line(s) to add (`Content-Length: n\\r\\n`,
-    `Transfer-Encoding: chunked\\r\\n` or empty); the client's own are dropped with the rest of
-    the hop-by-hop headers. `Expect` is answered by the proxy itself, so it is dropped too.
+    `pieces` are the kept headers (placeholder first; it is the caller's scratch list and is
+    consumed); `connection` the client's Connection value; `forwarded_for` and `via` the
+    client's values of those; `framing` the framing line(s) to add (`Content-Length: n\\r\\n`,
+    `Transfer-Encoding: chunked\\r\\n` or empty); `host` a Host to add when the client sent none.
     """
-    drop = HOP_BY_HOP
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            if value.lower() not in _CONNECTION_OPTIONS:
-                drop = HOP_BY_HOP | connection_tokens(headers)
-            break
-    out = [method, b" ", target, b" HTTP/1.1\r\n"]
-    forwarded_for: list[bytes] = []
-    via: list[bytes] = []
-    has_host = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop:
-            continue
-        if lower == b"x-forwarded-for":
-            forwarded_for.append(value)
-        elif lower == b"via":
-            via.append(value)
-        elif lower in (b"x-forwarded-proto", b"content-length", b"expect"):
-            continue
-        else:
-            if lower == b"host":
-                has_host = True
-            out += (name, b": ", value, CRLF)
-    if not has_host:
-        out += (b"Host: ", default_host, CRLF)
-    forwarded_for.append(client_ip.encode())
-    via.append(VIA)
-    out += (
+    names = named_by_connection(connection)
+    if names:
+        pieces = _without(pieces, names)
+    pieces[0] = b"%s %s HTTP/1.1\r\n" % (method, target)
+    if host is not None:
+        pieces += (b"Host: ", host, CRLF)
+    ip = client_ip.encode()
+    pieces += (
         b"X-Forwarded-For: ",
-        b", ".join(forwarded_for),
+        b", ".join((*forwarded_for, ip)) if forwarded_for else ip,
         b"\r\nX-Forwarded-Proto: ",
         proto,
         b"\r\nVia: ",
-        b", ".join(via),
+        b", ".join((*via, VIA_VALUE)) if via else VIA_VALUE,
         CRLF,
         framing,
         CRLF,
     )
-    return b"".join(out)
+    return b"".join(pieces)
 
 
 def response_head(
     status: int,
     reason: bytes,
-    headers: Sequence[Header],
+    pieces: list[bytes],
+    connection: bytes | None,
+    via: Sequence[bytes],
     framing: bytes,
     keep_alive: bool,
     extra: bytes = b"",
 ) -> bytes:
-    """The response head sent to the client: hop-by-hop removed, `Via` appended, our framing
-    and `Connection` added, and `extra` (already formatted header lines, e.g. Set-Cookie)."""
-    drop = HOP_BY_HOP
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            if value.lower() not in _CONNECTION_OPTIONS:
-                drop = HOP_BY_HOP | connection_tokens(headers)
-            break
-    out = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, CRLF]
-    via: list[bytes] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop or lower == b"content-length":
-            continue
-        if lower == b"via":
-            via.append(value)
-            continue
-        out += (name, b": ", value, CRLF)
-    via.append(VIA)
-    out += (b"Via: ", b", ".join(via), CRLF, framing, extra)
-    out.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    return b"".join(out)
+    """The response head sent to the client: the kept headers (`pieces`, consumed as in
+    `request_head`), `Via` appended, our framing and `Connection`, and `extra` (formatted
+    header lines, e.g. Set-Cookie)."""
+    names = named_by_connection(connection)
+    if names:
+        pieces = _without(pieces, names)
+    pieces[0] = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    pieces += (
+        b"Via: ",
+        b", ".join((*via, VIA_VALUE)) if via else VIA_VALUE,
+        CRLF,
+        framing,
+        extra,
+        b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
+    )
+    return b"".join(pieces)
 
 
 def error_response(status: int, reason: str, message: str, keep_alive: bool = False) -> bytes:
@@ -139,7 +155,7 @@ def error_response(status: int, reason: str, message: str, keep_alive: bool = Fa
             b"HTTP/1.1 %d %s\r\n" % (status, reason.encode()),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
-            b"Via: " + VIA + CRLF,
+            b"Via: " + VIA_VALUE + CRLF,
             b"Connection: " + connection + CRLF,
             CRLF,
             body,
@@ -147,12 +163,10 @@ def error_response(status: int, reason: str, message: str, keep_alive: bool = Fa
     )
 
 
-def cookie_value(headers: Sequence[Header], name: bytes) -> str | None:
-    """The value of cookie `name` in the request's Cookie headers, if present."""
+def cookie_value(cookie_headers: Sequence[bytes], name: bytes) -> str | None:
+    """The value of cookie `name` in the request's Cookie header values, if present."""
     prefix = name + b"="
-    for hname, value in headers:
-        if hname.lower() != b"cookie":
-            continue
+    for value in cookie_headers:
         for part in value.split(b";"):
             part = part.strip()
             if part.startswith(prefix):

@@ -22,6 +22,7 @@ class Snapshot:
     table: BackendTable
     balancer: Balancer
     sticky_cookie: bytes | None  # the cookie name when the method is sticky
+    default_host: bytes = b"localhost"  # Host for requests that came without one (HTTP/1.0)
 
 
 class Closable(Protocol):

@@ -16,7 +16,9 @@ from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpResponseParser
 
+from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
+from gslb.proxy.headers import CRLF, KEEP, RESPONSE_ROLES
 from gslb.proxy.stats import ProxyStats
 
 Header = tuple[bytes, bytes]
@@ -30,7 +32,9 @@ class ResponseSink(Protocol):
         self,
         status: int,
         reason: bytes,
-        headers: list[Header],
+        pieces: list[bytes],
+        connection: bytes | None,
+        via: list[bytes],
         content_length: bytes | None,
         has_body: bool,
     ) -> None: ...
@@ -46,14 +50,16 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
         "_close_delimited",
+        "_connection",
         "_content_length",
         "_head_request",
-        "_headers",
         "_in_body",
         "_parser",
+        "_pieces",
         "_reason",
         "_reset_parser",
         "_stats",
+        "_via",
         "backend",
         "closed",
         "last_io",
@@ -78,7 +84,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_parser = False
         self._head_request = False
         self._reason = b""
-        self._headers: list[Header] = []
+        self._pieces: list[bytes] = [b""]
+        self._connection: bytes | None = None
+        self._via: list[bytes] = []
         self._content_length: bytes | None = None
         self._chunked = False
         self._close_delimited = False
@@ -140,7 +148,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.replied = False
         self._head_request = head_request
-        self._headers = []
+        self._pieces = [b""]
+        self._connection = None
+        if self._via:
+            self._via = []
         self._content_length = None
         self._chunked = False
         self._close_delimited = False
@@ -185,16 +196,34 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        if len(name) == 14 and name.lower() == b"content-length":
+        role = RESPONSE_ROLES.get(name.lower(), KEEP)
+        if role == KEEP:
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.LENGTH:
             self._content_length = value
-        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+        elif role == hdr.TRANSFER_ENCODING:
             self._chunked = b"chunked" in value.lower()
+        elif role == hdr.CONNECTION:
+            self._connection = (
+                value
+                if self._connection is None
+                else b"%s, %s"
+                % (
+                    self._connection,
+                    value,
+                )
+            )
+        elif role == hdr.VIA:
+            self._via.append(value)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         if status < 200:
-            self._headers = []  # an interim answer (100, 103): not forwarded
+            # An interim answer (100, 103): not forwarded; the real one follows.
+            self._pieces = [b""]
+            self._connection = None
+            self._content_length = None
+            self._chunked = False
             return
         no_body = self._head_request or status in (204, 304)
         if not no_body and self._content_length is None and not self._chunked:
@@ -203,7 +232,15 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self.sink
         if sink is None:
             return
-        sink.response_head(status, self._reason, self._headers, self._content_length, not no_body)
+        sink.response_head(
+            status,
+            self._reason,
+            self._pieces,
+            self._connection,
+            self._via,
+            self._content_length,
+            not no_body,
+        )
         if self._head_request and self.sink is sink:
             # httptools cannot be told that a HEAD answer has no body: end it here and start
             # the next response on a fresh parser.

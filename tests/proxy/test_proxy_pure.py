@@ -177,25 +177,35 @@ def test_passive_threshold_cooldown_and_probation() -> None:
 # -- headers ------------------------------------------------------------------------------------
 
 
+def pieces(*headers: tuple[bytes, bytes]) -> list[bytes]:
+    out = [b""]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    return out
+
+
+def test_roles_cover_hop_by_hop_both_ways() -> None:
+    for name in hdr.HOP_BY_HOP:
+        assert hdr.REQUEST_ROLES[name] != hdr.KEEP
+        assert hdr.RESPONSE_ROLES[name] != hdr.KEEP
+    assert hdr.REQUEST_ROLES[b"x-forwarded-proto"] == hdr.DROP  # replaced, never trusted
+    assert hdr.REQUEST_ROLES[b"expect"] == hdr.EXPECT
+    assert b"set-cookie" not in hdr.RESPONSE_ROLES
+    assert b"x-forwarded-for" not in hdr.RESPONSE_ROLES
+
+
 def test_request_head_rewrites() -> None:
     head = hdr.request_head(
         b"GET",
         b"/x",
-        [
-            (b"Host", b"h"),
-            (b"Connection", b"X-Drop, keep-alive"),
-            (b"X-Drop", b"1"),
-            (b"X-Forwarded-For", b"1.2.3.4"),
-            (b"x-forwarded-for", b"5.6.7.8"),
-            (b"Content-Length", b"3"),
-            (b"Transfer-Encoding", b"chunked"),
-            (b"X-Forwarded-Proto", b"https"),
-            (b"Accept", b"*/*"),
-        ],
+        pieces((b"Host", b"h"), (b"X-Drop", b"1"), (b"Accept", b"*/*")),
+        b"X-Drop, keep-alive",
+        [b"1.2.3.4", b"5.6.7.8"],
+        [],
         "127.0.0.9",
         b"http",
         b"Content-Length: 3\r\n",
-        b"fallback",
+        None,
     )
     assert head == (
         b"GET /x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n"
@@ -205,23 +215,20 @@ def test_request_head_rewrites() -> None:
 
 
 def test_request_head_without_host_gets_one() -> None:
-    head = hdr.request_head(b"GET", b"/", [], "::1", b"http", b"", b"backend:80")
-    assert b"Host: backend:80\r\n" in head
+    head = hdr.request_head(b"GET", b"/", [b""], None, [], [b"1.0 a"], "::1", b"http", b"", b"bk")
+    assert head == (
+        b"GET / HTTP/1.1\r\nHost: bk\r\nX-Forwarded-For: ::1\r\n"
+        b"X-Forwarded-Proto: http\r\nVia: 1.0 a, 1.1 gslb\r\n\r\n"
+    )
 
 
 def test_response_head_rewrites() -> None:
     head = hdr.response_head(
         200,
         b"OK",
-        [
-            (b"Content-Length", b"10"),
-            (b"Connection", b"close, X-Hop"),
-            (b"X-Hop", b"1"),
-            (b"Keep-Alive", b"timeout=5"),
-            (b"Via", b"1.1 inner"),
-            (b"Set-Cookie", b"a=1"),
-            (b"Set-Cookie", b"b=2"),
-        ],
+        pieces((b"X-Hop", b"1"), (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")),
+        b"close, X-Hop",
+        [b"1.1 inner"],
         b"Content-Length: 10\r\n",
         True,
         b"Set-Cookie: GSLB_BACKEND=b1; Path=/; HttpOnly\r\n",
@@ -231,13 +238,21 @@ def test_response_head_rewrites() -> None:
         b"Via: 1.1 inner, 1.1 gslb\r\nContent-Length: 10\r\n"
         b"Set-Cookie: GSLB_BACKEND=b1; Path=/; HttpOnly\r\nConnection: keep-alive\r\n\r\n"
     )
+    closing = hdr.response_head(404, b"Not Found", [b""], None, [], b"", False)
+    assert closing == b"HTTP/1.1 404 Not Found\r\nVia: 1.1 gslb\r\nConnection: close\r\n\r\n"
+
+
+def test_named_by_connection() -> None:
+    assert hdr.named_by_connection(None) == frozenset()
+    assert hdr.named_by_connection(b"Keep-Alive") == frozenset()
+    assert hdr.named_by_connection(b"close, X-A,x-b , ") == {b"x-a", b"x-b"}
 
 
 def test_cookie_value_and_error_response() -> None:
-    headers = [(b"Cookie", b"a=1; GSLB=b2"), (b"cookie", b"c=3")]
-    assert hdr.cookie_value(headers, b"GSLB") == "b2"
-    assert hdr.cookie_value(headers, b"c") == "3"
-    assert hdr.cookie_value(headers, b"zz") is None
+    cookies = [b"a=1; GSLB=b2", b"c=3"]
+    assert hdr.cookie_value(cookies, b"GSLB") == "b2"
+    assert hdr.cookie_value(cookies, b"c") == "3"
+    assert hdr.cookie_value(cookies, b"zz") is None
     err = hdr.error_response(502, "Bad Gateway", "no backend")
     assert err.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
     assert err.endswith(
