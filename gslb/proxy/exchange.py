@@ -19,6 +19,7 @@ from typing import Protocol
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
+from gslb.proxy.passive import CLEAR
 from gslb.proxy.shared import Shared, Snapshot
 from gslb.proxy.upstream import UpstreamConnection
 
@@ -405,7 +406,7 @@ class Exchange:
             return
         self._backend = None
         backend.in_flight -= 1
-        if report:
+        if report and not (ok and backend.passive is CLEAR):  # the common case: nothing to do
             self.shared.report(self.snap, backend, ok)
 
     def _fail(self, status: int, reason: str, message: str) -> None:

@@ -13,6 +13,7 @@ pre-formatted pieces, so building the head afterwards is one join, with no secon
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 
 # Roles of a header name. Names not in a table are passed on as they are (KEEP).
 KEEP = 0
@@ -58,6 +59,15 @@ VIA_VALUE = b"1.1 gslb"
 CRLF = b"\r\n"
 # Connection options that name no header: nothing more to remove for them.
 _CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive"})
+
+
+# Reason phrases by status. The backend's own phrase is not passed on (RFC 9112 calls it
+# informational only; HTTP/2 dropped it): not asking the parser for it saves a callback.
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+def reason(status: int) -> bytes:
+    return _REASONS.get(status, b"Unknown")
 
 
 def named_by_connection(value: bytes | None) -> frozenset[bytes]:

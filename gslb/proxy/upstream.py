@@ -56,7 +56,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_in_body",
         "_parser",
         "_pieces",
-        "_reason",
         "_reset_parser",
         "_stats",
         "_via",
@@ -83,7 +82,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._reset_parser = False
         self._head_request = False
-        self._reason = b""
         self._pieces: list[bytes] = [b""]
         self._connection: bytes | None = None
         self._via: list[bytes] = []
@@ -192,9 +190,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
-    def on_status(self, status: bytes) -> None:
-        self._reason = status
-
     def on_header(self, name: bytes, value: bytes) -> None:
         role = RESPONSE_ROLES.get(name.lower(), KEEP)
         if role == KEEP:
@@ -234,7 +229,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         sink.response_head(
             status,
-            self._reason,
+            hdr.reason(status),
             self._pieces,
             self._connection,
             self._via,
