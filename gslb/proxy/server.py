@@ -84,7 +84,8 @@ class ProxyServer:
             if sockets:
                 self._admin_site_port = int(sockets[0].getsockname()[1])
         await self._start_checks()
-        log.info("proxy listening on %s (admin %s)", self.address, self._admin or "off")
+        admin = f"{self._admin.host}:{self.admin_port}" if self._admin else "off"
+        log.info("proxy listening on %s (admin %s)", self.address, admin)
 
     @property
     def port(self) -> int:

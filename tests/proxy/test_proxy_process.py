@@ -1,5 +1,5 @@
-"""The real `gslb proxy` entry point in a subprocess (under uvloop): SIGTERM, SIGHUP, errors,
-and memory that stays flat while a large body streams through."""
+"""The real `python -m gslb proxy` in a subprocess (under uvloop): SIGTERM, SIGHUP, config
+errors, and memory that stays flat while large bodies stream through."""
 
 from __future__ import annotations
 
@@ -59,13 +59,11 @@ class Running:
 
 @asynccontextmanager
 async def run_proxy(config: Path) -> AsyncIterator[Running]:
-    code = (
-        "import sys; from gslb.proxy.app import main; "
-        f"sys.exit(main({str(config)!r}, 'r1', None, None))"
-    )
     env = dict(os.environ, PYTHONPATH=str(ROOT), GSLB_API_TOKEN=TOKEN)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, env=env, stderr=asyncio.subprocess.PIPE
+        *(sys.executable, "-m", "gslb", "proxy", "--config", str(config), "--region", "r1"),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
     try:
@@ -75,7 +73,15 @@ async def run_proxy(config: Path) -> AsyncIterator[Running]:
             found = re.search(r"on 127\.0\.0\.1:(\d+), admin on port (\d+)", line)
             if found:
                 break
+        stderr = proc.stderr
+
+        async def drain() -> None:  # keep reading so that logging never blocks the proxy
+            while await stderr.readline():
+                pass
+
+        drainer = asyncio.create_task(drain())
         yield Running(proc, int(found.group(1)), int(found.group(2)))
+        await drainer
     finally:
         if proc.returncode is None:
             proc.kill()
