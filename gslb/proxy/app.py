@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -63,6 +64,12 @@ async def _serve(
     admin: HostPort | None,
 ) -> int:
     server = ProxyServer(spec, token=token, listen=listen, admin=admin)
+    # What exists now lives as long as the process: keep the collector from scanning it
+    # again and again, and collect the young generation less often. Requests make short-
+    # lived objects at a high rate; fewer collections shorten the tail latency.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     try:
         await server.start()
     except OSError as e:
