@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,15 +257,41 @@ def main() -> int:
     args = parser.parse_args()
     need("wrk", "haproxy", "nginx", "taskset")
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    rounds: list[list[Result]] = []
     for n in range(args.rounds):
         results = run(args.only, args.connections, args.duration, args.warmup)
+        rounds.append(results)
         print(
             f"round {n + 1}: keep-alive, {args.connections} connections, round robin, "
             f"{args.duration:g}s, proxy on core {PROXY_CORE}, wrk + backends on core {LOAD_CORE}"
         )
         print(table(results))
         sys.stdout.flush()
+    if len(rounds) > 1:
+        print(f"median of {len(rounds)} rounds (each ratio taken within its own round):")
+        print(median_table(rounds))
     return 0
+
+
+def median_table(rounds: list[list[Result]]) -> str:
+    lines = [
+        "| proxy | req/s | p99 ms | req/s vs HAProxy | p99 vs HAProxy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in [r.name for r in rounds[0]]:
+        mine = [next(r for r in rs if r.name == name) for rs in rounds]
+        base = [next((r for r in rs if r.name == "haproxy"), None) for rs in rounds]
+        rps = statistics.median(r.rps for r in mine)
+        p99 = statistics.median(r.p99_ms for r in mine)
+        pairs = [(m, b) for m, b in zip(mine, base, strict=True) if b is not None]
+        if pairs:
+            ratio = statistics.median(m.rps / b.rps for m, b in pairs)
+            p99_ratio = statistics.median(m.p99_ms / b.p99_ms for m, b in pairs)
+            ratios = f"{ratio:.2f}x | {p99_ratio:.2f}x"
+        else:
+            ratios = "- | -"
+        lines.append(f"| {name} | {rps:,.0f} | {p99:.2f} | {ratios} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
