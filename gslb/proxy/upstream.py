@@ -159,7 +159,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
+        """A piece of the request body (the read timeout counts from the last one)."""
         assert self.transport is not None
+        self.last_io = self.pool.loop.time()
         self.transport.write(data)
 
     def pause_reading(self) -> None:

@@ -162,3 +162,32 @@ async def test_cookie_and_query_pass_through(env: Env) -> None:
     seen = json.loads(reply.body)
     assert seen["path"] == "/echo?a=1&b=%20"
     assert dict((k.lower(), v) for k, v in seen["headers"])["cookie"] == "x=1; y=2"
+
+
+async def test_upgrade_request_is_answered_plainly_then_closed(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    reply = await read_reply(reader)
+    assert reply.status == 200
+    seen = {k.lower() for k, _ in json.loads(reply.body)["headers"]}
+    assert "upgrade" not in seen  # protocol switches are not proxied
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
+    assert (await get(proxy.port)).status == 200
+
+
+async def test_slow_upload_within_the_read_timeout_between_pieces(env: Env) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], read_timeout=0.3))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n")
+    for _ in range(5):  # 0.5 s in all, longer than the read timeout, a piece every 0.1 s
+        await asyncio.sleep(0.1)
+        writer.write(b"x" * 10)
+    reply = await read_reply(reader)
+    assert reply.status == 200 and json.loads(reply.body)["size"] == 50
+    writer.close()
