@@ -61,7 +61,8 @@ class Runtime:
         )
         self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:
-            log.info("DNS on %s port %d (UDP and TCP)", bound.host, bound.port)
+            # Printed, not only logged: scripts and tests read the bound port from here.
+            print(f"dns {bound.host} {bound.port}", flush=True)
 
     async def stop(self) -> None:
         if self.dns is not None:

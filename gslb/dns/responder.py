@@ -32,6 +32,8 @@ from gslb.state import State
 
 log = logging.getLogger(__name__)
 
+ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
+
 
 class GeoLookup(Protocol):
     def lookup(
@@ -94,7 +96,8 @@ class Responder:
 
     def decide(self, query: Query, peer: str) -> Decision:
         view = self._view()
-        if query.qclass != CLASS_IN:
+        if query.qclass != CLASS_IN or query.qtype in ZONE_TRANSFERS:
+            # Zone transfers are never served: zone data is steered, not static.
             return Decision(REFUSED, False)
         client = client_for(query, peer, self._geo)
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from gslb.model import HostPort
 
@@ -27,8 +28,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         reply = self._handle(data, str(addr[0]), False)
@@ -50,13 +50,12 @@ class TcpProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         if len(self._registry) >= MAX_TCP_CONNECTIONS:
-            transport.abort()
+            self._transport.abort()
             return
         self._registry.add(self)
-        peer = transport.get_extra_info("peername")
+        peer = self._transport.get_extra_info("peername")
         self._peer = str(peer[0]) if peer else ""
         self._arm_idle()
 
