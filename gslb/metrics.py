@@ -1,0 +1,221 @@
+"""Prometheus metrics of `gslb serve`, on the project's own registry.
+
+The query path only bumps plain dict counters (a labelled prometheus-client
+counter costs more than answering a cached query); the collector turns them
+into metric families when /metrics is scraped. The same counters feed the
+status page's traffic shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gslb.dns.codec import qtype_name
+from gslb.dns.responder import View
+from gslb.proxy.stats import Histogram
+from gslb.select import Steering
+from gslb.state import REGION_ADMIN_STATES
+
+RCODES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    16: "BADVERS",
+}
+QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class DnsStats:
+    """Counters bumped by the DNS path and the monitors; read at scrape time."""
+
+    queries: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    answers: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, region)
+    endpoint_answers: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    fail_open: dict[str, int] = field(default_factory=dict)
+    latency: Histogram = field(default_factory=lambda: Histogram(QUERY_BUCKETS))
+    checks: dict[tuple[str, bool], int] = field(default_factory=dict)  # (region, ok)
+    check_latency: dict[str, Histogram] = field(default_factory=dict)
+    reloads: dict[str, int] = field(default_factory=dict)  # "ok" / "error"
+
+    def observe_query(
+        self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
+    ) -> None:
+        key = (zone or "", qtype, rcode)
+        self.queries[key] = self.queries.get(key, 0) + 1
+        self.latency.observe(seconds)
+        if steering is not None and steering.region is not None:
+            pair = (steering.service, steering.region)
+            self.answers[pair] = self.answers.get(pair, 0) + 1
+            for address in steering.addresses:
+                triple = (steering.service, steering.region, address)
+                self.endpoint_answers[triple] = self.endpoint_answers.get(triple, 0) + 1
+            if steering.fail_open:
+                self.fail_open[steering.service] = self.fail_open.get(steering.service, 0) + 1
+
+    def observe_check(self, region: str, ok: bool, seconds: float) -> None:
+        key = (region, ok)
+        self.checks[key] = self.checks.get(key, 0) + 1
+        histogram = self.check_latency.get(region)
+        if histogram is None:
+            histogram = self.check_latency[region] = Histogram(CHECK_BUCKETS)
+        histogram.observe(seconds)
+
+    def count_reload(self, ok: bool) -> None:
+        key = "ok" if ok else "error"
+        self.reloads[key] = self.reloads.get(key, 0) + 1
+
+
+def latency_percentile(histogram: Histogram, q: float) -> float | None:
+    """The q-quantile estimated from buckets, as Prometheus's histogram_quantile does."""
+    total = sum(histogram.counts)
+    if total == 0:
+        return None
+    rank = q * total
+    running = 0
+    lower = 0.0
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
+        if running + count >= rank and count:
+            return lower + (bound - lower) * (rank - running) / count
+        running += count
+        lower = bound
+    return histogram.bounds[-1]
+
+
+class ServeCollector(Collector):
+    def __init__(self, stats: DnsStats, view: Callable[[], View]) -> None:
+        self._stats = stats
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        queries = CounterMetricFamily(
+            "gslb_dns_queries",
+            "DNS queries answered, by zone, type and rcode",
+            labels=["zone", "qtype", "rcode"],
+        )
+        for (zone, qtype, rcode), count in sorted(stats.queries.items()):
+            queries.add_metric([zone, qtype_name(qtype), RCODES.get(rcode, str(rcode))], count)
+        yield queries
+        answers = CounterMetricFamily(
+            "gslb_dns_answers",
+            "Steered answers by service and the region chosen",
+            labels=["service", "region"],
+        )
+        for (service, region), count in sorted(stats.answers.items()):
+            answers.add_metric([service, region], count)
+        yield answers
+        endpoint = CounterMetricFamily(
+            "gslb_dns_endpoint_answers",
+            "Times an endpoint's address was in a steered answer",
+            labels=["service", "region", "endpoint"],
+        )
+        for (service, region, address), count in sorted(stats.endpoint_answers.items()):
+            endpoint.add_metric([service, region, address], count)
+        yield endpoint
+        fail_open = CounterMetricFamily(
+            "gslb_dns_fail_open",
+            "Answers given while no region was usable (fail-open)",
+            labels=["service"],
+        )
+        for service, count in sorted(stats.fail_open.items()):
+            fail_open.add_metric([service], count)
+        yield fail_open
+        latency = HistogramMetricFamily(
+            "gslb_dns_query_duration_seconds", "Time to answer one DNS query"
+        )
+        latency.add_metric([], stats.latency.cumulative(), stats.latency.total)
+        yield latency
+        yield from self._health_metrics()
+        checks = CounterMetricFamily(
+            "gslb_health_checks",
+            "Health checks run, by region and result",
+            labels=["region", "result"],
+        )
+        for (region, ok), count in sorted(stats.checks.items()):
+            checks.add_metric([region, "ok" if ok else "fail"], count)
+        yield checks
+        check_latency = HistogramMetricFamily(
+            "gslb_health_check_duration_seconds", "Health check duration", labels=["region"]
+        )
+        for region, histogram in sorted(stats.check_latency.items()):
+            check_latency.add_metric([region], histogram.cumulative(), histogram.total)
+        yield check_latency
+        reloads = CounterMetricFamily(
+            "gslb_config_reloads", "Config reloads by result", labels=["result"]
+        )
+        for result in ("ok", "error"):
+            reloads.add_metric([result], stats.reloads.get(result, 0))
+        yield reloads
+        yield GaugeMetricFamily(
+            "gslb_config_generation",
+            "Generation of the config in use (1 at start)",
+            value=self._view().plan.generation,
+        )
+
+    def _health_metrics(self) -> Iterator[Metric]:
+        view = self._view()
+        state = view.state
+        endpoint_up = GaugeMetricFamily(
+            "gslb_endpoint_up",
+            "1 when an endpoint is usable (healthy and not disabled)",
+            labels=["region", "endpoint"],
+        )
+        endpoint_healthy = GaugeMetricFamily(
+            "gslb_endpoint_healthy",
+            "Measured health of an endpoint (1 up, 0 down)",
+            labels=["region", "endpoint"],
+        )
+        region_up = GaugeMetricFamily(
+            "gslb_region_up",
+            "1 when a region is enabled and has a usable endpoint",
+            labels=["region"],
+        )
+        region_admin = GaugeMetricFamily(
+            "gslb_region_admin_state",
+            "Operator state of a region (1 for the current one)",
+            labels=["region", "state"],
+        )
+        for name, region in sorted(view.plan.config.regions.items()):
+            any_usable = False
+            seen: set[str] = set()
+            for endpoints in region.endpoints.values():
+                for endpoint in endpoints:
+                    if endpoint.address in seen:
+                        continue
+                    seen.add(endpoint.address)
+                    key = f"{name}/{endpoint.address}"
+                    usable = state.endpoint_usable(key)
+                    any_usable = any_usable or usable
+                    endpoint_up.add_metric([name, endpoint.address], 1.0 if usable else 0.0)
+                    endpoint_healthy.add_metric(
+                        [name, endpoint.address], 0.0 if key in state.down else 1.0
+                    )
+            admin = state.admin.region(name)
+            region_up.add_metric([name], 1.0 if any_usable and admin == "enabled" else 0.0)
+            for admin_state in REGION_ADMIN_STATES:
+                region_admin.add_metric([name, admin_state], 1.0 if admin == admin_state else 0.0)
+        yield endpoint_up
+        yield endpoint_healthy
+        yield region_up
+        yield region_admin
+
+
+def make_registry(stats: DnsStats, view: Callable[[], View]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServeCollector(stats, view))
+    return registry
