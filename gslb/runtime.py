@@ -1,25 +1,55 @@
-"""Composition root of `gslb serve`: wires config, state, monitors, DNS and the API.
+"""Composition root of `gslb serve`: wires config, monitors, state, DNS and the admin API.
 
-The runtime is the single writer of the (plan, state) view: monitors, the admin
-API and reloads all come here, a new `View` is built and one reference swapped.
+The runtime is the single writer of the (plan, state) view. Monitors report,
+the admin API asks, reloads arrive; each builds a new immutable `View` and swaps
+one reference, so the DNS path reads a consistent snapshot per query without
+locks, and a change is visible in the very next answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
+from aiohttp import web
+
+from gslb.api.app import make_app
+from gslb.auth import load_token
 from gslb.config import load_config
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import GeoLookup, Responder, View
 from gslb.dns.server import Bound, DnsServer
+from gslb.errors import ConfigError
 from gslb.geo import GeoDatabase, NoGeo, open_geo
+from gslb.health import Health, Prober, ProbeResult, Scheduler, Target
+from gslb.metrics import DnsStats, make_registry
 from gslb.model import Config, HostPort
+from gslb.persist import StateFile
 from gslb.plan import compile_plan
-from gslb.state import State
+from gslb.state import AdminState, RegionAdmin, State, endpoint_key
+from gslb.status import build_status, services_failing_open
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("gslb.audit")
+AUDIT_KEEP = 50
+
+
+def health_targets(config: Config) -> Iterator[Target]:
+    """One target per checked endpoint: a region's `health:`, or the endpoint's own."""
+    for name, region in sorted(config.regions.items()):
+        seen: set[str] = set()
+        for members in region.endpoints.values():
+            for endpoint in members:
+                spec = endpoint.health or region.health
+                if spec is None or endpoint.address in seen:
+                    continue
+                seen.add(endpoint.address)
+                yield Target(endpoint_key(name, endpoint.address), spec, endpoint.address)
 
 
 class Runtime:
@@ -29,23 +59,39 @@ class Runtime:
         *,
         dns: Sequence[HostPort] | None = None,
         api: HostPort | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config_dir = config_dir
         self._dns_override = tuple(dns) if dns else None
         self._api_override = api
+        self._environ = environ if environ is not None else os.environ
         config = load_config(config_dir)
         self.generation = 1
-        self._view = View(compile_plan(config, self.generation), State())
+        self.state_file = StateFile(config.settings.state_path)
+        loaded = self.state_file.load()
+        self.state_problem = loaded.problem
+        self._view = View(compile_plan(config, self.generation), State(admin=loaded.admin))
         self.geo: GeoDatabase | NoGeo = open_geo(config.settings.geoip_database)
+        self.token = load_token(config.settings, self._environ)
+        self.stats = DnsStats()
+        self.registry = make_registry(self.stats, self.view)
+        self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEEP)
         self.responder = Responder(
             self.view,
-            None if isinstance(self.geo, NoGeo) else self.geo,
+            self.geo_lookup(),
             udp_cap=config.settings.max_udp_size,
+            observer=self.stats,
         )
+        self.prober = Prober()
+        self.scheduler = Scheduler(self.prober, self._on_health, on_result=self._on_result)
+        self._target_regions: dict[str, str] = {}
         self.dns: DnsServer | None = None
         self.dns_bound: list[Bound] = []
-        self._stopped = asyncio.Event()
+        self.api_runner: web.AppRunner | None = None
+        self.api_port: int | None = None
+        self._reload_lock = asyncio.Lock()
 
+    # -- reading ------------------------------------------------------------------------
     @property
     def config(self) -> Config:
         return self._view.plan.config
@@ -53,25 +99,147 @@ class Runtime:
     def view(self) -> View:
         return self._view
 
+    def geo_lookup(self) -> GeoLookup | None:
+        return None if isinstance(self.geo, NoGeo) else self.geo
+
+    def health(self) -> Mapping[str, Health]:
+        return self.scheduler.health()
+
+    def status(self) -> dict[str, Any]:
+        return build_status(self._view, self.scheduler.health(), self.stats, list(self.audit))
+
+    # -- the single writer ----------------------------------------------------------------
+    def _swap_state(self, state: State) -> None:
+        self._view = View(self._view.plan, state)
+
+    def _on_health(self, key: str, health: Health) -> None:
+        state = self._view.state.with_health(key, health.up)
+        if state is not self._view.state:
+            log.warning(
+                "endpoint %s is now %s (%s)", key, "up" if health.up else "DOWN", health.last_detail
+            )
+            self._swap_state(state)
+
+    def _on_result(self, key: str, result: ProbeResult) -> None:
+        self.stats.observe_check(key.split("/", 1)[0], result.ok, result.latency)
+
+    def _record(self, actor: str, action: str, target: str, reason: str) -> dict[str, Any]:
+        entry = {
+            "time": time.time(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "reason": reason,
+        }
+        self.audit.appendleft(entry)
+        audit_log.info("actor=%s action=%s target=%s reason=%r", actor, action, target, reason)
+        return entry
+
+    def _set_admin(self, admin: AdminState) -> list[str]:
+        state = self._view.state.with_admin(admin)
+        self._swap_state(state)
+        self.state_file.save(admin)
+        return services_failing_open(self._view)
+
+    def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]:
+        assert admin in ("enabled", "disabled", "draining")
+        new_admin: RegionAdmin = admin  # type: ignore[assignment]
+        failing = self._set_admin(self._view.state.admin.with_region(region, new_admin))
+        entry = self._record(actor, f"region {admin}", region, reason)
+        result: dict[str, Any] = {
+            "region": region,
+            "admin": admin,
+            "audit": entry,
+            "fail_open": failing,
+        }
+        if failing:
+            result["warning"] = (
+                "no usable region is left for "
+                + ", ".join(failing)
+                + ": those names answer fail-open (as if all were healthy)"
+            )
+        return result
+
+    def set_endpoint(
+        self, region: str, address: str, enabled: bool, actor: str, reason: str
+    ) -> dict[str, Any]:
+        key = endpoint_key(region, address)
+        failing = self._set_admin(self._view.state.admin.with_endpoint(key, enabled))
+        entry = self._record(
+            actor, "endpoint " + ("enabled" if enabled else "disabled"), key, reason
+        )
+        result: dict[str, Any] = {
+            "endpoint": key,
+            "admin": "enabled" if enabled else "disabled",
+            "audit": entry,
+            "fail_open": failing,
+        }
+        if failing:
+            result["warning"] = "fail-open for " + ", ".join(failing)
+        return result
+
+    async def reload(self, actor: str = "SIGHUP") -> dict[str, Any]:
+        """Re-read the config directory; a bad one is refused and the old one keeps serving."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(load_config, self.config_dir)
+            except ConfigError as exc:
+                self.stats.count_reload(False)
+                errors = [str(p) for p in exc.problems]
+                for line in errors:
+                    log.error("reload refused: %s", line)
+                self._record(actor, "reload refused", self.config_dir, errors[0] if errors else "")
+                return {"ok": False, "generation": self.generation, "errors": errors}
+            self.generation += 1
+            plan = compile_plan(config, self.generation)
+            if config.settings.geoip_database != self.config.settings.geoip_database:
+                log.warning("geoip.database changed: the new database is used after a restart")
+            self.scheduler.set_targets(health_targets(config))
+            health = self.scheduler.health()
+            down = frozenset(k for k, h in health.items() if not h.up)
+            state = self._view.state.with_down(down)
+            self._view = View(plan, State(state.version + 1, state.down, state.admin))
+            self.stats.count_reload(True)
+            self._record(actor, "reload", self.config_dir, f"generation {self.generation}")
+            log.info("config generation %d loaded from %s", self.generation, self.config_dir)
+            return {"ok": True, "generation": self.generation, "errors": []}
+
+    # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self.config.settings
+        if self.state_problem:
+            log.error("%s", self.state_problem)
+        await self.prober.open()
+        self.scheduler.set_targets(health_targets(self.config))
+        await self.scheduler.start()
         listen = self._dns_override or settings.dns_listen
         self.dns = DnsServer(
             self.responder.handle_wire, listen, tcp_idle_timeout=settings.tcp_idle_timeout
         )
         self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:
-            # Printed, not only logged: scripts and tests read the bound port from here.
+            # Printed, not only logged: scripts and tests read the bound ports from here.
             print(f"dns {bound.host} {bound.port}", flush=True)
+        api = self._api_override or settings.api_listen
+        self.api_runner = web.AppRunner(make_app(self), access_log=None)
+        await self.api_runner.setup()
+        site = web.TCPSite(self.api_runner, api.host, api.port)
+        await site.start()
+        self.api_port = int(self.api_runner.addresses[-1][1])
+        print(f"api {api.host} {self.api_port}", flush=True)
+        if not self.token:
+            log.warning(
+                "no API token configured (%s): admin mutations are refused", settings.token_env
+            )
 
     async def stop(self) -> None:
         if self.dns is not None:
             await self.dns.close()
+        if self.api_runner is not None:
+            await self.api_runner.cleanup()
+        await self.scheduler.stop()
+        await self.prober.close()
         self.geo.close()
-        self._stopped.set()
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
 
 
 async def _serve(runtime: Runtime) -> None:
@@ -80,6 +248,7 @@ async def _serve(runtime: Runtime) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(runtime.reload("SIGHUP")))
     print("gslb serving; Ctrl-C stops", flush=True)
     await stop.wait()
     await runtime.stop()
@@ -92,6 +261,8 @@ def serve(
     api: HostPort | None = None,
     workers: int | None = None,
 ) -> int:
-    runtime = Runtime(config_dir, dns=dns, api=api)
-    asyncio.run(_serve(runtime))
+    async def main() -> None:
+        await _serve(Runtime(config_dir, dns=dns, api=api))
+
+    asyncio.run(main())
     return 0

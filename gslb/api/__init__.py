@@ -1,0 +1,1 @@
+"""The admin API of gslb serve, and the status page it serves."""

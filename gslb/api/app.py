@@ -1,0 +1,216 @@
+"""The admin API of `gslb serve` (aiohttp, JSON).
+
+Reads are open; mutations need `Authorization: Bearer <token>`. Every error is a
+JSON body `{"error": ...}` with a 4xx status. The handlers only translate HTTP
+to calls on the `Controller` (the runtime), which owns all state changes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gslb.auth import bearer_ok
+from gslb.dns.responder import GeoLookup, View
+from gslb.explain import explain
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Controller(Protocol):
+    """What the API drives; implemented by `gslb.runtime.Runtime`."""
+
+    token: str | None
+    registry: CollectorRegistry
+
+    def view(self) -> View: ...
+    def geo_lookup(self) -> GeoLookup | None: ...
+    def status(self) -> dict[str, Any]: ...
+    def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]: ...
+    def set_endpoint(
+        self, region: str, address: str, enabled: bool, actor: str, reason: str
+    ) -> dict[str, Any]: ...
+    async def reload(self, actor: str) -> dict[str, Any]: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+def error_json(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_json(exc.status, str(exc), **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_json(exc.status, exc.reason)
+
+
+def _actor(request: web.Request) -> str:
+    peer = request.remote or "unknown"
+    who = request.headers.get("X-Gslb-Actor", "").strip()[:64]
+    return f"{who}@{peer}" if who else peer
+
+
+async def _reason(request: web.Request) -> str:
+    """The optional `{"reason": "..."}` body of a mutation; 400 for a body that is not that."""
+    if not request.can_read_body:
+        return ""
+    raw = await request.read()
+    if not raw.strip():
+        return ""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or not set(body) <= {"reason"}:
+        raise ApiError(400, 'body must be a JSON object like {"reason": "..."}')
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ApiError(400, "reason must be a string")
+    return reason[:500]
+
+
+class AdminApi:
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self._rng = random.Random()
+
+    def _authorize(self, request: web.Request) -> None:
+        if not self.c.token:
+            raise ApiError(
+                403,
+                "mutations are off: no API token is configured "
+                "(set the environment variable named by api.token_env, "
+                "GSLB_API_TOKEN by default, or api.token_file)",
+            )
+        if not bearer_ok(request.headers.get("Authorization"), self.c.token):
+            raise ApiError(401, "missing or wrong bearer token")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "generation": self.c.view().plan.generation})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.c.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.c.status())
+
+    async def explain(self, request: web.Request) -> web.Response:
+        query = request.query
+        name = query.get("name", "").strip()
+        client = query.get("client", "").strip()
+        if not name or not client:
+            raise ApiError(
+                400,
+                "name and client are required, e.g. "
+                "/v1/explain?name=www.example.com&type=A&client=192.0.2.1",
+            )
+        try:
+            result = explain(
+                self.c.view(), self.c.geo_lookup(), name, client, query.get("type", "A"), self._rng
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+        return web.json_response(result)
+
+    async def region_action(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        reason = await _reason(request)
+        action = request.match_info["action"]
+        admin = {"disable": "disabled", "enable": "enabled", "drain": "draining"}[action]
+        region = request.match_info["region"]
+        if region not in self.c.view().plan.config.regions:
+            raise ApiError(404, f"no region {region!r}")
+        return web.json_response(self.c.set_region(region, admin, _actor(request), reason))
+
+    async def endpoint_action(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        reason = await _reason(request)
+        region = request.match_info["region"]
+        address = request.match_info["address"]
+        regions = self.c.view().plan.config.regions
+        if region not in regions:
+            raise ApiError(404, f"no region {region!r}")
+        known = {e.address for members in regions[region].endpoints.values() for e in members}
+        if address not in known:
+            raise ApiError(404, f"region {region!r} has no endpoint {address!r}")
+        enabled = request.match_info["action"] == "enable"
+        return web.json_response(
+            self.c.set_endpoint(region, address, enabled, _actor(request), reason)
+        )
+
+    async def reload(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        await _reason(request)
+        result = await self.c.reload(_actor(request))
+        return web.json_response(result, status=200 if result["ok"] else 422)
+
+    async def page(self, request: web.Request) -> web.Response:
+        try:
+            html = resources.files("gslb.api").joinpath("static/index.html").read_text()
+        except (FileNotFoundError, ModuleNotFoundError):
+            html = "<!doctype html><title>gslb</title><p>See <a href=/v1/status>/v1/status</a>"
+        return web.Response(text=html, content_type="text/html")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        types = {
+            ".js": "application/javascript",
+            ".css": "text/css",
+            ".svg": "image/svg+xml",
+            ".json": "application/json",
+        }
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if "/" in name or suffix not in types:
+            raise ApiError(404, "not found")
+        try:
+            data = resources.files("gslb.api").joinpath(f"static/{name}").read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ApiError(404, "not found") from exc
+        return web.Response(body=data, content_type=types[suffix])
+
+
+def make_app(controller: Controller) -> web.Application:
+    api = AdminApi(controller)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
+    routes: Sequence[tuple[str, str, Handler]] = (
+        ("GET", "/", api.page),
+        ("GET", "/static/{name}", api.static),
+        ("GET", "/healthz", api.healthz),
+        ("GET", "/metrics", api.metrics),
+        ("GET", "/v1/status", api.status),
+        ("GET", "/v1/explain", api.explain),
+        ("POST", "/v1/regions/{region}/{action:disable|enable|drain}", api.region_action),
+        (
+            "POST",
+            "/v1/regions/{region}/endpoints/{address}/{action:disable|enable}",
+            api.endpoint_action,
+        ),
+        ("POST", "/v1/reload", api.reload),
+    )
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+def json_body(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,113 @@
+"""What `GET /v1/status` and the status page show: pure functions over one view."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gslb.dns.responder import View
+from gslb.health import Health
+from gslb.metrics import DnsStats, latency_percentile
+from gslb.state import State, endpoint_key
+
+
+def services_failing_open(view: View, state: State | None = None) -> list[str]:
+    """Services (and families) for which no region is usable: they answer fail-open."""
+    state = state or view.state
+    out = []
+    for name, service in sorted(view.plan.services.items()):
+        for family, present in ((4, service.has_v4), (6, service.has_v6)):
+            if not present:
+                continue
+            usable = any(
+                state.region_usable(entry.region.name)
+                and any(state.endpoint_usable(e.key) for e in entry.family(family))
+                for entry in service.regions
+            )
+            if not usable:
+                out.append(f"{name} IPv{family}")
+    return out
+
+
+def _health_text(key: str, checked: bool, health: Mapping[str, Health]) -> tuple[str, str]:
+    if not checked:
+        return "unchecked", "no health check: taken as healthy"
+    found = health.get(key)
+    if found is None or not found.confirmed:
+        return "pending", "no result yet: taken as healthy"
+    return ("up" if found.up else "down"), found.last_detail
+
+
+def build_status(
+    view: View,
+    health: Mapping[str, Health],
+    stats: DnsStats,
+    audit: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    config = view.plan.config
+    state = view.state
+    region_answers: dict[str, int] = {}
+    for (_, answered_region), count in stats.answers.items():
+        region_answers[answered_region] = region_answers.get(answered_region, 0) + count
+    endpoint_answers: dict[tuple[str, str], int] = {}
+    for (_, where, address), count in stats.endpoint_answers.items():
+        endpoint_answers[(where, address)] = endpoint_answers.get((where, address), 0) + count
+    total_answers = sum(region_answers.values())
+    regions = []
+    for name, region in sorted(config.regions.items()):
+        endpoints: dict[str, dict[str, Any]] = {}
+        for service, members in region.endpoints.items():
+            for endpoint in members:
+                key = endpoint_key(name, endpoint.address)
+                item = endpoints.get(endpoint.address)
+                if item is None:
+                    checked = region.health is not None or endpoint.health is not None
+                    measured, detail = _health_text(key, checked, health)
+                    answered = endpoint_answers.get((name, endpoint.address), 0)
+                    item = endpoints[endpoint.address] = {
+                        "address": endpoint.address,
+                        "services": [],
+                        "health": measured,
+                        "detail": detail,
+                        "admin": "disabled" if key in state.admin.disabled_endpoints else "enabled",
+                        "usable": state.endpoint_usable(key),
+                        "answers": answered,
+                    }
+                item["services"].append(service.rstrip("."))
+        admin = state.admin.region(name)
+        usable = admin == "enabled" and any(e["usable"] for e in endpoints.values())
+        answers = region_answers.get(name, 0)
+        regions.append(
+            {
+                "name": name,
+                "location": {"lat": region.lat, "lon": region.lon},
+                "serves": {
+                    "continents": sorted(region.continents),
+                    "countries": sorted(region.countries),
+                },
+                "admin": admin,
+                "usable": usable,
+                "checked": region.health is not None,
+                "answers": answers,
+                "share": answers / total_answers if total_answers else 0.0,
+                "endpoints": list(endpoints.values()),
+            }
+        )
+    queries = sum(stats.queries.values())
+    return {
+        "generation": view.plan.generation,
+        "state_version": state.version,
+        "regions": regions,
+        "fail_open_now": services_failing_open(view),
+        "counts": {
+            "queries": queries,
+            "steered_answers": total_answers,
+            "fail_open_answers": sum(stats.fail_open.values()),
+        },
+        "latency_seconds": {
+            "p50": latency_percentile(stats.latency, 0.50),
+            "p95": latency_percentile(stats.latency, 0.95),
+            "p99": latency_percentile(stats.latency, 0.99),
+        },
+        "recent_actions": list(audit),
+    }
