@@ -22,10 +22,11 @@ from gslb.plan import (
     Plan,
     RRSet,
     ServicePlan,
+    ServiceRegion,
     ZonePlan,
 )
 from gslb.select.client import Client
-from gslb.select.steering import pick, rank, usable_endpoints
+from gslb.select.steering import Ranked, enabled_endpoints, pick, rank, usable_endpoints
 from gslb.state import State
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -152,33 +153,10 @@ def steer(
         f"policy {service.policy}: "
         + "; ".join(f"{i + 1}. {r.entry.region.name} ({r.reason})" for i, r in enumerate(ranked)),
     )
-    chosen = None
-    usable: tuple[EndpointPlan, ...] = ()
-    for r in ranked:
-        name = r.entry.region.name
-        admin = state.admin.region(name)
-        if admin != "enabled":
-            trace("drop", f"{name}: {admin} by an operator")
-            continue
-        usable = usable_endpoints(r.entry, family, state)
-        if not usable:
-            trace("drop", f"{name}: no healthy IPv{family} endpoint")
-            continue
-        if trace.enabled:
-            down = [e.address for e in r.entry.family(family) if e not in usable]
-            extra = f" (skipping unusable {', '.join(down)})" if down else ""
-            trace("region", f"{name}: {len(usable)} usable endpoint(s){extra}")
-        chosen = r.entry
-        break
+    chosen, usable = _first_usable(ranked, family, state, trace)
     fail_open = chosen is None
     if chosen is None:
-        chosen = ranked[0].entry
-        usable = chosen.family(family)
-        trace(
-            "fail-open",
-            f"nothing usable anywhere: answering from {chosen.region.name} "
-            "as if every endpoint were healthy",
-        )
+        chosen, usable = _fail_open(ranked, family, state, trace)
     picked = pick(service.select, usable, service.answers, client, rng)
     trace(
         "pick",
@@ -190,6 +168,77 @@ def steer(
         service.name, chosen.region.name, tuple(e.address for e in picked), fail_open
     )
     return rrset, steering
+
+
+def _first_usable(
+    ranked: list[Ranked], family: int, state: State, trace: _Trace
+) -> tuple[ServiceRegion | None, tuple[EndpointPlan, ...]]:
+    """The best-ranked region with a usable endpoint, and those endpoints.
+
+    When explaining, every region is judged, so the trace says why each was kept or dropped.
+    """
+    chosen: ServiceRegion | None = None
+    usable: tuple[EndpointPlan, ...] = ()
+    for r in ranked:
+        name = r.entry.region.name
+        admin = state.admin.region(name)
+        if admin != "enabled":
+            trace("drop", f"{name}: {admin} by an operator")
+            continue
+        endpoints = usable_endpoints(r.entry, family, state)
+        if not endpoints:
+            if trace.enabled:
+                trace(
+                    "drop", f"{name}: no usable IPv{family} endpoint ({_why_not(r, family, state)})"
+                )
+            continue
+        if chosen is None:
+            chosen, usable = r.entry, endpoints
+            if not trace.enabled:
+                break
+            skipped = len(r.entry.family(family)) - len(endpoints)
+            extra = f"; skipping {_why_not(r, family, state)}" if skipped else ""
+            trace("region", f"{name}: chosen, {len(endpoints)} usable endpoint(s){extra}")
+        else:
+            trace("keep", f"{name}: usable, {len(endpoints)} endpoint(s), ranked lower")
+    return chosen, usable
+
+
+def _why_not(r: Ranked, family: int, state: State) -> str:
+    down = [e.address for e in r.entry.family(family) if e.key in state.down]
+    off = [e.address for e in r.entry.family(family) if e.key in state.admin.disabled_endpoints]
+    parts = ([f"down: {', '.join(down)}"] if down else []) + (
+        [f"disabled: {', '.join(off)}"] if off else []
+    )
+    return "; ".join(parts)
+
+
+def _fail_open(
+    ranked: list[Ranked], family: int, state: State, trace: _Trace
+) -> tuple[ServiceRegion, tuple[EndpointPlan, ...]]:
+    """Nothing usable: answer as if everything were healthy.
+
+    Measured health is ignored first, operator overrides last: a region or endpoint an
+    operator took out is only answered with when the operator took out everything.
+    """
+    for r in ranked:
+        if state.admin.region(r.entry.region.name) != "enabled":
+            continue
+        endpoints = enabled_endpoints(r.entry, family, state)
+        if endpoints:
+            trace(
+                "fail-open",
+                f"nothing healthy anywhere: answering from {r.entry.region.name} "
+                "as if its endpoints were healthy",
+            )
+            return r.entry, endpoints
+    entry = ranked[0].entry
+    trace(
+        "fail-open",
+        f"everything is disabled by an operator: answering from {entry.region.name} "
+        "as if everything were enabled and healthy",
+    )
+    return entry, entry.family(family)
 
 
 Sections = tuple[int, tuple[RRSet, ...], tuple[RRSet, ...], tuple[RRSet, ...]]

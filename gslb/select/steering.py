@@ -145,6 +145,17 @@ def rank(
 
 def usable_endpoints(entry: ServiceRegion, family: int, state: State) -> tuple[EndpointPlan, ...]:
     endpoints = entry.family(family)
-    if not entry.region.checked and not state.admin.disabled_endpoints:
+    # Not `region.checked`: an endpoint may carry its own check in a region without one,
+    # so whatever is measured down counts wherever it is.
+    if not state.down and not state.admin.disabled_endpoints:
         return endpoints
     return tuple(e for e in endpoints if state.endpoint_usable(e.key))
+
+
+def enabled_endpoints(entry: ServiceRegion, family: int, state: State) -> tuple[EndpointPlan, ...]:
+    """The endpoints an operator left enabled, whatever their measured health."""
+    endpoints = entry.family(family)
+    disabled = state.admin.disabled_endpoints
+    if not disabled:
+        return endpoints
+    return tuple(e for e in endpoints if e.key not in disabled)
