@@ -34,11 +34,15 @@ def parse_qtype(text: str) -> int:
 
 
 def client_from_text(text: str, geo: GeoLookup | None) -> Client:
-    """`1.2.3.4` is a resolver's address; `1.2.3.0/24` an ECS subnet with that source prefix."""
+    """`1.2.3.4` is a resolver's address; `1.2.3.0/24` an ECS subnet with that source prefix.
+
+    `1.2.3.4/0` is a resolver at 1.2.3.4 sending ECS with source prefix 0: as the server
+    does, the resolver's address then locates the client.
+    """
     if "/" in text:
         network = ipaddress.ip_network(text, strict=False)
-        address = network.network_address
         source: int | None = network.prefixlen
+        address = network.network_address if source else ipaddress.ip_address(text.split("/")[0])
     else:
         address = ipaddress.ip_address(text)
         source = None

@@ -295,7 +295,8 @@ def select(
                 rcode, ans, auth, add = _nodata(zone, answer)
                 break
             rrset, steering = steer(service, qtype, client, state, rng, trace)
-            scope = _scope(service, client)
+            # A family no region has is NODATA for everyone: nothing to scope.
+            scope = 0 if rrset is None else _scope(service, client)
             trace(
                 "scope",
                 f"ECS scope /{scope}"
