@@ -52,6 +52,16 @@ class StateFile:
     def __init__(self, path: str | None) -> None:
         self.path = path
 
+    def signature(self) -> tuple[int, int, int] | None:
+        """What changes when anyone (another node too) replaces the file; None when absent."""
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def load(self) -> Loaded:
         if self.path is None or not os.path.exists(self.path):
             return Loaded(AdminState(), None)

@@ -37,6 +37,7 @@ from gslb.status import build_status, services_failing_open
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("gslb.audit")
 AUDIT_KEEP = 50
+STATE_POLL_SECONDS = 1.0  # how soon a change another node made to a shared state file is seen
 
 
 def health_targets(config: Config) -> Iterator[Target]:
@@ -90,6 +91,8 @@ class Runtime:
         self.api_runner: web.AppRunner | None = None
         self.api_port: int | None = None
         self._reload_lock = asyncio.Lock()
+        self._state_signature = self.state_file.signature()
+        self._watch: asyncio.Task[None] | None = None
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -139,7 +142,21 @@ class Runtime:
         state = self._view.state.with_admin(admin)
         self._swap_state(state)
         self.state_file.save(admin)
+        self._state_signature = self.state_file.signature()
         return services_failing_open(self._view)
+
+    async def _watch_state_file(self) -> None:
+        """Pick up admin changes written by another node sharing the state file."""
+        while True:
+            await asyncio.sleep(STATE_POLL_SECONDS)
+            signature = self.state_file.signature()
+            if signature is None or signature == self._state_signature:
+                continue
+            self._state_signature = signature
+            loaded = self.state_file.load()
+            if loaded.problem is None and loaded.admin != self._view.state.admin:
+                log.info("admin state changed on disk (another node): applying it")
+                self._swap_state(self._view.state.with_admin(loaded.admin))
 
     def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]:
         assert admin in ("enabled", "disabled", "draining")
@@ -227,12 +244,15 @@ class Runtime:
         await site.start()
         self.api_port = int(self.api_runner.addresses[-1][1])
         print(f"api {api.host} {self.api_port}", flush=True)
+        self._watch = asyncio.get_running_loop().create_task(self._watch_state_file())
         if not self.token:
             log.warning(
                 "no API token configured (%s): admin mutations are refused", settings.token_env
             )
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self.dns is not None:
             await self.dns.close()
         if self.api_runner is not None:

@@ -332,3 +332,27 @@ def test_mutations_refused_without_a_configured_token(tmp_path: Path) -> None:
         assert "no API token" in json.loads(info.value.read())["error"]
     finally:
         served.stop()
+
+
+def test_two_nodes_sharing_a_state_file_agree(topo: Topology) -> None:
+    other = start_serve(topo.directory, env={"GSLB_TEST_TOKEN": TOKEN})
+    try:
+
+        def answer_from_other() -> set[str]:
+            query = dns.message.make_query(
+                "www.gslb.example.com",
+                "A",
+                use_edns=0,
+                options=[dns.edns.ECSOption(EU_CLIENT, 24)],
+            )
+            reply = dns.query.udp(query, "127.0.0.1", port=other.dns_port, timeout=2)
+            return {rd.address for rrset in reply.answer for rd in rrset}
+
+        assert eu(answer_from_other())
+        assert topo.api("POST", "/v1/regions/eu-west/disable")[0] == 200
+        deadline = time.monotonic() + 5
+        while not us(answer_from_other()):
+            assert time.monotonic() < deadline, "the other node never saw the change"
+            time.sleep(0.05)
+    finally:
+        other.stop()
