@@ -1,0 +1,266 @@
+"""`gslb demo`: the printed lines work as printed, failover moves Europe, Ctrl-C stops it all.
+
+One real demo (DNS, API, three proxies, six backends) runs for the module; the
+commands it prints are run through bash exactly as printed when dig and curl
+are installed, and the same steps are also checked with dnspython and urllib.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from gslb.config import load_config
+from gslb.demo_layout import DemoPorts, plan_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_LINE = "Ctrl-C stops everything."
+EUROPE, AMERICA, OCEANIA = "81.2.69.0/24", "8.8.8.0/24", "1.1.1.0/24"
+REGION_IP = {"ap-southeast": "127.0.1.1", "eu-west": "127.0.2.1", "us-east": "127.0.3.1"}
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[str]
+    lines: list[str]
+    dns_port: int
+    api_port: int
+    rest: queue.Queue[str | None]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def token(self) -> str:
+        match = re.search(r"API token\s+(\S+)", self.text)
+        assert match, self.text
+        return match.group(1)
+
+    def commands(self) -> list[str]:
+        return [line.strip() for line in self.lines if re.match(r"\s+(dig|curl) ", line)]
+
+
+def _reader(stream: object, into: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        into.put(line.rstrip("\n"))
+    into.put(None)
+
+
+Started = tuple[subprocess.Popen[str], list[str], list[str], "queue.Queue[str | None]"]
+
+
+def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
+    """Run `gslb demo` until it printed its banner or exited: stdout and stderr lines so far."""
+    environ = {k: v for k, v in os.environ.items() if k != "GSLB_API_TOKEN"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gslb", "demo", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environ, **(env or {})},
+    )
+    out: queue.Queue[str | None] = queue.Queue()
+    err: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(process.stdout, out), daemon=True).start()
+    threading.Thread(target=_reader, args=(process.stderr, err), daemon=True).start()
+    lines: list[str] = []
+    while True:
+        line = out.get(timeout=60)
+        if line is None:
+            break
+        lines.append(line)
+        if line == READY_LINE:
+            break
+    errors: list[str] = []
+    if process.poll() is not None or line is None:
+        process.wait(timeout=30)
+        while (item := err.get(timeout=10)) is not None:
+            errors.append(item)
+    return process, lines, errors, out
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Demo]:
+    dns_port, api_port = free_port(), free_port()
+    process, lines, errors, rest = start_demo(
+        "--dns-port", str(dns_port), "--api-port", str(api_port)
+    )
+    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+    yield Demo(process, lines, dns_port, api_port, rest)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def ask(demo: Demo, subnet: str) -> list[str]:
+    query = dns.message.make_query(
+        "www.gslb.example.com", "A", use_edns=0, options=[dns.edns.ECSOption.from_text(subnet)]
+    )
+    reply = dns.query.udp(query, "127.0.0.1", port=demo.dns_port, timeout=2)
+    return [item.address for rrset in reply.answer for item in rrset if rrset.rdtype == 1]
+
+
+def http(url: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, method="POST" if token else "GET")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def test_plan_replaces_endpoints_with_region_proxies(tmp_path: Path) -> None:
+    config = load_config(str(ROOT / "zones"))
+    layout = plan_demo(config, DemoPorts(), geoip=None, state_path=str(tmp_path / "s.json"))
+    for name, text in layout.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for zone_file in layout.zone_files:
+        shutil.copy(zone_file, tmp_path)
+    generated = load_config(str(tmp_path))
+    assert sorted(generated.regions) == sorted(config.regions)
+    addresses = set()
+    for name, region in generated.regions.items():
+        proxy = layout.region(name)
+        assert {e.address for members in region.endpoints.values() for e in members} == {
+            proxy.address
+        }
+        assert region.health is not None and region.health.port == proxy.admin.port
+        assert region.proxy is not None and len(region.proxy.backends) >= 2
+        assert (region.lat, region.lon) == (config.regions[name].lat, config.regions[name].lon)
+        addresses.add(proxy.address)
+    assert len(addresses) == len(generated.regions)
+
+
+def test_each_continent_gets_its_region(demo: Demo) -> None:
+    assert ask(demo, EUROPE) == [REGION_IP["eu-west"]]
+    assert ask(demo, AMERICA) == [REGION_IP["us-east"]]
+    assert ask(demo, OCEANIA) == [REGION_IP["ap-southeast"]]
+
+
+def test_proxies_reach_their_backends(demo: Demo) -> None:
+    seen = set()
+    for _ in range(4):
+        status, body = http(f"http://{REGION_IP['eu-west']}:8080/hello")
+        assert status == 200 and body.startswith("region=eu-west backend=euw")
+        seen.add(body.split()[1])
+    assert seen == {"backend=euw1", "backend=euw2"}
+
+
+def test_disable_moves_europe_to_us_east_and_back(demo: Demo) -> None:
+    base = f"http://127.0.0.1:{demo.api_port}/v1/regions/eu-west"
+    status, body = http(f"{base}/disable", demo.token())
+    assert status == 200 and json.loads(body)["admin"] == "disabled"
+    try:
+        assert ask(demo, EUROPE) == [REGION_IP["us-east"]]
+        regions = json.loads(http(f"http://127.0.0.1:{demo.api_port}/v1/status")[1])["regions"]
+        assert {r["name"]: r["admin"] for r in regions}["eu-west"] == "disabled"
+    finally:
+        http(f"{base}/enable", demo.token())
+    assert ask(demo, EUROPE) == [REGION_IP["eu-west"]]
+
+
+@pytest.mark.skipif(not (shutil.which("dig") and shutil.which("curl")), reason="needs dig, curl")
+def test_every_printed_command_works_as_printed(demo: Demo) -> None:
+    commands = demo.commands()
+    assert sum(c.startswith("dig ") for c in commands) >= 4
+    assert sum("curl " in c for c in commands) >= 8
+    for command in commands:
+        run = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=20, check=False
+        )
+        assert run.returncode == 0, (command, run.stdout, run.stderr)
+        out = run.stdout.strip()
+        expected_ip = re.search(r"#.*\((127\.\d+\.\d+\.\d+)\)$", command)
+        if command.startswith("dig "):
+            assert expected_ip, command
+            assert out.splitlines() == [expected_ip.group(1)], command
+        elif "/v1/regions/" in command:
+            assert json.loads(out)["region"] == "eu-west", command
+        elif ":8080/" in command:
+            assert out.startswith("region=eu-west backend=euw"), (command, out)
+        elif "/v1/explain" in command:
+            assert json.loads(out)["region"] == "eu-west", command
+        elif "/v1/status" in command:
+            assert len(json.loads(out)["regions"]) == 3
+        else:
+            assert "grep" in command and out.startswith("gslb_"), (command, out)
+
+
+def test_status_page_and_metrics_urls(demo: Demo) -> None:
+    status, page = http(f"http://127.0.0.1:{demo.api_port}/")
+    assert status == 200 and "<html" in page.lower()
+    assert f"http://127.0.0.1:{demo.api_port}/" in demo.text
+    _, metrics = http(f"http://{REGION_IP['eu-west']}:8081/metrics")
+    assert "gslb_proxy_backend_available" in metrics
+
+
+def test_a_taken_port_is_named(demo: Demo) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, _, errors, _ = start_demo("--dns-port", str(free_port()), "--api-port", str(port))
+    assert process.returncode == 1
+    message = "\n".join(errors)
+    assert f"127.0.0.1:{port}" in message and "--api-port" in message, message
+
+
+def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo) -> None:
+    process, _, errors, _ = start_demo(
+        "--dns-port", str(free_port()), "--api-port", str(free_port())
+    )
+    assert process.returncode == 1
+    message = "\n".join(errors)
+    assert "127.0.1.1:8080" in message and "--proxy-port" in message, message
+
+
+def test_ctrl_c_stops_everything(demo: Demo) -> None:
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(timeout=30) == 0
+    rest = []
+    while (line := demo.rest.get(timeout=10)) is not None:
+        rest.append(line)
+    assert rest[-1:] == ["gslb demo: stopped"]
+    addresses = [("127.0.0.1", demo.api_port)]
+    for ip in REGION_IP.values():
+        backend = ip.rsplit(".", 1)[0] + ".11"
+        addresses += [(ip, 8080), (ip, 8081), (backend, 8000)]
+    for host, port in addresses:
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect((host, port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", demo.dns_port))
