@@ -125,10 +125,13 @@ def explain_offline(
         geo.close()
 
 
+LABEL = 11  # the width of the first column of `format_text`
+
+
 def format_text(result: dict[str, Any]) -> str:
+    """The human form: one labelled line per fact and per step, in decision order."""
     q = result["query"]
     c = result["client"]
-    lines = [f"query   {q['name']} {q['type']}"]
     loc = c["location"]
     where = (
         "unknown location"
@@ -139,16 +142,18 @@ def format_text(result: dict[str, Any]) -> str:
         )
     )
     ecs = f" (ECS /{c['ecs_source_prefix']})" if c["ecs_source_prefix"] is not None else ""
-    lines.append(f"client  {c['address']}{ecs}: {where} [{c['geoip']}]")
-    for step in result["steps"]:
-        lines.append(f"{step['step']:<10}{step['detail']}")
-    lines.append(
-        f"rcode   {result['rcode']}" + (" (authoritative)" if result["authoritative"] else "")
+    rows = [
+        ("query", f"{q['name']} {q['type']}"),
+        ("client", f"{c['address']}{ecs}: {where} [{c['geoip']}]"),
+    ]
+    rows += [(step["step"], step["detail"]) for step in result["steps"]]
+    rows.append(
+        ("rcode", result["rcode"] + (" (authoritative)" if result["authoritative"] else ""))
     )
     for section in ("answer", "authority", "additional"):
         for rrset in result[section]:
             for data in rrset["data"]:
-                lines.append(f"{section:<10}{rrset['name']} {rrset['ttl']} {rrset['type']} {data}")
+                rows.append((section, f"{rrset['name']} {rrset['ttl']} {rrset['type']} {data}"))
     if result["ecs_scope"] is not None:
-        lines.append(f"ecs     scope /{result['ecs_scope']}")
-    return "\n".join(lines)
+        rows.append(("ecs", f"scope /{result['ecs_scope']}"))
+    return "\n".join(f"{label:<{LABEL - 1}} {text}" for label, text in rows)
