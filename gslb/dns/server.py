@@ -127,17 +127,29 @@ class DnsServer:
         self.bound: list[Bound] = []
 
     async def start(self) -> list[Bound]:
-        loop = asyncio.get_running_loop()
         for hp in self._listen:
-            family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(self._handle),
-                local_addr=(hp.host, hp.port),
-                family=family,
-                reuse_port=self._reuse_port or None,
-            )
-            port = transport.get_extra_info("sockname")[1]
-            self._udp.append(transport)
+            # Port 0 picks a free UDP port; TCP may have it taken, so then pick again.
+            attempts = 20 if hp.port == 0 else 1
+            for attempt in range(attempts):
+                try:
+                    await self._bind(hp)
+                    break
+                except OSError:
+                    if attempt == attempts - 1:
+                        raise
+        return self.bound
+
+    async def _bind(self, hp: HostPort) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UdpProtocol(self._handle),
+            local_addr=(hp.host, hp.port),
+            family=family,
+            reuse_port=self._reuse_port or None,
+        )
+        port = transport.get_extra_info("sockname")[1]
+        try:
             server = await loop.create_server(
                 lambda: TcpProtocol(self._handle, self._idle, self._connections),
                 host=hp.host,
@@ -146,9 +158,12 @@ class DnsServer:
                 reuse_address=True,
                 reuse_port=self._reuse_port or None,
             )
-            self._tcp.append(server)
-            self.bound.append(Bound(hp.host, port))
-        return self.bound
+        except OSError:
+            transport.close()
+            raise
+        self._udp.append(transport)
+        self._tcp.append(server)
+        self.bound.append(Bound(hp.host, port))
 
     async def close(self) -> None:
         for transport in self._udp:
