@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSRecord
 from dnslib.dns import EDNSOption
 
 from gslb.dns.ecs import OPTION_CODE, ClientSubnet, EcsError, parse_ecs
@@ -28,6 +28,7 @@ FLAG_RD = 0x0100
 FLAG_CD = 0x0010
 EDNS_DO = 0x8000
 MIN_UDP = 512
+QUESTION_POINTER = 0xC00C  # a compression pointer to the name at offset 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +164,23 @@ def _opt(query: Query, rcode: int, cap: int, ecs_data: bytes | None) -> RR:
 def _pack_rrsets(buffer: DNSBuffer, rrsets: tuple[RRSet, ...], query: Query) -> int:
     count = 0
     for rrset in rrsets:
-        # The owner that is the query name takes the query's spelling (RFC 1034 §3.1).
-        owner = query.qname if rrset.name == query.name else DNSLabel(rrset.name)
+        # The owner that is the query name points at the question, so it takes the query's
+        # spelling (RFC 1034 §3.1); every other name is compressed only against names
+        # written after the question (see encode_reply).
+        at_question = rrset.name == query.name
+        owner = DNSLabel(rrset.name)
         for rdata in rrset.rdatas:
-            RR(rname=owner, rtype=rrset.rtype, rclass=CLASS_IN, ttl=rrset.ttl, rdata=rdata).pack(
-                buffer
-            )
+            if at_question:
+                buffer.pack("!H", QUESTION_POINTER)
+                buffer.pack("!HHI", rrset.rtype, CLASS_IN, rrset.ttl)
+                length_at = buffer.offset
+                buffer.pack("!H", 0)
+                rdata.pack(buffer)
+                buffer.update(length_at, "!H", buffer.offset - length_at - 2)
+            else:
+                RR(
+                    rname=owner, rtype=rrset.rtype, rclass=CLASS_IN, ttl=rrset.ttl, rdata=rdata
+                ).pack(buffer)
             count += 1
     return count
 
@@ -189,7 +201,13 @@ def encode_reply(
         ecs_data = query.edns.ecs.reply_option(ecs_scope)
     buffer = DNSBuffer()
     buffer.pack("!HHHHHH", query.id, 0, 1, 0, 0, 0)  # counts patched below
-    DNSQuestion(query.qname, query.qtype, query.qclass).pack(buffer)
+    # The question is written without entering its names in the compression table: later
+    # names never point into it (only the owner that is the query name does, always at
+    # offset 12), so the bytes after the question do not depend on the case the query was
+    # spelled in. The fast path (gslb/dns/fast.py) relies on that to share one cached
+    # reply between 0x20-randomised spellings of a name.
+    buffer.encode_name_nocompress(query.qname)
+    buffer.pack("!HH", query.qtype, query.qclass)
     question_end = len(buffer.data)
     counts = [_pack_rrsets(buffer, section, query) for section in sections]
     opt_count = 0

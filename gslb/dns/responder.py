@@ -15,8 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gslb.dns.answers import (
+    RD_CD,
+    AnswerCache,
+    ClientInfo,
+    Route,
+    client_info,
+    route_of,
+    variant_of,
+)
 from gslb.dns.codec import (
     CLASS_IN,
+    MIN_UDP,
     Drop,
     Query,
     WireError,
@@ -25,6 +35,8 @@ from gslb.dns.codec import (
     encode_reply,
     max_reply_size,
 )
+from gslb.dns.ecs import ClientSubnet, parse_ecs
+from gslb.dns.fastparse import NO_EDNS, Parsed, parse_query
 from gslb.geo import Location
 from gslb.plan import Plan
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
@@ -60,6 +72,10 @@ class View:
 def client_for(query: Query | None, peer: str, geo: GeoLookup | None) -> Client:
     """The client a decision is about: the ECS subnet when sent, else the resolver."""
     ecs = query.edns.ecs if query is not None and query.edns is not None else None
+    return client_from(ecs, peer, geo)
+
+
+def client_from(ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None) -> Client:
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
     if ecs is not None and ecs.source > 0:
         address = ecs.address
@@ -77,6 +93,14 @@ def client_for(query: Query | None, peer: str, geo: GeoLookup | None) -> Client:
 
 
 class Responder:
+    """Answers queries: common ones from the answer cache (fast path), the rest by dnslib.
+
+    The fast path (gslb/dns/fastparse.py, gslb/dns/answers.py) answers UDP queries it can
+    parse by hand from cached reply bytes; every cached reply was made by the full path
+    for a query of the same key, so both paths give the same bytes. Misses, TCP and
+    anything unusual take the full path: decode with dnslib, `select()`, encode.
+    """
+
     def __init__(
         self,
         view: Callable[[], View],
@@ -86,6 +110,7 @@ class Responder:
         rng: random.Random | None = None,
         observer: QueryObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        cache: AnswerCache | None = None,
     ) -> None:
         self._view = view
         self._geo = geo
@@ -93,9 +118,11 @@ class Responder:
         self._rng = rng or random.Random()
         self._observer = observer
         self._clock = clock
+        self.cache = cache if cache is not None else AnswerCache()
 
-    def decide(self, query: Query, peer: str) -> Decision:
-        view = self._view()
+    def decide(self, query: Query, peer: str, view: View | None = None) -> Decision:
+        if view is None:
+            view = self._view()
         if query.qclass != CLASS_IN or query.qtype in ZONE_TRANSFERS:
             # Zone transfers are never served: zone data is steered, not static.
             return Decision(REFUSED, False)
@@ -103,12 +130,127 @@ class Responder:
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
+        if not tcp:
+            parsed = parse_query(wire)
+            if parsed is not None:
+                try:
+                    return self._fast(wire, parsed, peer)
+                except Exception:
+                    log.exception("fast path failed; answering by the full path")
+        return self._full(wire, peer, tcp, self._view(), self._clock())[0]
+
+    # The fast path.
+
+    def _fast(self, wire: bytes, q: Parsed, peer: str) -> bytes | None:
         started = self._clock()
+        view = self._view()
+        cache = self.cache
+        if view.plan is not cache.plan or view.state is not cache.state:
+            cache.sync(view.plan, view.state)
+        ecs = q.ecs
+        info: ClientInfo | None = None
+        if ecs is not None:
+            # Looked up even when the answer does not depend on the client: only valid ECS
+            # options are ever entered, so a hit also validates the option.
+            client_key: object = ecs if ecs[2] else (peer, ecs)
+            info = cache.clients.get(client_key)
+            if info is None:
+                info = self._learn_client(client_key, ecs, peer)
+                if info is None:  # a malformed option: FORMERR from the full path
+                    return self._full(wire, peer, False, view, started)[0]
+        route = cache.routes.get(q.key)
+        if route is None:
+            return self._fill(wire, q, peer, view, started)
+        if route.client and info is None:
+            info = cache.clients.get(peer) or self._learn_client(peer, None, peer)
+            if info is None:
+                return self._full(wire, peer, False, view, started)[0]
+        variant = cache.get(route, _answer_key(q, route, info))
+        if variant is None:
+            return self._fill(wire, q, peer, view, started)
+        flags = variant.flags | (q.flags & RD_CD)
+        if q.edns == NO_EDNS:
+            limit = MIN_UDP
+            tail = b""
+        else:
+            limit = q.udp_size if q.udp_size < self.udp_cap else self.udp_cap
+            if limit < MIN_UDP:
+                limit = MIN_UDP
+            if ecs is None:
+                tail = b"\x00\x00"
+            else:
+                scope = info.scope(route, ecs[2]) if info is not None and route.client else 0
+                size = len(ecs)
+                tail = b"".join(
+                    (
+                        (size + 4).to_bytes(2, "big"),
+                        b"\x00\x08",
+                        size.to_bytes(2, "big"),
+                        ecs[:3],
+                        SCOPES[scope],
+                        ecs[4:],
+                    )
+                )
+        reply = b"".join(
+            (
+                wire[:2],
+                flags.to_bytes(2, "big"),
+                variant.counts,
+                wire[12 : q.qend],
+                variant.body,
+                tail,
+            )
+        )
+        if len(reply) > limit:  # would be truncated: the full path writes TC replies
+            return self._full(wire, peer, False, view, started)[0]
+        if self._observer is not None:
+            self._observer.observe_query(
+                variant.zone, q.qtype, variant.rcode, variant.steering, self._clock() - started
+            )
+        return reply
+
+    def _learn_client(self, key: object, ecs: bytes | None, peer: str) -> ClientInfo | None:
+        try:
+            subnet = parse_ecs(ecs) if ecs is not None else None
+            info = client_info(client_from(subnet, peer, self._geo))
+        except ValueError:  # EcsError, or a peer that is not an address
+            return None
+        self.cache.add_client(key, info)
+        return info
+
+    def _fill(self, wire: bytes, q: Parsed, peer: str, view: View, started: float) -> bytes | None:
+        """Answer by the full path and keep the reply for the queries that share its key."""
+        reply, query, decision = self._full(wire, peer, False, view, started)
+        if reply is None or query is None or decision is None:
+            return reply
+        if reply[12 : q.qend] != wire[12 : q.qend]:
+            return reply  # not the question as sent: never the case, but never cache it
+        cache = self.cache
+        route = route_of(decision, view.plan)
+        cache.routes[q.key] = route
+        info = None
+        if route.client:
+            ecs = q.ecs
+            client_key: object = peer if ecs is None else ecs if ecs[2] else (peer, ecs)
+            info = cache.clients.get(client_key) or self._learn_client(client_key, ecs, peer)
+            if info is None:
+                return reply
+        ecs_subnet = query.edns.ecs if query.edns is not None else None
+        variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision)
+        if variant is not None:
+            cache.store(route, _answer_key(q, route, info), variant)
+        return reply
+
+    # The full path.
+
+    def _full(
+        self, wire: bytes, peer: str, tcp: bool, view: View, started: float
+    ) -> tuple[bytes | None, Query | None, Decision | None]:
         query: Query | None = None
         decision: Decision | None = None
         try:
             query = decode_query(wire)
-            decision = self.decide(query, peer)
+            decision = self.decide(query, peer, view)
             reply = encode_reply(
                 query,
                 decision.rcode,
@@ -120,21 +262,22 @@ class Responder:
             )
             rcode = decision.rcode
         except Drop:
-            return None
+            return None, None, None
         except WireError as exc:
             reply_or_none = encode_error(exc, self.udp_cap)
             self._observe(exc.query or query, exc.rcode, None, started)
-            return reply_or_none
+            return reply_or_none, None, None
         except Exception:
             log.exception("SERVFAIL: unexpected error answering %r", wire[:64])
             if query is None:
-                return None
+                return None, None, None
             reply = encode_reply(
                 query, SERVFAIL, False, ((), (), ()), max_size=512, udp_cap=self.udp_cap
             )
-            rcode = SERVFAIL
+            self._observe(query, SERVFAIL, None, started)
+            return reply, None, None
         self._observe(query, rcode, decision, started)
-        return reply
+        return reply, query, decision
 
     def _observe(
         self, query: Query | None, rcode: int, decision: Decision | None, started: float
@@ -148,3 +291,18 @@ class Responder:
             decision.steering if decision is not None else None,
             self._clock() - started,
         )
+
+
+SCOPES = tuple(bytes((n,)) for n in range(256))
+
+
+def _answer_key(q: Parsed, route: Route, info: ClientInfo | None) -> object:
+    """The cache key of an answer: see gslb/dns/answers.py for why exactly these parts."""
+    if not route.client or info is None:
+        return (q.key, q.edns)
+    return (
+        q.key,
+        q.edns,
+        info.geo_key if route.geo else "",
+        info.hash_key if route.hashed else b"",
+    )

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 MAX_TCP_CONNECTIONS = 4096
+# A burst of queries larger than the default receive buffer (about 250 datagrams) would be
+# dropped by the kernel while the loop is busy; ask for more (capped by net.core.rmem_max).
+UDP_RECEIVE_BUFFER = 4 << 20
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -98,6 +101,17 @@ class TcpProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
         self._registry.discard(self)
+
+
+def _enlarge_receive_buffer(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < UDP_RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+    except OSError as exc:
+        log.debug("cannot enlarge the UDP receive buffer: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,70 @@
+"""Microseconds per query of `Responder.handle_wire`, without sockets (for profiling).
+
+    .venv/bin/python bench/dns/micro.py [--queries 200000] [--networks 5000] [--profile]
+
+The same mix as the dnsperf benchmark (bench/dns/queries.py) over the sample zones/ with
+the GeoLite2-City database of maxminddb-geolite2. The first pass warms the caches; the
+second is timed (and profiled with --profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from queries import client_networks, queries  # noqa: E402
+from gslb.config import load_config  # noqa: E402
+from gslb.dns.responder import Responder, View  # noqa: E402
+from gslb.geo import GeoDatabase  # noqa: E402
+from gslb.plan import compile_plan  # noqa: E402
+from gslb.state import State  # noqa: E402
+
+
+def geolite2_path() -> str:
+    import geolite2  # type: ignore[import-not-found]
+
+    site = Path(geolite2.__file__).parent
+    return str(site / "_maxminddb_geolite2" / "GeoLite2-City.mmdb")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--queries", type=int, default=100_000)
+    parser.add_argument("--networks", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-ecs", action="store_true")
+    args = parser.parse_args()
+    db = geolite2_path()
+    view = View(compile_plan(load_config(str(ROOT / "zones"))), State())
+    geo = GeoDatabase(db)
+    responder = Responder(lambda: view, geo, rng=random.Random(1))
+    nets = client_networks(db, args.networks)
+    wires = [q.to_wire() for q in queries(nets, args.queries, ecs=not args.no_ecs)]
+    handle = responder.handle_wire
+    for wire in wires:
+        handle(wire, "192.0.2.1", False)
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    for wire in wires:
+        handle(wire, "192.0.2.1", False)
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"{elapsed / len(wires) * 1e6:.2f} us/query ({len(wires) / elapsed:,.0f} q/s)")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+
+
+if __name__ == "__main__":
+    main()

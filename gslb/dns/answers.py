@@ -1,0 +1,234 @@
+"""The answer cache of the fast path: encoded replies, minus what each query brings.
+
+A cached reply is stored as a `Variant`: the reply's flags (without RD and CD), its section
+counts, and its body, that is everything after the question up to the OPT record's RDLENGTH.
+A hit puts back together: the query's ID, flags | the query's RD and CD, the counts, the
+question as the query spelled it, the body, and the OPT record's RDLENGTH and ECS option
+(the query's own ECS data with the scope filled in). The full path writes the question
+without entering it into the compression table (codec.encode_reply), so the body is the
+same for every spelling of a name.
+
+Keys: what an answer depends on, and nothing more (so clients who would get different
+answers never share an entry, and clients who would not, do):
+
+* the question name in lower case and QTYPE (class is always IN here);
+* EDNS: none, present, or present with DO, since the OPT record in the reply differs;
+* for a name that reaches a service (a `Route` learnt from the first full-path answer,
+  CNAME chains included), what the service's decision reads from the client:
+  - `geo` policy: the client's location as the database gives it (country, continent,
+    lat, lon): ranking reads exactly these, so two networks with one location share
+    answers. The ECS scope the reply carries is the database network's prefix, which
+    differs between such networks; it is not in the body but spliced in per query;
+  - `hashed` selection: the client's hash network (its /24 or /56, or the ECS source
+    prefix when shorter), which is what rendezvous hashing keys on;
+  - nothing else: `failover` and `weighted` policies and `first`, `all` and `weighted`
+    selection never look at the client.
+* the plan and the state: not in the key, since the cache drops what they invalidate when
+  either changes (compared by identity, so a new snapshot is seen by the very next query).
+  Static answers depend on the plan only and survive health and admin changes.
+
+Nothing else reaches an answer: UDP payload size only decides truncation, which is checked
+on every hit (a reply that would not fit takes the full path), and truncated replies are
+never cached. The ECS source prefix only bounds the scope, computed per query.
+
+Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
+`variants` replies per key, each one a full-path answer drawn with the responder's RNG.
+Hits take them in turn, and every `refresh_every`-th hit of a key is answered by the full
+path, whose fresh draw joins the set (replacing the oldest when it is full). Each stored
+draw is served about as often as any other whatever it contains, so across queries the
+answers follow the weights exactly in expectation, with one full-path answer per
+`refresh_every` hits.
+
+Memory is bounded: at most `max_answers` variants and `max_clients` client entries; when a
+table is full it is cleared and refills from the hot keys (one full-path answer each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gslb.dns.ecs import ClientSubnet
+from gslb.plan import Plan
+from gslb.select import Client, Decision, Steering
+from gslb.state import State
+
+FLAG_TC = 0x0200
+RD_CD = 0x0110
+OPT_TAIL = 11  # root name, type, class, TTL, RDLENGTH of an OPT record
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the answers for one (name, type) depend on, learnt from a decision."""
+
+    steered: bool  # reaches a service: depends on the state as well as the plan
+    geo: bool  # on the client's location
+    hashed: bool  # on the client's hash network
+    random: bool  # drawn at random: keep variants
+
+    @property
+    def client(self) -> bool:
+        return self.geo or self.hashed
+
+
+STATIC_ROUTE = Route(False, False, False, False)
+
+
+def route_of(decision: Decision, plan: Plan) -> Route:
+    steering = decision.steering
+    if steering is None:
+        return STATIC_ROUTE
+    service = plan.services.get(steering.service)
+    if service is None:  # cannot happen with a plan from compile_plan; be safe anyway
+        return Route(True, True, True, True)
+    return Route(
+        steered=True,
+        geo=service.policy == "geo",
+        hashed=service.select == "hashed",
+        random=service.policy == "weighted" or service.select in ("weighted", "all"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What a cached answer may depend on about one client (an ECS subnet or a peer)."""
+
+    geo_key: str  # the location as ranking sees it; "" when unknown
+    geo_prefix: int  # the prefix the location depended on (Client.geo_prefix)
+    hash_key: bytes  # Client.hash_network(): the network hashed selection keys on
+    hash_prefix: int
+
+    def scope(self, route: Route, source: int) -> int:
+        """The ECS scope the full path would answer with (select.resolve._scope)."""
+        depends = self.geo_prefix if route.geo else 0
+        if route.hashed and self.hash_prefix > depends:
+            depends = self.hash_prefix
+        return source if source < depends else depends
+
+
+def client_info(client: Client) -> ClientInfo:
+    loc = client.location
+    geo_key = "" if loc is None else f"{loc.country}|{loc.continent}|{loc.lat}|{loc.lon}"
+    hash_key, hash_prefix = client.hash_network()
+    return ClientInfo(geo_key, client.geo_prefix, hash_key, hash_prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One cached reply, as described in the module docstring."""
+
+    flags: int
+    counts: bytes  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+    body: bytes
+    rcode: int
+    zone: str | None
+    steering: Steering | None
+
+
+def variant_of(
+    reply: bytes, qend: int, edns: bool, ecs: ClientSubnet | None, decision: Decision
+) -> Variant | None:
+    """The cacheable part of a full-path reply; None when it must not be cached."""
+    flags = (reply[2] << 8) | reply[3]
+    if flags & FLAG_TC:
+        return None
+    end = len(reply)
+    if edns:
+        option = 0 if ecs is None else 4 + 4 + (ecs.source + 7) // 8
+        end -= 2 + option
+        if end < qend + OPT_TAIL - 2 or int.from_bytes(reply[end : end + 2], "big") != option:
+            return None  # not the OPT record this code writes last: do not cache
+    return Variant(
+        flags & ~RD_CD, reply[4:12], reply[qend:end], decision.rcode, decision.zone,
+        decision.steering,
+    )  # fmt: skip
+
+
+class Entry:
+    """The variants of one key and its hit count (mutable, owned by one AnswerCache)."""
+
+    __slots__ = ("hits", "variants")
+
+    def __init__(self, variant: Variant) -> None:
+        self.variants = [variant]
+        self.hits = 0
+
+
+class AnswerCache:
+    """Routes, client entries and answers for one (plan, state); see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_answers: int = 100_000,
+        max_clients: int = 100_000,
+        variants: int = 8,
+        refresh_every: int = 32,
+    ) -> None:
+        self.max_answers = max(1, max_answers)
+        self.max_clients = max(1, max_clients)
+        self.variants = max(1, variants)
+        self.refresh_every = max(1, refresh_every)
+        self.plan: Plan | None = None
+        self.state: State | None = None
+        self.routes: dict[bytes, Route] = {}
+        self.static: dict[object, Entry] = {}  # answers that depend on the plan only
+        self.steered: dict[object, Entry] = {}  # answers that depend on the state too
+        self.clients: dict[object, ClientInfo] = {}
+        self.size = 0  # variants stored in static and steered together
+        self.hits = 0
+        self.fills = 0
+
+    def sync(self, plan: Plan, state: State) -> None:
+        """Forget what a new plan or state invalidates (both are immutable snapshots)."""
+        if plan is not self.plan:
+            self.plan = plan
+            self.state = state
+            self.routes.clear()
+            self.static.clear()
+            self.steered.clear()
+            self.size = 0
+        elif state is not self.state:
+            self.state = state
+            self.size -= sum(len(e.variants) for e in self.steered.values())
+            self.steered.clear()
+
+    def client(self, key: object) -> ClientInfo | None:
+        return self.clients.get(key)
+
+    def add_client(self, key: object, info: ClientInfo) -> None:
+        if len(self.clients) >= self.max_clients:
+            self.clients.clear()
+        self.clients[key] = info
+
+    def store(self, route: Route, key: object, variant: Variant) -> None:
+        """Keep a full-path reply under `key`: the first, another variant, or a fresh draw."""
+        table = self.steered if route.steered else self.static
+        entry = table.get(key)
+        if entry is None:
+            if self.size >= self.max_answers:
+                self.static.clear()
+                self.steered.clear()
+                self.size = 0
+            table[key] = Entry(variant)
+            self.size += 1
+            return
+        variants = entry.variants
+        if len(variants) < self.variants:
+            variants.append(variant)
+            self.size += 1
+        else:
+            # Replace the oldest: the refresh count says which one that is.
+            variants[(entry.hits // self.refresh_every) % len(variants)] = variant
+
+    def get(self, route: Route, key: object) -> Variant | None:
+        """A cached reply for `key`, or None when the full path should answer this one."""
+        entry = (self.steered if route.steered else self.static).get(key)
+        if entry is None:
+            return None
+        entry.hits += 1
+        if route.random and entry.hits % self.refresh_every == 0:
+            return None  # a fresh draw from the full path, stored by `store`
+        variants = entry.variants
+        self.hits += 1
+        return variants[entry.hits % len(variants)]
