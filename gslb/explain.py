@@ -111,13 +111,16 @@ def explain(
 def explain_offline(
     config_dir: str, name: str, client_text: str, qtype_text: str, rng: random.Random
 ) -> dict[str, Any]:
-    """Explain against a config directory, with every endpoint taken as healthy."""
+    """Explain against a config directory: operator overrides from the saved admin state,
+    every endpoint taken as healthy (offline, nothing is probed)."""
     from gslb.config import load_config
+    from gslb.persist import StateFile
 
     config = load_config(config_dir)
+    admin = StateFile(config.settings.state_path).load().admin
     geo = open_geo(config.settings.geoip_database)
     try:
-        view = View(compile_plan(config), State())
+        view = View(compile_plan(config), State(admin=admin))
         return explain(
             view, None if isinstance(geo, NoGeo) else geo, name, client_text, qtype_text, rng
         )

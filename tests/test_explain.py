@@ -184,3 +184,14 @@ def test_trace_shows_fail_open() -> None:
     assert steps.count("drop") == 3
     assert "fail-open" in steps
     assert result["region"] == "us-east" and data(result)
+
+
+def test_offline_explain_reads_the_saved_admin_state(tmp_path: Path) -> None:
+    from gslb.persist import StateFile
+
+    directory = copy_sample(tmp_path / "zones")
+    config = load_config(str(directory))
+    StateFile(config.settings.state_path).save(AdminState().with_region("eu-west", "disabled"))
+    result = run_json(directory, "www.gslb.example.com", "--client", "81.2.69.142")
+    assert result["region"] == "us-east"
+    assert any("eu-west: disabled by an operator" in s["detail"] for s in result["steps"])
