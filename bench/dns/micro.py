@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from queries import client_networks, queries  # noqa: E402
+
 from gslb.config import load_config  # noqa: E402
 from gslb.dns.responder import Responder, View  # noqa: E402
 from gslb.geo import GeoDatabase  # noqa: E402

@@ -203,6 +203,7 @@ class AnswerCache:
 
     def store(self, route: Route, key: object, variant: Variant) -> None:
         """Keep a full-path reply under `key`: the first, another variant, or a fresh draw."""
+        self.fills += 1
         table = self.steered if route.steered else self.static
         entry = table.get(key)
         if entry is None:

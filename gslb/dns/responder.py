@@ -139,6 +139,10 @@ class Responder:
                     log.exception("fast path failed; answering by the full path")
         return self._full(wire, peer, tcp, self._view(), self._clock())[0]
 
+    def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
+        """The full path alone, never the cache: what every cached answer must equal."""
+        return self._full(wire, peer, tcp, self._view(), self._clock())[0]
+
     # The fast path.
 
     def _fast(self, wire: bytes, q: Parsed, peer: str) -> bytes | None:

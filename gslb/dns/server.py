@@ -162,6 +162,7 @@ class DnsServer:
             family=family,
             reuse_port=self._reuse_port or None,
         )
+        _enlarge_receive_buffer(transport)
         port = transport.get_extra_info("sockname")[1]
         try:
             server = await loop.create_server(

@@ -1,0 +1,370 @@
+"""The fast path answers exactly as the full path does, follows weights, and never serves
+an answer that a health change, admin action or reload has made stale."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rdatatype
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gslb.config import load_config
+from gslb.dns.answers import AnswerCache
+from gslb.dns.responder import Responder, View
+from gslb.geo import GeoDatabase
+from gslb.plan import compile_plan
+from gslb.select import Steering
+from gslb.state import State
+from tests.conftest import DEMO_DB, write_config
+
+ZONE = """
+zone: gslb.example.com
+soa: {mname: ns1.gslb.example.com, rname: hostmaster.example.com, minimum: 60}
+ns: [ns1.gslb.example.com, ns2.gslb.example.com]
+records:
+  ns1: {A: [192.0.2.53], AAAA: ["2001:db8::53"]}
+  ns2: {A: [198.51.100.53]}
+  "@": {MX: ["10 mail.gslb.example.com."], TXT: ["v=spf1 -all"]}
+  mail: {A: [192.0.2.25]}
+  docs: {CNAME: www.gslb.example.com.}
+  mid: {TXT: MIDTXT}
+  sub: {NS: [ns.sub.gslb.example.com.]}
+  ns.sub: {A: [192.0.2.99]}
+services:
+  www: {ttl: 30, policy: geo, select: first, answers: 2, regions: [eu, us, ap]}
+  hh: {ttl: 30, policy: geo, select: hashed, answers: 1, regions: [eu, us, ap]}
+  fo: {ttl: 30, policy: failover, select: first, answers: 1, regions: [eu, us, ap]}
+  wt: {ttl: 30, policy: failover, select: weighted, answers: 2, regions: [eu]}
+  rr: {ttl: 30, policy: failover, select: all, answers: 1, regions: [eu]}
+  wr: {ttl: 30, policy: weighted, select: first, answers: 1, regions: [eu, us]}
+"""
+HEALTH = "health: {type: http, path: /health, port: 80}"
+REGIONS = {
+    "eu": f"""
+region: eu
+location: {{lat: 50, lon: 8}}
+serves: {{continents: [EU, AF]}}
+weight: 3
+{HEALTH}
+services:
+  www.gslb.example.com: [192.0.2.10, 192.0.2.11, "2001:db8:e::10"]
+  hh.gslb.example.com: [192.0.2.12, 192.0.2.13, 192.0.2.14, "2001:db8:e::12", "2001:db8:e::13"]
+  fo.gslb.example.com: [192.0.2.15]
+  wt.gslb.example.com: [{{address: 192.0.2.16, weight: 3}}, {{address: 192.0.2.17, weight: 1}}]
+  rr.gslb.example.com: [192.0.2.18, 192.0.2.19, 192.0.2.20]
+  wr.gslb.example.com: [192.0.2.21]
+""",
+    "us": f"""
+region: us
+location: {{lat: 39, lon: -77}}
+serves: {{continents: [NA, SA]}}
+{HEALTH}
+services:
+  www.gslb.example.com: [198.51.100.10, "2001:db8:a::10"]
+  hh.gslb.example.com: [198.51.100.12, 198.51.100.13]
+  fo.gslb.example.com: [198.51.100.15]
+  wr.gslb.example.com: [198.51.100.21]
+""",
+    "ap": f"""
+region: ap
+location: {{lat: 1.35, lon: 103.8}}
+serves: {{continents: [AS, OC]}}
+{HEALTH}
+services:
+  www.gslb.example.com: [203.0.113.10]
+  hh.gslb.example.com: [203.0.113.12]
+  fo.gslb.example.com: [203.0.113.15]
+""",
+}
+NAMES = [
+    "www", "hh", "fo", "wt", "rr", "wr", "docs", "ns1", "ns2", "@", "mail", "mid",
+    "missing", "deep.missing", "host.sub", "ns.sub", "_tcp",
+]  # fmt: skip
+TYPES = ["A", "AAAA", "MX", "TXT", "SOA", "NS", "CNAME", "ANY", "TYPE99", "AXFR"]
+# Addresses the demo database places (several share a location: 8.8.8.0/24 and 8.8.4.0/24
+# are both Mountain View; 200.160.0.0/20 is wider than a /24) and some it does not.
+CLIENTS_V4 = ["81.2.69.142", "8.8.8.8", "8.8.4.4", "1.1.1.1", "9.9.9.9", "200.160.3.1",
+              "202.12.27.33", "77.88.8.8", "100.64.1.1", "203.0.113.7", "45.1.2.3"]  # fmt: skip
+CLIENTS_V6 = ["2001:4860:4860::8888", "2620:fe::fe", "2001:dc3::35", "2001:db8::1", "fe80::1"]
+PEERS = ["127.0.0.1", "8.8.8.8", "81.2.69.142", "2001:4860::1", "::ffff:9.9.9.9", "::1"]
+
+
+class FixedRandom(random.Random):
+    """Always the same draw, so that random pickers are deterministic on both paths."""
+
+    def random(self) -> float:
+        return 0.5
+
+    def randrange(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+
+@dataclass
+class Recorder:
+    seen: list[tuple[str | None, int, int, Steering | None]] = field(default_factory=list)
+
+    def observe_query(
+        self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
+    ) -> None:
+        assert seconds >= 0
+        self.seen.append((zone, qtype, rcode, steering))
+
+
+@dataclass
+class Holder:
+    """A mutable view, as the runtime keeps it: one reference swapped per change."""
+
+    view: View
+
+    def __call__(self) -> View:
+        return self.view
+
+
+def config_dir(directory: Path) -> Path:
+    mid = [f"m{i:02d}" + "y" * 100 for i in range(8)]  # ~850 bytes: fits 1232, not 512
+    files = {"gslb.example.com.yaml": ZONE.replace("MIDTXT", repr(mid))}
+    files.update({f"regions/{name}.yaml": text for name, text in REGIONS.items()})
+    return write_config(directory, files)
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return config_dir(tmp_path_factory.mktemp("fastpath"))
+
+
+@pytest.fixture(scope="module")
+def geo() -> Iterator[GeoDatabase]:
+    with GeoDatabase(str(DEMO_DB)) as db:
+        yield db
+
+
+def make_view(plan_dir: Path, state: State | None = None, generation: int = 1) -> View:
+    return View(compile_plan(load_config(str(plan_dir)), generation), state or State())
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[bytes, str]:
+    label = draw(st.sampled_from(NAMES))
+    name = "gslb.example.com." if label == "@" else f"{label}.gslb.example.com."
+    name = "".join(c.upper() if draw(st.booleans()) else c for c in name)
+    rdtype = draw(st.sampled_from(TYPES))
+    edns = draw(st.sampled_from([-1, 0, 0, 0]))
+    options: list[dns.edns.Option] = []
+    payload = draw(st.sampled_from([512, 600, 1232, 4096, 100]))
+    if edns == 0 and draw(st.booleans()):
+        v6 = draw(st.booleans())
+        address = draw(st.sampled_from(CLIENTS_V6 if v6 else CLIENTS_V4))
+        source = draw(st.sampled_from([0, 16, 20, 24, 32] if not v6 else [0, 32, 48, 56, 128]))
+        options.append(dns.edns.ECSOption(address, source))
+    if edns == 0 and draw(st.integers(0, 5)) == 0:
+        options.append(dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"x"))
+    query = dns.message.make_query(
+        name,
+        rdtype,
+        use_edns=edns,
+        payload=payload,
+        options=options or None,
+        want_dnssec=edns == 0 and draw(st.booleans()),
+    )
+    query.id = draw(st.integers(0, 0xFFFF))
+    query.flags = draw(
+        st.sampled_from([0, dns.flags.RD, dns.flags.CD, dns.flags.RD | dns.flags.AD])
+    )
+    wire = bytearray(query.to_wire())
+    if options and draw(st.integers(0, 7)) == 0:
+        wire[-1] ^= 0x01  # an address bit beyond the prefix (or a wrong byte): FORMERR
+    return bytes(wire), draw(st.sampled_from(PEERS))
+
+
+def test_fast_and_full_paths_agree_byte_for_byte(plan_dir: Path, geo: GeoDatabase) -> None:
+    view = make_view(plan_dir)
+    fast = Responder(lambda: view, geo, rng=FixedRandom())
+    full = Responder(lambda: view, geo, rng=FixedRandom())
+
+    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(queries())
+    def check(query: tuple[bytes, str]) -> None:
+        wire, peer = query
+        for _ in range(3):  # a miss first, then (for cacheable queries) hits
+            assert fast.handle_wire(wire, peer) == full.answer_full(wire, peer), wire.hex()
+
+    check()
+    assert fast.cache.hits > 500  # the cache was really used
+    assert fast.cache.fills > 100
+
+
+def ask(responder: Responder, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+    wire = responder.handle_wire(query.to_wire(), "127.0.0.1")
+    assert wire is not None
+    return dns.message.from_wire(wire)
+
+
+def addresses(reply: dns.message.Message) -> list[str]:
+    return [rd.to_text() for rrset in reply.answer for rd in rrset]
+
+
+def test_shared_answer_for_one_location_keeps_each_networks_scope(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo)
+    for client, prefix, scope in (
+        ("8.8.8.0", 24, 24),
+        ("8.8.4.0", 24, 24),
+        ("200.160.1.0", 24, 20),
+    ):
+        for _ in range(2):
+            reply = ask(
+                responder, "www.gslb.example.com", use_edns=0,
+                options=[dns.edns.ECSOption(client, prefix)],
+            )  # fmt: skip
+            assert addresses(reply)[0].startswith("198.51.100."), client  # NA, SA: the us region
+            (option,) = reply.options
+            assert isinstance(option, dns.edns.ECSOption)
+            assert (option.address, option.srclen, option.scopelen) == (client, prefix, scope)
+
+
+def first_addresses(responder: Responder, name: str, count: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    base = dns.message.make_query(name, "A", use_edns=0).to_wire()
+    for i in range(count):
+        wire = (i & 0xFFFF).to_bytes(2, "big") + base[2:]
+        reply = responder.handle_wire(wire, "127.0.0.1")
+        assert reply is not None and reply[:2] == wire[:2]
+        seen[addresses(dns.message.from_wire(reply))[0]] += 1
+    return seen
+
+
+def test_weighted_answers_follow_their_weights_across_queries(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=random.Random(7))
+    count = 20_000
+    firsts = first_addresses(responder, "wt.gslb.example.com", count)
+    assert set(firsts) == {"192.0.2.16", "192.0.2.17"}
+    assert abs(firsts["192.0.2.16"] / count - 0.75) < 0.06, firsts  # weights 3:1
+    assert responder.cache.hits > 0.9 * count  # ... and most of them answered from the cache
+    rotated = first_addresses(responder, "rr.gslb.example.com", count)  # select: all
+    assert set(rotated) == {"192.0.2.18", "192.0.2.19", "192.0.2.20"}
+    assert all(abs(n / count - 1 / 3) < 0.06 for n in rotated.values()), rotated
+    regions = first_addresses(responder, "wr.gslb.example.com", count)  # policy: weighted
+    assert abs(regions["192.0.2.21"] / count - 0.75) < 0.06, regions  # region weights 3:1
+
+
+def test_health_admin_and_reload_are_seen_by_the_very_next_answer(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    holder = Holder(make_view(plan_dir))
+    responder = Responder(holder, geo)
+    for _ in range(3):
+        assert addresses(ask(responder, "fo.gslb.example.com")) == ["192.0.2.15"]
+    assert addresses(ask(responder, "ns1.gslb.example.com")) == ["192.0.2.53"]
+    static_entries = len(responder.cache.static)
+
+    state = holder.view.state.with_health("eu/192.0.2.15", up=False)
+    holder.view = View(holder.view.plan, state)
+    assert addresses(ask(responder, "fo.gslb.example.com")) == ["198.51.100.15"]
+    assert len(responder.cache.static) == static_entries  # static answers outlive health
+
+    state = state.with_admin(state.admin.with_region("us", "disabled"))
+    holder.view = View(holder.view.plan, state)
+    assert addresses(ask(responder, "fo.gslb.example.com")) == ["203.0.113.15"]
+
+    state = state.with_admin(state.admin.with_region("us", "enabled")).with_health(
+        "eu/192.0.2.15", up=True
+    )
+    holder.view = View(holder.view.plan, state)
+    assert addresses(ask(responder, "fo.gslb.example.com")) == ["192.0.2.15"]
+
+    zone = plan_dir / "gslb.example.com.yaml"
+    original = zone.read_text()
+    try:
+        zone.write_text(original.replace("[192.0.2.53]", "[192.0.2.54]"))
+        holder.view = make_view(plan_dir, state, generation=2)
+    finally:
+        zone.write_text(original)
+    assert addresses(ask(responder, "ns1.gslb.example.com")) == ["192.0.2.54"]
+
+
+def test_every_answer_is_observed_cached_or_not(plan_dir: Path, geo: GeoDatabase) -> None:
+    view = make_view(plan_dir)
+    fast_seen, full_seen = Recorder(), Recorder()
+    fast = Responder(lambda: view, geo, rng=FixedRandom(), observer=fast_seen)
+    full = Responder(lambda: view, geo, rng=FixedRandom(), observer=full_seen)
+    ecs: list[dns.edns.Option] = [dns.edns.ECSOption("81.2.69.0", 24)]
+    questions = [("www", "A"), ("www", "AAAA"), ("missing", "A"), ("ns1", "A"), ("hh", "A")]
+    for _ in range(5):
+        for label, rdtype in questions:
+            wire = dns.message.make_query(
+                f"{label}.gslb.example.com", rdtype, use_edns=0, options=ecs
+            ).to_wire()
+            fast.handle_wire(wire, "127.0.0.1")
+            full.answer_full(wire, "127.0.0.1")
+    assert fast.cache.hits >= 15
+    assert fast_seen.seen == full_seen.seen
+    steering = fast_seen.seen[0][3]
+    assert steering is not None and steering.region == "eu"  # London: the EU region
+
+
+def test_truncation_is_decided_per_query(plan_dir: Path, geo: GeoDatabase) -> None:
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo)
+    for _ in range(2):
+        big = ask(responder, "mid.gslb.example.com", "TXT", use_edns=0, payload=4096)
+        assert not big.flags & dns.flags.TC and len(big.answer[0]) == 8
+    small = ask(responder, "mid.gslb.example.com", "TXT", use_edns=0, payload=512)
+    assert small.flags & dns.flags.TC and not small.answer
+    plain = ask(responder, "mid.gslb.example.com", "TXT")
+    assert plain.flags & dns.flags.TC
+
+
+def test_the_cache_stays_within_its_bounds(plan_dir: Path, geo: GeoDatabase) -> None:
+    view = make_view(plan_dir)
+    cache = AnswerCache(max_answers=50, max_clients=20)
+    responder = Responder(lambda: view, geo, cache=cache)
+    for i in range(300):
+        reply = ask(
+            responder, f"n{i}.missing.gslb.example.com", use_edns=0,
+            options=[dns.edns.ECSOption(f"45.{i % 250}.{i // 250}.0", 24)],
+        )  # fmt: skip
+        assert reply.rcode() == 3  # NXDOMAIN, from cache or not
+        assert cache.size <= 50 and len(cache.static) + len(cache.steered) <= 50
+        assert len(cache.clients) <= 20
+
+
+def test_client_key_covers_everything_ranking_reads() -> None:
+    from ipaddress import ip_address
+
+    from gslb.dns.answers import client_info
+    from gslb.geo import Location
+    from gslb.select import Client
+
+    def info(country: str, continent: str, lat: float, lon: float, prefix: int) -> str:
+        loc = Location(country, continent, lat, lon, prefix, "")
+        return client_info(Client(ip_address("192.0.2.1"), 24, loc, prefix)).geo_key
+
+    base = info("US", "NA", 37.0, -122.0, 16)
+    assert info("US", "NA", 37.0, -122.0, 20) == base  # the prefix is spliced in as the scope
+    assert (
+        len(
+            {
+                base,
+                info("CA", "NA", 37.0, -122.0, 16),
+                info("US", "SA", 37.0, -122.0, 16),
+                info("US", "NA", 38.0, -122.0, 16),
+                info("US", "NA", 37.0, -121.0, 16),
+            }
+        )
+        == 5
+    )
