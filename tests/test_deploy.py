@@ -1,0 +1,226 @@
+"""Deployment files: they parse, every path they name exists, the compose topology is
+consistent with its config, and the alert rules and dashboard name metrics that a
+real `gslb serve` and a real `gslb proxy` export (scraped here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from gslb.config import load_config
+from tests.conftest import copy_sample, start_serve
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+RULES = DEPLOY / "prometheus" / "rules" / "gslb-alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gslb.json"
+METRIC = re.compile(r"\bgslb_[a-z0-9_]+\b")
+
+
+def in_repo(container_path: str) -> Path:
+    """A path in the image (/app/...) or relative to the repo, as a repo path."""
+    return ROOT / container_path.removeprefix("/app/").removeprefix("./")
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Series names a scrape yields: counters get _total, histograms _bucket/_sum/_count."""
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        if family.type == "counter":
+            names.add(family.name if family.name.endswith("_total") else family.name + "_total")
+        elif family.type == "histogram":
+            names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
+    directory = copy_sample(tmp_path_factory.mktemp("zones"))
+    served = start_serve(directory)
+    proxy = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gslb", "proxy", "--config", str(directory)),
+            *("--region", "eu-west", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stderr is not None
+        admin_port = None
+        for line in proxy.stderr:
+            found = re.search(r"admin on port (\d+)", line)
+            if found:
+                admin_port = int(found.group(1))
+                break
+        assert admin_port, "gslb proxy did not report its admin port"
+        names = exported_names(fetch(f"http://127.0.0.1:{served.api_port}/metrics"))
+        names |= exported_names(fetch(f"http://127.0.0.1:{admin_port}/metrics"))
+        yield names
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=15)
+        served.stop()
+
+
+def rule_list() -> list[dict[str, Any]]:
+    document = yaml.safe_load(RULES.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_scrape_sees_both_tiers(exported: set[str]) -> None:
+    assert {"gslb_region_up", "gslb_dns_answers_total", "gslb_proxy_requests_total"} <= exported
+    assert "gslb_dns_query_duration_seconds_bucket" in exported
+
+
+def test_alert_rules_name_exported_metrics(exported: set[str]) -> None:
+    rules = rule_list()
+    for rule in rules:
+        assert rule["alert"] and rule["expr"] and rule["labels"]["severity"], rule
+        names = set(METRIC.findall(rule["expr"]))
+        assert names, rule["alert"]
+        assert names <= exported, (rule["alert"], names - exported)
+    alerts = {rule["alert"]: rule["expr"] for rule in rules}
+    assert "gslb_region_up" in alerts["GslbRegionDown"]
+    assert "gslb_dns_fail_open_total" in alerts["GslbFailOpen"]
+    assert "gslb_dns_answers_total" in alerts["GslbTrafficUneven"]
+    assert "histogram_quantile(0.99" in alerts["GslbDnsP99High"]
+    assert "histogram_quantile(0.99" in alerts["GslbProxyP99High"]
+
+
+def test_dashboard_names_exported_metrics(exported: set[str]) -> None:
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 15
+    used = set().union(*(METRIC.findall(e) for e in exprs))
+    assert used <= exported, used - exported
+    # every metric family a component exports has a place on the dashboard
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported}
+    shown = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
+    assert families <= shown, families - shown
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
+def test_promtool_accepts_the_rules() -> None:
+    run = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_compose_paths_exist() -> None:
+    for name, service in SERVICES.items():
+        if "build" in service:
+            assert (ROOT / service["build"] / "Dockerfile").is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), (name, source)
+        command = service.get("command", [])
+        for arg in command:
+            if arg.startswith("/app/"):
+                assert in_repo(arg).exists(), (name, arg)
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)  # nothing published beyond the host
+
+
+def test_compose_topology_matches_its_config() -> None:
+    config_dir = in_repo(SERVICES["dns"]["command"][2])
+    config = load_config(str(config_dir))  # what `gslb check` does
+    proxies = {n: s for n, s in SERVICES.items() if s.get("command", [""])[0] == "proxy"}
+    assert {s["command"][4] for s in proxies.values()} == set(config.regions)
+    for service in proxies.values():
+        region = config.regions[service["command"][4]]
+        address = service["networks"]["gslb"]["ipv4_address"]
+        endpoints = {e.address for members in region.endpoints.values() for e in members}
+        assert endpoints == {address}
+        assert region.proxy is not None and region.health is not None
+        assert region.health.port == region.proxy.admin.port if region.proxy.admin else False
+        for backend in region.proxy.backends:
+            assert backend.host in SERVICES, backend
+            assert SERVICES[backend.host]["command"][1] == region.name
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        t
+        for job in prometheus["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    }
+    api_port = config.settings.api_listen.port
+    expected = {f"dns:{api_port}"} | {
+        f"{name}:{config.regions[s['command'][4]].proxy.admin.port}"  # type: ignore[union-attr]
+        for name, s in proxies.items()
+    }
+    assert targets == expected
+
+
+def test_prometheus_and_grafana_mounts_line_up() -> None:
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    mounts = dict(v.split(":")[1::-1] for v in SERVICES["prometheus"]["volumes"])
+    for pattern in prometheus["rule_files"]:
+        directory, glob = pattern.rsplit("/", 1)
+        assert list(in_repo(mounts[directory]).glob(glob)), pattern
+    grafana = dict(v.split(":")[1::-1] for v in SERVICES["grafana"]["volumes"])
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "gslb.yml").read_text()
+    )
+    dashboards = in_repo(grafana[provider["providers"][0]["options"]["path"]])
+    assert (dashboards / "gslb.json").is_file()
+    datasource = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uid = datasource["datasources"][0]["uid"]
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert {p["datasource"]["uid"] for p in panels if "datasource" in p} == {uid}
+    assert "/etc/grafana/provisioning" in grafana
+
+
+def test_dockerfile_copies_what_exists() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY\s+(.+?)\s+\S+$", text, flags=re.M)
+    assert copies
+    for line in copies:
+        for source in line.split():
+            assert (ROOT / source).exists(), source
+    assert 'ENTRYPOINT ["gslb"]' in text
+    assert "USER gslb" in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    units = sorted((DEPLOY / "systemd").glob("*.service"))
+    assert {u.name for u in units} == {"gslb.service", "gslb-proxy@.service"}
+    names = []
+    for unit in units:
+        text = unit.read_text().replace("/usr/local/bin/gslb", "/bin/true")
+        name = unit.name.replace("@.", "@eu-west.")
+        (tmp_path / name).write_text(text)
+        names.append(f"./{name}")
+    run = subprocess.run(
+        ["systemd-analyze", "verify", *names], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0 and not run.stderr.strip(), run.stderr
