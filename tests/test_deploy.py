@@ -224,3 +224,13 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", *names], capture_output=True, text=True, cwd=tmp_path
     )
     assert run.returncode == 0 and not run.stderr.strip(), run.stderr
+
+
+def test_metrics_doc_lists_every_exported_metric(exported: set[str]) -> None:
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    for name in exported:
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert f"`{family}`" in text, name
+    alerts = {rule["alert"] for rule in rule_list()}
+    for alert in alerts:
+        assert f"`{alert}`" in text, alert
