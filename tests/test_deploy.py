@@ -126,10 +126,15 @@ def test_dashboard_names_exported_metrics(exported: set[str]) -> None:
     assert families <= shown, families - shown
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
-def test_promtool_accepts_the_rules() -> None:
-    run = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True)
-    assert run.returncode == 0, run.stdout + run.stderr
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian prometheus)")
+def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
+    for args in (
+        ["check", "rules", str(RULES)],
+        ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        ["test", "rules", str(DEPLOY / "prometheus" / "tests" / "gslb-alerts.test.yml")],
+    ):
+        run = subprocess.run(["promtool", *args], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, (args, run.stdout, run.stderr)
 
 
 def test_compose_paths_exist() -> None:
