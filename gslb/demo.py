@@ -292,6 +292,9 @@ def run_demo(
     if generated:
         token = secrets.token_urlsafe(18)
     env[token_env] = token
+    # The children run `python -m gslb`: let them import this very package from any cwd.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="gslb-demo-") as tmp:
         workdir = Path(tmp)
         try:

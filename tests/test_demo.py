@@ -30,6 +30,8 @@ import pytest
 
 from gslb.config import load_config
 from gslb.demo_layout import DemoPorts, plan_demo
+from gslb.demo_text import Expected, instructions
+from tests.test_status_page import CHROMIUM, render
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "Ctrl-C stops everything."
@@ -165,6 +167,19 @@ def test_plan_replaces_endpoints_with_region_proxies(tmp_path: Path) -> None:
     assert len(addresses) == len(generated.regions)
 
 
+def test_a_token_from_the_environment_is_used_and_said_so(tmp_path: Path) -> None:
+    config = load_config(str(ROOT / "zones"))
+    layout = plan_demo(config, DemoPorts(dns=53535), geoip=None, state_path="s.json")
+    expected = Expected({EUROPE: "eu-west"}, "us-east")
+    text = instructions(layout, "my-token", False, expected, str(tmp_path))
+    assert "API token    my-token   (from GSLB_API_TOKEN)" in text
+    assert (
+        "-H 'Authorization: Bearer my-token' http://127.0.0.1:8053/v1/regions/eu-west/disable"
+        in text
+    )
+    assert "-p 53535" in text and "# now us-east (127.0.3.1)" in text
+
+
 def test_each_continent_gets_its_region(demo: Demo) -> None:
     assert ask(demo, EUROPE) == [REGION_IP["eu-west"]]
     assert ask(demo, AMERICA) == [REGION_IP["us-east"]]
@@ -180,7 +195,7 @@ def test_proxies_reach_their_backends(demo: Demo) -> None:
     assert seen == {"backend=euw1", "backend=euw2"}
 
 
-def test_disable_moves_europe_to_us_east_and_back(demo: Demo) -> None:
+def test_disable_moves_europe_to_us_east_and_back(demo: Demo, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{demo.api_port}/v1/regions/eu-west"
     status, body = http(f"{base}/disable", demo.token())
     assert status == 200 and json.loads(body)["admin"] == "disabled"
@@ -188,6 +203,13 @@ def test_disable_moves_europe_to_us_east_and_back(demo: Demo) -> None:
         assert ask(demo, EUROPE) == [REGION_IP["us-east"]]
         regions = json.loads(http(f"http://127.0.0.1:{demo.api_port}/v1/status")[1])["regions"]
         assert {r["name"]: r["admin"] for r in regions}["eu-west"] == "disabled"
+        if CHROMIUM is not None:  # and the status page shows it
+            page = render(f"http://127.0.0.1:{demo.api_port}/", tmp_path / "profile")
+            assert page.states("tr", "region") == {
+                "ap-southeast": "up",
+                "eu-west": "disabled",
+                "us-east": "up",
+            }
     finally:
         http(f"{base}/enable", demo.token())
     assert ask(demo, EUROPE) == [REGION_IP["eu-west"]]
