@@ -18,11 +18,12 @@ venv: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/gslb serve --config zones --dns 127.0.0.1:5353 --api 127.0.0.1:8053
 
-demo: serve
+demo: $(STAMP)
+	$(BIN)/gslb demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gslb tests bench
-	$(BIN)/ruff format --check gslb tests bench
+	$(BIN)/ruff check gslb tests bench schemas docs
+	$(BIN)/ruff format --check gslb tests bench schemas docs
 	$(BIN)/mypy
 
 test: lint

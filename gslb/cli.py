@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default="zones")
     demo.add_argument("--dns-port", type=int, default=5353)
     demo.add_argument("--api-port", type=int, default=8053)
+    demo.add_argument("--proxy-port", type=int, default=8080,
+                      help="each region's proxy port (its admin port is the next one)")
+    demo.add_argument("--backend-port", type=int, default=8000)
     return parser
 
 
@@ -134,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from gslb.demo import run_demo
 
-            return run_demo(args.config, dns_port=args.dns_port, api_port=args.api_port)
+            return run_demo(
+                args.config,
+                dns_port=args.dns_port,
+                api_port=args.api_port,
+                proxy_port=args.proxy_port,
+                backend_port=args.backend_port,
+            )
     except ConfigError as exc:
         _print_errors(exc)
         return 1
