@@ -61,8 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default="zones")
     demo.add_argument("--dns-port", type=int, default=5353)
     demo.add_argument("--api-port", type=int, default=8053)
-    demo.add_argument("--proxy-port", type=int, default=8080,
-                      help="each region's proxy port (its admin port is the next one)")
+    demo.add_argument(
+        "--proxy-port",
+        type=int,
+        default=8080,
+        help="each region's proxy port (its admin port is the next one)",
+    )
     demo.add_argument("--backend-port", type=int, default=8000)
     return parser
 
