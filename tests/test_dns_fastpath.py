@@ -249,12 +249,15 @@ def test_weighted_answers_follow_their_weights_across_queries(
     plan_dir: Path, geo: GeoDatabase
 ) -> None:
     view = make_view(plan_dir)
-    responder = Responder(lambda: view, geo, rng=random.Random(7))
+    # A fresh draw every 8 hits (the default is rarer) to keep the test short.
+    responder = Responder(
+        lambda: view, geo, rng=random.Random(7), cache=AnswerCache(refresh_every=8)
+    )
     count = 20_000
     firsts = first_addresses(responder, "wt.gslb.example.com", count)
     assert set(firsts) == {"192.0.2.16", "192.0.2.17"}
     assert abs(firsts["192.0.2.16"] / count - 0.75) < 0.06, firsts  # weights 3:1
-    assert responder.cache.hits > 0.9 * count  # ... and most of them answered from the cache
+    assert responder.cache.hits > 0.8 * count  # ... and most of them answered from the cache
     rotated = first_addresses(responder, "rr.gslb.example.com", count)  # select: all
     assert set(rotated) == {"192.0.2.18", "192.0.2.19", "192.0.2.20"}
     assert all(abs(n / count - 1 / 3) < 0.06 for n in rotated.values()), rotated
@@ -346,13 +349,15 @@ def test_the_cache_stays_within_its_bounds(plan_dir: Path, geo: GeoDatabase) -> 
 def test_client_key_covers_everything_ranking_reads() -> None:
     from ipaddress import ip_address
 
-    from gslb.dns.answers import client_info
+    from gslb.dns.answers import GEO, client_info
     from gslb.geo import Location
     from gslb.select import Client
 
     def info(country: str, continent: str, lat: float, lon: float, prefix: int) -> str:
         loc = Location(country, continent, lat, lon, prefix, "")
-        return client_info(Client(ip_address("192.0.2.1"), 24, loc, prefix)).geo_key
+        key = client_info(Client(ip_address("192.0.2.1"), 24, loc, prefix), None).parts[GEO]
+        assert isinstance(key, str)
+        return key
 
     base = info("US", "NA", 37.0, -122.0, 16)
     assert info("US", "NA", 37.0, -122.0, 20) == base  # the prefix is spliced in as the scope

@@ -24,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from queries import client_networks, queries  # noqa: E402
 
 from gslb.config import load_config  # noqa: E402
+from gslb.dns.answers import AnswerCache  # noqa: E402
 from gslb.dns.responder import Responder, View  # noqa: E402
 from gslb.geo import GeoDatabase  # noqa: E402
+from gslb.metrics import DnsStats  # noqa: E402
 from gslb.plan import compile_plan  # noqa: E402
 from gslb.state import State  # noqa: E402
 
@@ -43,11 +45,19 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-ecs", action="store_true")
+    parser.add_argument("--metrics", action="store_true", help="observe with gslb's DnsStats")
+    parser.add_argument("--refresh-every", type=int, default=100)
     args = parser.parse_args()
     db = geolite2_path()
     view = View(compile_plan(load_config(str(ROOT / "zones"))), State())
     geo = GeoDatabase(db)
-    responder = Responder(lambda: view, geo, rng=random.Random(1))
+    responder = Responder(
+        lambda: view,
+        geo,
+        rng=random.Random(1),
+        observer=DnsStats() if args.metrics else None,
+        cache=AnswerCache(refresh_every=args.refresh_every),
+    )
     nets = client_networks(db, args.networks)
     wires = [q.to_wire() for q in queries(nets, args.queries, ecs=not args.no_ecs)]
     handle = responder.handle_wire
@@ -63,6 +73,11 @@ def main() -> None:
         profiler.disable()
     elapsed = time.perf_counter() - started
     print(f"{elapsed / len(wires) * 1e6:.2f} us/query ({len(wires) / elapsed:,.0f} q/s)")
+    cache = responder.cache
+    print(
+        f"cache: {cache.hits} hits, {cache.fills} fills, {cache.size} answers, "
+        f"{len(cache.clients)} clients, {len(cache.queries)} queries"
+    )
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
 

@@ -39,8 +39,9 @@ draw is served about as often as any other whatever it contains, so across queri
 answers follow the weights exactly in expectation, with one full-path answer per
 `refresh_every` hits.
 
-Memory is bounded: at most `max_answers` variants and `max_clients` client entries; when a
-table is full it is cleared and refills from the hot keys (one full-path answer each).
+Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
+client entries; when a table is full it is cleared and refills from the hot keys (one
+full-path answer each).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gslb.dns.ecs import ClientSubnet
+from gslb.dns.fastparse import Parsed
 from gslb.plan import Plan
 from gslb.select import Client, Decision, Steering
 from gslb.state import State
@@ -57,21 +59,20 @@ RD_CD = 0x0110
 OPT_TAIL = 11  # root name, type, class, TTL, RDLENGTH of an OPT record
 
 
+# Route kinds: what of the client an answer depends on. They index ClientInfo's tables.
+NONE, GEO, HASHED, GEO_HASHED = 0, 1, 2, 3
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """What the answers for one (name, type) depend on, learnt from a decision."""
 
     steered: bool  # reaches a service: depends on the state as well as the plan
-    geo: bool  # on the client's location
-    hashed: bool  # on the client's hash network
+    kind: int  # NONE, GEO, HASHED or GEO_HASHED
     random: bool  # drawn at random: keep variants
 
-    @property
-    def client(self) -> bool:
-        return self.geo or self.hashed
 
-
-STATIC_ROUTE = Route(False, False, False, False)
+STATIC_ROUTE = Route(False, NONE, False)
 
 
 def route_of(decision: Decision, plan: Plan) -> Route:
@@ -80,49 +81,65 @@ def route_of(decision: Decision, plan: Plan) -> Route:
         return STATIC_ROUTE
     service = plan.services.get(steering.service)
     if service is None:  # cannot happen with a plan from compile_plan; be safe anyway
-        return Route(True, True, True, True)
-    return Route(
-        steered=True,
-        geo=service.policy == "geo",
-        hashed=service.select == "hashed",
-        random=service.policy == "weighted" or service.select in ("weighted", "all"),
+        return Route(True, GEO_HASHED, True)
+    kind = (GEO if service.policy == "geo" else NONE) | (
+        HASHED if service.select == "hashed" else NONE
     )
+    random = service.policy == "weighted" or service.select in ("weighted", "all")
+    return Route(True, kind, random)
 
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    """What a cached answer may depend on about one client (an ECS subnet or a peer)."""
+    """What a cached answer may depend on about one client (an ECS subnet or a peer),
+    and the reply's ECS option for it, each indexed by route kind."""
 
-    geo_key: str  # the location as ranking sees it; "" when unknown
-    geo_prefix: int  # the prefix the location depended on (Client.geo_prefix)
-    hash_key: bytes  # Client.hash_network(): the network hashed selection keys on
-    hash_prefix: int
-
-    def scope(self, route: Route, source: int) -> int:
-        """The ECS scope the full path would answer with (select.resolve._scope)."""
-        depends = self.geo_prefix if route.geo else 0
-        if route.hashed and self.hash_prefix > depends:
-            depends = self.hash_prefix
-        return source if source < depends else depends
+    parts: tuple[object, object, object, object]  # the client's part of an answer key
+    tails: tuple[bytes, bytes, bytes, bytes]  # OPT RDLENGTH + ECS option; b"" without ECS
 
 
-def client_info(client: Client) -> ClientInfo:
+def scope(client: Client, kind: int) -> int:
+    """The ECS scope the full path answers with (select.resolve._scope)."""
+    if client.source_prefix is None:
+        return 0
+    depends = client.geo_prefix if kind & GEO else 0
+    if kind & HASHED:
+        depends = max(depends, client.hash_network()[1])
+    return min(client.source_prefix, depends)
+
+
+def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
+    """`ecs`: the option data as the query sent it (validated: it made `client`)."""
     loc = client.location
     geo_key = "" if loc is None else f"{loc.country}|{loc.continent}|{loc.lat}|{loc.lon}"
-    hash_key, hash_prefix = client.hash_network()
-    return ClientInfo(geo_key, client.geo_prefix, hash_key, hash_prefix)
+    hash_key = client.hash_network()[0]
+    parts = (None, geo_key, hash_key, (geo_key, hash_key))
+    if ecs is None:
+        return ClientInfo(parts, (b"", b"", b"", b""))
+    size = len(ecs).to_bytes(2, "big")
+    option_length = (len(ecs) + 4).to_bytes(2, "big")
+    tails = tuple(
+        option_length + b"\x00\x08" + size + ecs[:3] + bytes((scope(client, kind),)) + ecs[4:]
+        for kind in (NONE, GEO, HASHED, GEO_HASHED)
+    )
+    return ClientInfo(parts, (tails[0], tails[1], tails[2], tails[3]))
 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
     """One cached reply, as described in the module docstring."""
 
-    flags: int
-    counts: bytes  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+    heads: tuple[bytes, bytes, bytes, bytes]  # flags and counts, by the query's RD and CD
     body: bytes
+    length: int  # of the reply without question and ECS option
     rcode: int
     zone: str | None
     steering: Steering | None
+
+
+def head_index(wire: bytes) -> int:
+    """The query's RD and CD bits as 0..3: indexes Variant.heads."""
+    return (wire[2] & 1) | ((wire[3] >> 3) & 2)  # RD is 0x0100, CD 0x0010
 
 
 def variant_of(
@@ -138,10 +155,20 @@ def variant_of(
         end -= 2 + option
         if end < qend + OPT_TAIL - 2 or int.from_bytes(reply[end : end + 2], "big") != option:
             return None  # not the OPT record this code writes last: do not cache
+    flags &= ~RD_CD
+    heads = tuple(
+        (flags | (RD_CD & (bits << 8 | bits << 3))).to_bytes(2, "big") + reply[4:12]
+        for bits in (0, 1, 2, 3)
+    )
+    body = reply[qend:end]
     return Variant(
-        flags & ~RD_CD, reply[4:12], reply[qend:end], decision.rcode, decision.zone,
+        (heads[0], heads[1], heads[2], heads[3]),
+        body,
+        12 + len(body),
+        decision.rcode,
+        decision.zone,
         decision.steering,
-    )  # fmt: skip
+    )
 
 
 class Entry:
@@ -154,6 +181,25 @@ class Entry:
         self.hits = 0
 
 
+class Known:
+    """A query's bytes from ARCOUNT on, parsed, and (within one cache epoch) what they led to.
+
+    Most queries repeat bytes seen before (resolvers ask the same questions for the same
+    subnets), so one lookup by those bytes finds the answer entry and the ECS echo without
+    the route, client and answer lookups. Only for queries whose answer does not depend on
+    the peer address (none of the client, or the client's ECS subnet of non-zero source).
+    """
+
+    __slots__ = ("entry", "epoch", "parsed", "route", "tail")
+
+    def __init__(self, parsed: Parsed) -> None:
+        self.parsed = parsed
+        self.epoch = -1  # no link yet
+        self.route = STATIC_ROUTE
+        self.entry: Entry | None = None
+        self.tail = b""
+
+
 class AnswerCache:
     """Routes, client entries and answers for one (plan, state); see the module docstring."""
 
@@ -163,7 +209,7 @@ class AnswerCache:
         max_answers: int = 100_000,
         max_clients: int = 100_000,
         variants: int = 8,
-        refresh_every: int = 32,
+        refresh_every: int = 100,
     ) -> None:
         self.max_answers = max(1, max_answers)
         self.max_clients = max(1, max_clients)
@@ -175,6 +221,10 @@ class AnswerCache:
         self.static: dict[object, Entry] = {}  # answers that depend on the plan only
         self.steered: dict[object, Entry] = {}  # answers that depend on the state too
         self.clients: dict[object, ClientInfo] = {}
+        # Parsed queries by their bytes from ARCOUNT on (a pure function of those bytes, so
+        # kept across plans and states), with links into the tables valid for one epoch.
+        self.queries: dict[bytes, Known] = {}
+        self.epoch = 0  # advanced whenever the tables above lose entries
         self.size = 0  # variants stored in static and steered together
         self.hits = 0
         self.fills = 0
@@ -188,13 +238,18 @@ class AnswerCache:
             self.static.clear()
             self.steered.clear()
             self.size = 0
+            self.epoch += 1
         elif state is not self.state:
             self.state = state
             self.size -= sum(len(e.variants) for e in self.steered.values())
             self.steered.clear()
+            self.epoch += 1
 
-    def client(self, key: object) -> ClientInfo | None:
-        return self.clients.get(key)
+    def add_query(self, key: bytes, parsed: Parsed) -> Known:
+        if len(self.queries) >= self.max_answers:
+            self.queries.clear()
+        known = self.queries[key] = Known(parsed)
+        return known
 
     def add_client(self, key: object, info: ClientInfo) -> None:
         if len(self.clients) >= self.max_clients:
@@ -211,6 +266,7 @@ class AnswerCache:
                 self.static.clear()
                 self.steered.clear()
                 self.size = 0
+                self.epoch += 1
             table[key] = Entry(variant)
             self.size += 1
             return
@@ -222,14 +278,15 @@ class AnswerCache:
             # Replace the oldest: the refresh count says which one that is.
             variants[(entry.hits // self.refresh_every) % len(variants)] = variant
 
-    def get(self, route: Route, key: object) -> Variant | None:
-        """A cached reply for `key`, or None when the full path should answer this one."""
-        entry = (self.steered if route.steered else self.static).get(key)
-        if entry is None:
+    def entry(self, route: Route, key: object) -> Entry | None:
+        return (self.steered if route.steered else self.static).get(key)
+
+    def pick(self, route: Route, entry: Entry) -> Variant | None:
+        """The reply for this hit, or None when the full path should answer it (a fresh
+        draw for a random answer, which `store` then keeps)."""
+        hits = entry.hits = entry.hits + 1
+        if route.random and hits % self.refresh_every == 0:
             return None
-        entry.hits += 1
-        if route.random and entry.hits % self.refresh_every == 0:
-            return None  # a fresh draw from the full path, stored by `store`
-        variants = entry.variants
         self.hits += 1
-        return variants[entry.hits % len(variants)]
+        variants = entry.variants
+        return variants[hits % len(variants)]

@@ -22,30 +22,35 @@ NO_EDNS, EDNS, EDNS_DO = 0, 1, 2  # `Parsed.edns`: the reply's OPT record differ
 ECS_CODE = 8
 COUNTS_OF_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 MAX_NAME = 255
+KEY_NO_EDNS, KEY_EDNS, KEY_EDNS_DO = b"\x00", b"\x01", b"\x02"
 
 
 class Parsed(NamedTuple):
-    """What the fast path needs from a query; the rest it copies from the wire."""
+    """What the fast path needs from a query; the rest it copies from the wire.
 
-    flags: int  # the header's flags word
+    A function of the bytes from ARCOUNT on (`wire[10:]`) alone, once `is_plain_query`
+    holds: the responder memoizes it by those bytes. The ID and the flags (RD and CD are
+    copied into the reply) are read from each query's header.
+    """
+
     qend: int  # offset just past the question: wire[12:qend] is the question as sent
-    key: bytes  # the question name's wire form in lower case, then QTYPE: the cache's name key
+    key: bytes  # the question name's wire form in lower case, QTYPE, and the `edns` byte
     qtype: int
     edns: int  # NO_EDNS, EDNS or EDNS_DO
     udp_size: int  # the OPT record's payload size; 512 without EDNS
     ecs: bytes | None  # the ECS option's data as sent
 
 
+def is_plain_query(wire: bytes) -> bool:
+    """A query (QR clear) with opcode QUERY, one question and no answer or authority records."""
+    return len(wire) >= 17 and not wire[2] & 0xF8 and wire[4:10] == COUNTS_OF_ONE_QUESTION
+
+
 def parse_query(wire: bytes) -> Parsed | None:
     """The parsed query, or None when it should take the full path."""
+    if not is_plain_query(wire):  # also long enough for a header, root name, type and class
+        return None
     size = len(wire)
-    if size < 17:  # header + root name + type + class
-        return None
-    flags = (wire[2] << 8) | wire[3]
-    if flags & 0xF800:  # QR set (a response) or an opcode other than QUERY
-        return None
-    if wire[4:10] != COUNTS_OF_ONE_QUESTION:
-        return None
     arcount = (wire[10] << 8) | wire[11]
     if arcount > 1:
         return None
@@ -65,15 +70,15 @@ def parse_query(wire: bytes) -> Parsed | None:
         return None
     qtype = (wire[pos + 1] << 8) | wire[pos + 2]
     # Lower case only the name: bytes.lower() would change type bytes 0x41-0x5a too.
-    key = wire[12 : pos + 1].lower() + wire[pos + 1 : pos + 3]
+    name = wire[12 : pos + 1].lower()
     if arcount == 0:
         if qend != size:
             return None
-        return Parsed(flags, qend, key, qtype, NO_EDNS, 512, None)
-    return _with_opt(wire, flags, qend, key, qtype)
+        return Parsed(qend, name + wire[pos + 1 : pos + 3] + KEY_NO_EDNS, qtype, NO_EDNS, 512, None)
+    return _with_opt(wire, qend, name + wire[pos + 1 : pos + 3], qtype)
 
 
-def _with_opt(wire: bytes, flags: int, qend: int, key: bytes, qtype: int) -> Parsed | None:
+def _with_opt(wire: bytes, qend: int, key: bytes, qtype: int) -> Parsed | None:
     size = len(wire)
     pos = qend
     # Root owner (one zero byte), TYPE 41, CLASS = payload size, TTL = ext-rcode, version,
@@ -84,6 +89,7 @@ def _with_opt(wire: bytes, flags: int, qend: int, key: bytes, qtype: int) -> Par
     if wire[pos + 6] != 0:  # EDNS version: anything else gets BADVERS from the full path
         return None
     edns = EDNS_DO if wire[pos + 7] & 0x80 else EDNS
+    key += KEY_EDNS_DO if edns == EDNS_DO else KEY_EDNS
     rdlength = (wire[pos + 9] << 8) | wire[pos + 10]
     pos += 11
     if pos + rdlength != size:
@@ -102,4 +108,4 @@ def _with_opt(wire: bytes, flags: int, qend: int, key: bytes, qtype: int) -> Par
                 return None
             ecs = wire[pos : pos + length]
         pos += length
-    return Parsed(flags, qend, key, qtype, edns, udp_size, ecs)
+    return Parsed(qend, key, qtype, edns, udp_size, ecs)

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gslb.dns.answers import (
-    RD_CD,
     AnswerCache,
     ClientInfo,
+    Entry,
+    Known,
     Route,
     client_info,
+    head_index,
     route_of,
     variant_of,
 )
@@ -36,7 +38,7 @@ from gslb.dns.codec import (
     max_reply_size,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
-from gslb.dns.fastparse import NO_EDNS, Parsed, parse_query
+from gslb.dns.fastparse import NO_EDNS, Parsed, is_plain_query, parse_query
 from gslb.geo import Location
 from gslb.plan import Plan
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
@@ -45,6 +47,7 @@ from gslb.state import State
 log = logging.getLogger(__name__)
 
 ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
+NO_OPTIONS = b"\x00\x00"  # an OPT record's RDLENGTH without options
 
 
 class GeoLookup(Protocol):
@@ -130,11 +133,16 @@ class Responder:
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
-        if not tcp:
-            parsed = parse_query(wire)
-            if parsed is not None:
+        if not tcp and is_plain_query(wire):
+            rest = wire[10:]
+            known = self.cache.queries.get(rest)
+            if known is None:
+                parsed = parse_query(wire)
+                if parsed is not None:
+                    known = self.cache.add_query(rest, parsed)
+            if known is not None:
                 try:
-                    return self._fast(wire, parsed, peer)
+                    return self._fast(wire, known, peer)
                 except Exception:
                     log.exception("fast path failed; answering by the full path")
         return self._full(wire, peer, tcp, self._view(), self._clock())[0]
@@ -145,78 +153,93 @@ class Responder:
 
     # The fast path.
 
-    def _fast(self, wire: bytes, q: Parsed, peer: str) -> bytes | None:
+    def _fast(self, wire: bytes, known: Known, peer: str) -> bytes | None:
         started = self._clock()
         view = self._view()
         cache = self.cache
         if view.plan is not cache.plan or view.state is not cache.state:
             cache.sync(view.plan, view.state)
-        ecs = q.ecs
-        info: ClientInfo | None = None
-        if ecs is not None:
-            # Looked up even when the answer does not depend on the client: only valid ECS
-            # options are ever entered, so a hit also validates the option.
-            client_key: object = ecs if ecs[2] else (peer, ecs)
-            info = cache.clients.get(client_key)
-            if info is None:
-                info = self._learn_client(client_key, ecs, peer)
-                if info is None:  # a malformed option: FORMERR from the full path
-                    return self._full(wire, peer, False, view, started)[0]
-        route = cache.routes.get(q.key)
-        if route is None:
-            return self._fill(wire, q, peer, view, started)
-        if route.client and info is None:
-            info = cache.clients.get(peer) or self._learn_client(peer, None, peer)
-            if info is None:
-                return self._full(wire, peer, False, view, started)[0]
-        variant = cache.get(route, _answer_key(q, route, info))
+        q = known.parsed
+        if known.epoch == cache.epoch:
+            entry = known.entry
+            route = known.route
+            tail = known.tail
+        else:
+            found = self._lookup(known, peer)
+            if found is None:
+                return self._fill(wire, q, peer, view, started)
+            route, entry, tail = found
+        assert entry is not None
+        variant = cache.pick(route, entry)
         if variant is None:
             return self._fill(wire, q, peer, view, started)
-        flags = variant.flags | (q.flags & RD_CD)
-        if q.edns == NO_EDNS:
-            limit = MIN_UDP
-            tail = b""
-        else:
-            limit = q.udp_size if q.udp_size < self.udp_cap else self.udp_cap
-            if limit < MIN_UDP:
-                limit = MIN_UDP
-            if ecs is None:
-                tail = b"\x00\x00"
-            else:
-                scope = info.scope(route, ecs[2]) if info is not None and route.client else 0
-                size = len(ecs)
-                tail = b"".join(
-                    (
-                        (size + 4).to_bytes(2, "big"),
-                        b"\x00\x08",
-                        size.to_bytes(2, "big"),
-                        ecs[:3],
-                        SCOPES[scope],
-                        ecs[4:],
-                    )
-                )
+        size = variant.length + len(tail) + q.qend - 12
+        if size > MIN_UDP and self._too_big(size, q):
+            return self._full(wire, peer, False, view, started)[0]  # the full path truncates
         reply = b"".join(
-            (
-                wire[:2],
-                flags.to_bytes(2, "big"),
-                variant.counts,
-                wire[12 : q.qend],
-                variant.body,
-                tail,
-            )
+            (wire[:2], variant.heads[head_index(wire)], wire[12 : q.qend], variant.body, tail)
         )
-        if len(reply) > limit:  # would be truncated: the full path writes TC replies
-            return self._full(wire, peer, False, view, started)[0]
         if self._observer is not None:
             self._observer.observe_query(
                 variant.zone, q.qtype, variant.rcode, variant.steering, self._clock() - started
             )
         return reply
 
-    def _learn_client(self, key: object, ecs: bytes | None, peer: str) -> ClientInfo | None:
+    def _lookup(self, known: Known, peer: str) -> tuple[Route, Entry, bytes] | None:
+        """The answer entry for a query by its parts; None when something is not cached yet.
+
+        Links the result to `known` for the rest of the epoch when the answer does not
+        depend on the peer's address.
+        """
+        cache = self.cache
+        q = known.parsed
+        ecs = q.ecs
+        info: ClientInfo | None = None
+        if ecs is not None:
+            # Looked up even when the answer does not depend on the client: only valid ECS
+            # options are ever entered, so a hit also validates the option.
+            info = cache.clients.get(ecs if ecs[2] else (peer, ecs))
+            if info is None:
+                return None
+        route = cache.routes.get(q.key)
+        if route is None:
+            return None
+        kind = route.kind
+        if kind:
+            if info is None:
+                info = cache.clients.get(peer)
+                if info is None:
+                    return None
+            entry = cache.entry(route, (q.key, info.parts[kind]))
+        else:
+            entry = cache.entry(route, q.key)
+        if entry is None:
+            return None
+        # The OPT record's RDLENGTH and options: the client's ECS echo, or none.
+        if ecs is not None and info is not None:
+            tail = info.tails[kind]
+        else:
+            tail = NO_OPTIONS if q.edns else b""
+        if not kind or (ecs is not None and ecs[2]):
+            known.epoch = cache.epoch
+            known.route = route
+            known.entry = entry
+            known.tail = tail
+        return route, entry, tail
+
+    def _too_big(self, size: int, q: Parsed) -> bool:
+        if q.edns == NO_EDNS:
+            return size > MIN_UDP
+        return size > max(MIN_UDP, min(q.udp_size, self.udp_cap))
+
+    def _client(self, key: object, ecs: bytes | None, peer: str) -> ClientInfo | None:
+        """The client entry for `key`, made and kept on first use; None for a bad option."""
+        info = self.cache.clients.get(key)
+        if info is not None:
+            return info
         try:
             subnet = parse_ecs(ecs) if ecs is not None else None
-            info = client_info(client_from(subnet, peer, self._geo))
+            info = client_info(client_from(subnet, peer, self._geo), ecs)
         except ValueError:  # EcsError, or a peer that is not an address
             return None
         self.cache.add_client(key, info)
@@ -226,23 +249,26 @@ class Responder:
         """Answer by the full path and keep the reply for the queries that share its key."""
         reply, query, decision = self._full(wire, peer, False, view, started)
         if reply is None or query is None or decision is None:
-            return reply
+            return reply  # an error reply (a bad ECS option among them), or none
         if reply[12 : q.qend] != wire[12 : q.qend]:
             return reply  # not the question as sent: never the case, but never cache it
         cache = self.cache
         route = route_of(decision, view.plan)
         cache.routes[q.key] = route
-        info = None
-        if route.client:
-            ecs = q.ecs
-            client_key: object = peer if ecs is None else ecs if ecs[2] else (peer, ecs)
-            info = cache.clients.get(client_key) or self._learn_client(client_key, ecs, peer)
-            if info is None:
-                return reply
+        ecs = q.ecs
+        if ecs is not None:
+            info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
+        elif route.kind:
+            info = self._client(peer, None, peer)
+        else:
+            info = None
+        if (ecs is not None or route.kind) and info is None:
+            return reply
+        key = (q.key, info.parts[route.kind]) if route.kind and info is not None else q.key
         ecs_subnet = query.edns.ecs if query.edns is not None else None
         variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision)
         if variant is not None:
-            cache.store(route, _answer_key(q, route, info), variant)
+            cache.store(route, key, variant)
         return reply
 
     # The full path.
@@ -295,18 +321,3 @@ class Responder:
             decision.steering if decision is not None else None,
             self._clock() - started,
         )
-
-
-SCOPES = tuple(bytes((n,)) for n in range(256))
-
-
-def _answer_key(q: Parsed, route: Route, info: ClientInfo | None) -> object:
-    """The cache key of an answer: see gslb/dns/answers.py for why exactly these parts."""
-    if not route.client or info is None:
-        return (q.key, q.edns)
-    return (
-        q.key,
-        q.edns,
-        info.geo_key if route.geo else "",
-        info.hash_key if route.hashed else b"",
-    )
