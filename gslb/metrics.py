@@ -8,8 +8,9 @@ status page's traffic shares.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -79,6 +80,50 @@ class DnsStats:
         key = "ok" if ok else "error"
         self.reloads[key] = self.reloads.get(key, 0) + 1
 
+    def query_snapshot(self) -> dict[str, Any]:
+        """The DNS-side counters as plain JSON-able data (a worker sends this to its parent)."""
+        return {
+            "queries": [[*k, v] for k, v in self.queries.items()],
+            "answers": [[*k, v] for k, v in self.answers.items()],
+            "endpoint_answers": [[*k, v] for k, v in self.endpoint_answers.items()],
+            "fail_open": [[k, v] for k, v in self.fail_open.items()],
+            "latency": [list(self.latency.counts), self.latency.total],
+        }
+
+    def add_query_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Add another process's DNS counters (from `query_snapshot`) to these."""
+        for zone, qtype, rcode, n in snapshot["queries"]:
+            key = (zone, qtype, rcode)
+            self.queries[key] = self.queries.get(key, 0) + n
+        for service, region, n in snapshot["answers"]:
+            self.answers[(service, region)] = self.answers.get((service, region), 0) + n
+        for service, region, address, n in snapshot["endpoint_answers"]:
+            triple = (service, region, address)
+            self.endpoint_answers[triple] = self.endpoint_answers.get(triple, 0) + n
+        for service, n in snapshot["fail_open"]:
+            self.fail_open[service] = self.fail_open.get(service, 0) + n
+        counts, total = snapshot["latency"]
+        for i, n in enumerate(counts):
+            self.latency.counts[i] += n
+        self.latency.total += total
+
+    def with_queries_from(self, snapshots: Iterable[dict[str, Any]]) -> DnsStats:
+        """A new DnsStats: these counters plus the DNS counters of `snapshots`."""
+        merged = DnsStats(
+            queries=dict(self.queries),
+            answers=dict(self.answers),
+            endpoint_answers=dict(self.endpoint_answers),
+            fail_open=dict(self.fail_open),
+            checks=self.checks,
+            check_latency=self.check_latency,
+            reloads=self.reloads,
+        )
+        merged.latency.counts = list(self.latency.counts)
+        merged.latency.total = self.latency.total
+        for snapshot in snapshots:
+            merged.add_query_snapshot(snapshot)
+        return merged
+
 
 def latency_percentile(histogram: Histogram, q: float) -> float | None:
     """The q-quantile estimated from buckets, as Prometheus's histogram_quantile does."""
@@ -97,12 +142,12 @@ def latency_percentile(histogram: Histogram, q: float) -> float | None:
 
 
 class ServeCollector(Collector):
-    def __init__(self, stats: DnsStats, view: Callable[[], View]) -> None:
+    def __init__(self, stats: Callable[[], DnsStats], view: Callable[[], View]) -> None:
         self._stats = stats
         self._view = view
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats
+        stats = self._stats()
         queries = CounterMetricFamily(
             "gslb_dns_queries",
             "DNS queries answered, by zone, type and rcode",
@@ -215,7 +260,7 @@ class ServeCollector(Collector):
         yield region_admin
 
 
-def make_registry(stats: DnsStats, view: Callable[[], View]) -> CollectorRegistry:
+def make_registry(stats: Callable[[], DnsStats], view: Callable[[], View]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServeCollector(stats, view))
     return registry

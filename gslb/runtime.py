@@ -33,6 +33,7 @@ from gslb.persist import StateFile
 from gslb.plan import compile_plan
 from gslb.state import AdminState, RegionAdmin, State, endpoint_key
 from gslb.status import build_status, services_failing_open
+from gslb.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("gslb.audit")
@@ -61,6 +62,7 @@ class Runtime:
         dns: Sequence[HostPort] | None = None,
         api: HostPort | None = None,
         environ: Mapping[str, str] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.config_dir = config_dir
         self._dns_override = tuple(dns) if dns else None
@@ -75,7 +77,9 @@ class Runtime:
         self.geo: GeoDatabase | NoGeo = open_geo(config.settings.geoip_database)
         self.token = load_token(config.settings, self._environ)
         self.stats = DnsStats()
-        self.registry = make_registry(self.stats, self.view)
+        self.workers = workers or config.settings.workers
+        self.pool: WorkerPool | None = None
+        self.registry = make_registry(self.current_stats, self.view)
         self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEEP)
         self.responder = Responder(
             self.view,
@@ -108,12 +112,29 @@ class Runtime:
     def health(self) -> Mapping[str, Health]:
         return self.scheduler.health()
 
+    def current_stats(self) -> DnsStats:
+        """DNS counters of this process, or of every worker with `--workers`."""
+        if self.pool is None:
+            return self.stats
+        return self.stats.with_queries_from(self.pool.snapshots())
+
     def status(self) -> dict[str, Any]:
-        return build_status(self._view, self.scheduler.health(), self.stats, list(self.audit))
+        status = build_status(
+            self._view, self.scheduler.health(), self.current_stats(), list(self.audit)
+        )
+        if self.pool is not None:
+            status["dns_workers"] = {
+                "pids": self.pool.pids(),
+                "restarts": self.pool.restarts,
+                "queries": self.pool.queries_per_worker(),
+            }
+        return status
 
     # -- the single writer ----------------------------------------------------------------
     def _swap_state(self, state: State) -> None:
         self._view = View(self._view.plan, state)
+        if self.pool is not None:
+            self.pool.publish_state(state)
 
     def _on_health(self, key: str, health: Health) -> None:
         state = self._view.state.with_health(key, health.up)
@@ -216,6 +237,8 @@ class Runtime:
             down = frozenset(k for k, h in health.items() if not h.up)
             state = self._view.state.with_down(down)
             self._view = View(plan, State(state.version + 1, state.down, state.admin))
+            if self.pool is not None:
+                self.pool.publish_reload(self.generation, self._view.state)
             self.stats.count_reload(True)
             self._record(actor, "reload", self.config_dir, f"generation {self.generation}")
             log.info("config generation %d loaded from %s", self.generation, self.config_dir)
@@ -230,10 +253,14 @@ class Runtime:
         self.scheduler.set_targets(health_targets(self.config))
         await self.scheduler.start()
         listen = self._dns_override or settings.dns_listen
-        self.dns = DnsServer(
-            self.responder.handle_wire, listen, tcp_idle_timeout=settings.tcp_idle_timeout
-        )
-        self.dns_bound = await self.dns.start()
+        if self.workers > 1:
+            self.pool = WorkerPool(self.config_dir, listen, self.workers)
+            self.dns_bound = await self.pool.start(self._view.state)
+        else:
+            self.dns = DnsServer(
+                self.responder.handle_wire, listen, tcp_idle_timeout=settings.tcp_idle_timeout
+            )
+            self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:
             # Printed, not only logged: scripts and tests read the bound ports from here.
             print(f"dns {bound.host} {bound.port}", flush=True)
@@ -255,6 +282,8 @@ class Runtime:
             self._watch.cancel()
         if self.dns is not None:
             await self.dns.close()
+        if self.pool is not None:
+            await self.pool.stop()
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         await self.scheduler.stop()
@@ -282,7 +311,7 @@ def serve(
     workers: int | None = None,
 ) -> int:
     async def main() -> None:
-        await _serve(Runtime(config_dir, dns=dns, api=api))
+        await _serve(Runtime(config_dir, dns=dns, api=api, workers=workers))
 
     asyncio.run(main())
     return 0
