@@ -44,7 +44,7 @@ def client_networks(db_path: str, count: int, seed: int = 6) -> list[ipaddress.I
             record = reader.get(address)
             if not isinstance(record, dict) or "location" not in record:
                 continue
-            out[ipaddress.ip_network(f"{address}/24", strict=False)] = None
+            out[ipaddress.IPv4Network(f"{address}/24", strict=False)] = None
     return list(out)
 
 
@@ -64,7 +64,7 @@ def queries(
             name = ZONE
         else:
             name = f"{label}.{ZONE}"
-        options = []
+        options: list[dns.edns.Option] = []
         if ecs:
             net = rng.choice(networks)
             options.append(dns.edns.ECSOption(str(net.network_address), 24))

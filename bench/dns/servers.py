@@ -83,8 +83,9 @@ def gslb(workdir: Path, db: str, port: int, python: str, uvloop: bool) -> Server
     settings = settings.replace("../geodata/demo-city.mmdb", db)
     settings = settings.replace("../state.json", str(workdir / "state.json"))
     (config / "gslb.yaml").write_text(settings)
-    # Until the runtime calls gslb.dns.loop.run itself, install uvloop's policy first.
-    boot = "import uvloop; uvloop.install(); " if uvloop else ""
+    # gslb.dns.loop.run (uvloop, GC freezing) in place of asyncio.run until the runtime calls
+    # it itself; with uvloop=False plain asyncio.run.
+    boot = "import asyncio; from gslb.dns import loop; asyncio.run = loop.run; " if uvloop else ""
     code = f"{boot}import sys; from gslb.cli import main; sys.exit(main())"
     command = [python, "-c", code, "serve", "--config", str(config)]
     command += ["--dns", f"127.0.0.1:{port}", "--api", "127.0.0.1:0"]

@@ -38,7 +38,7 @@ from gslb.dns.codec import (
     max_reply_size,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
-from gslb.dns.fastparse import NO_EDNS, Parsed, is_plain_query, parse_query
+from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
 from gslb.geo import Location
 from gslb.plan import Plan
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
@@ -122,6 +122,7 @@ class Responder:
         self._observer = observer
         self._clock = clock
         self.cache = cache if cache is not None else AnswerCache()
+        self._known = self.cache.queries  # cleared in place, never replaced
 
     def decide(self, query: Query, peer: str, view: View | None = None) -> Decision:
         if view is None:
@@ -133,19 +134,23 @@ class Responder:
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
-        if not tcp and is_plain_query(wire):
-            rest = wire[10:]
-            known = self.cache.queries.get(rest)
-            if known is None:
-                parsed = parse_query(wire)
-                if parsed is not None:
-                    known = self.cache.add_query(rest, parsed)
-            if known is not None:
-                try:
-                    return self._fast(wire, known, peer)
-                except Exception:
-                    log.exception("fast path failed; answering by the full path")
-        return self._full(wire, peer, tcp, self._view(), self._clock())[0]
+        # QR clear, opcode QUERY, one question, no answer or authority records: a query the
+        # fast path may answer (fastparse.is_plain_query, inlined as this runs per query).
+        if tcp or len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
+            return self._full(wire, peer, tcp, self._view(), self._clock())[0]
+        started = self._clock()
+        rest = wire[10:]
+        known = self._known.get(rest)
+        if known is None:
+            parsed = parse_query(wire)
+            if parsed is None:
+                return self._full(wire, peer, tcp, self._view(), started)[0]
+            known = self.cache.add_query(rest, parsed)
+        try:
+            return self._fast(wire, known, peer, started)
+        except Exception:
+            log.exception("fast path failed; answering by the full path")
+            return self._full(wire, peer, tcp, self._view(), started)[0]
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The full path alone, never the cache: what every cached answer must equal."""
@@ -153,8 +158,7 @@ class Responder:
 
     # The fast path.
 
-    def _fast(self, wire: bytes, known: Known, peer: str) -> bytes | None:
-        started = self._clock()
+    def _fast(self, wire: bytes, known: Known, peer: str, started: float) -> bytes | None:
         view = self._view()
         cache = self.cache
         if view.plan is not cache.plan or view.state is not cache.state:
