@@ -280,13 +280,3 @@ class AnswerCache:
 
     def entry(self, route: Route, key: object) -> Entry | None:
         return (self.steered if route.steered else self.static).get(key)
-
-    def pick(self, route: Route, entry: Entry) -> Variant | None:
-        """The reply for this hit, or None when the full path should answer it (a fresh
-        draw for a random answer, which `store` then keeps)."""
-        hits = entry.hits = entry.hits + 1
-        if route.random and hits % self.refresh_every == 0:
-            return None
-        self.hits += 1
-        variants = entry.variants
-        return variants[hits % len(variants)]

@@ -22,7 +22,6 @@ from gslb.dns.answers import (
     Known,
     Route,
     client_info,
-    head_index,
     route_of,
     variant_of,
 )
@@ -174,14 +173,25 @@ class Responder:
                 return self._fill(wire, q, peer, view, started)
             route, entry, tail = found
         assert entry is not None
-        variant = cache.pick(route, entry)
-        if variant is None:
-            return self._fill(wire, q, peer, view, started)
+        # Take the variants in turn; every refresh_every-th hit of a random answer is a fresh
+        # draw by the full path instead (see gslb/dns/answers.py).
+        hits = entry.hits = entry.hits + 1
+        if route.random and hits % cache.refresh_every == 0:
+            return self._fill(wire, q, peer, view, started)  # a fresh draw, kept by store()
+        cache.hits += 1
+        variants = entry.variants
+        variant = variants[hits % len(variants)]
         size = variant.length + len(tail) + q.qend - 12
         if size > MIN_UDP and self._too_big(size, q):
             return self._full(wire, peer, False, view, started)[0]  # the full path truncates
         reply = b"".join(
-            (wire[:2], variant.heads[head_index(wire)], wire[12 : q.qend], variant.body, tail)
+            (
+                wire[:2],
+                variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # answers.head_index
+                wire[12 : q.qend],
+                variant.body,
+                tail,
+            )
         )
         if self._observer is not None:
             self._observer.observe_query(

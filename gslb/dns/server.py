@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[bytes, str, bool], bytes | None]
 MAX_TCP_CONNECTIONS = 4096
 UDP_SOCKET_BUFFER = 4 << 20
-UDP_BATCH = 64  # datagrams answered per wakeup before other callbacks get a turn
+UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
 MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FORMERR
 
 

@@ -1,0 +1,264 @@
+"""`--workers N`: DNS answered by N processes sharing the listen ports (SO_REUSEPORT).
+
+One process (the runtime's) keeps doing everything else: health checks, the admin API,
+reloads, persistence. It owns the one true `View` and publishes every new one to the
+workers, which answer from it; the kernel spreads queries over the workers' sockets.
+
+    pool = WorkerPool(WorkerSpec(view, listen, geo_path, udp_cap, tcp_idle_timeout), count=2)
+    bound = await pool.start()     # the bound addresses, as DnsServer.start() returns them
+    pool.publish(new_view)         # after every change of plan or state; cheap when only
+                                   # the state changed (the plan is sent once per generation)
+    await pool.stop()
+
+Protocol over one pipe per worker (multiprocessing Connection, pickled values; the
+frozen maps inside plan and state travel as dicts and come back as read-only views):
+parent → worker: ("plan", Plan), ("state", State), ("stop",); worker → parent:
+("ready", [Bound, ...]). A worker that dies is started again with the current view (after
+`restart_delay`, so a worker that cannot start does not spin); its port is the one the
+first worker bound, so port 0 works too.
+
+Each worker has its own answer cache and GeoIP cache, its own event loop (gslb.dns.loop),
+and no metrics of its own yet: the queries they answer are not in the parent's /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copyreg
+import io
+import logging
+import multiprocessing
+import pickle
+import signal
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from types import MappingProxyType
+from typing import Any
+
+from gslb.dns import loop
+from gslb.dns.responder import Responder, View
+from gslb.dns.server import Bound, DnsServer
+from gslb.geo import open_geo
+from gslb.model import HostPort
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What a worker needs to start answering."""
+
+    view: View
+    listen: tuple[HostPort, ...]
+    geo_path: str | None
+    udp_cap: int = 1232
+    tcp_idle_timeout: float = 10.0
+
+
+# --- values over the pipe ---------------------------------------------------------------
+
+
+def read_only(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    """Rebuilds a pickled read-only map (the class itself cannot be pickled by name)."""
+    return MappingProxyType(items)
+
+
+def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[Any, ...]]:
+    return read_only, (dict(proxy),)
+
+
+def dumps(value: object) -> bytes:
+    """Pickle with the read-only maps of model/plan/state (MappingProxyType) as dicts."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table[MappingProxyType] = _reduce_mapping_proxy
+    pickler.dump(value)
+    return buffer.getvalue()
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+# --- the worker process -----------------------------------------------------------------
+
+
+def worker_main(spec_bytes: bytes, conn: Connection) -> None:
+    """Entry point of a worker process (spawned: nothing inherited but the pipe)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    spec: WorkerSpec = loads(spec_bytes)
+    loop.run(_serve(spec, conn))
+
+
+async def _serve(spec: WorkerSpec, conn: Connection) -> None:
+    current = [spec.view]
+    geo = open_geo(spec.geo_path)
+    responder = Responder(
+        lambda: current[0],
+        None if spec.geo_path is None else geo,
+        udp_cap=spec.udp_cap,
+    )
+    server = DnsServer(
+        responder.handle_wire, spec.listen, tcp_idle_timeout=spec.tcp_idle_timeout, reuse_port=True
+    )
+    bound = await server.start()
+    conn.send_bytes(dumps(("ready", bound)))
+    stopped = asyncio.Event()
+    running = asyncio.get_running_loop()
+
+    def on_message() -> None:
+        try:
+            message = loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            stopped.set()  # the parent is gone: so is the reason to answer
+            return
+        kind = message[0]
+        if kind == "plan":
+            current[0] = View(message[1], current[0].state)
+        elif kind == "state":
+            current[0] = View(current[0].plan, message[1])
+        elif kind == "stop":
+            stopped.set()
+
+    running.add_reader(conn.fileno(), on_message)
+    try:
+        await stopped.wait()
+    finally:
+        running.remove_reader(conn.fileno())
+        await server.close()
+        geo.close()
+
+
+# --- the parent side --------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+
+class WorkerPool:
+    """N worker processes answering DNS from the view this process publishes."""
+
+    def __init__(self, spec: WorkerSpec, count: int, *, restart_delay: float = 1.0) -> None:
+        if count < 1:
+            raise ValueError("at least one worker")
+        self._spec = spec
+        self._count = count
+        self._restart_delay = restart_delay
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker | None] = [None] * count
+        self._view = spec.view
+        self._listen: tuple[HostPort, ...] = spec.listen
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self.bound: list[Bound] = []
+        self.restarts = 0
+
+    async def start(self) -> list[Bound]:
+        # The first worker binds what was asked (port 0 included); the others, and any
+        # restarted worker, bind the ports it got, so SO_REUSEPORT groups them.
+        self.bound = await self._start_worker(0)
+        self._listen = tuple(HostPort(b.host, b.port) for b in self.bound)
+        await asyncio.gather(*(self._start_worker(i) for i in range(1, self._count)))
+        self._supervisor = asyncio.create_task(self._supervise())
+        return self.bound
+
+    async def _start_worker(self, index: int) -> list[Bound]:
+        parent_end, child_end = self._context.Pipe()
+        spec = replace(self._spec, view=self._view, listen=self._listen)
+        process = self._context.Process(
+            target=worker_main, args=(dumps(spec), child_end), name=f"gslb-dns-{index}"
+        )
+        process.start()
+        child_end.close()
+        try:
+            ready = await asyncio.wait_for(_receive(parent_end), START_TIMEOUT)
+        except (TimeoutError, EOFError, OSError) as exc:
+            process.kill()
+            raise RuntimeError(f"DNS worker {index} did not start: {exc!r}") from exc
+        self._workers[index] = _Worker(process, parent_end)
+        bound: list[Bound] = ready[1]
+        return bound
+
+    def publish(self, view: View) -> None:
+        """Send what changed since the last published view to every worker."""
+        messages: list[bytes] = []
+        if view.plan is not self._view.plan:
+            messages.append(dumps(("plan", view.plan)))
+        if view.state is not self._view.state:
+            messages.append(dumps(("state", view.state)))
+        self._view = view
+        for worker in self._workers:
+            if worker is None:
+                continue
+            for message in messages:
+                # A worker that died gets this view when the supervisor starts it again.
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(message)
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.2)
+            for index, worker in enumerate(self._workers):
+                if worker is None or worker.process.is_alive() or self._stopping:
+                    continue
+                log.warning(
+                    "DNS worker %d exited (code %s); starting it again",
+                    index,
+                    worker.process.exitcode,
+                )
+                worker.conn.close()
+                self._workers[index] = None
+                await asyncio.sleep(self._restart_delay)
+                try:
+                    await self._start_worker(index)
+                    self.restarts += 1
+                except RuntimeError:
+                    log.exception("DNS worker %d failed to start; trying again", index)
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w is not None and w.process.pid]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        for worker in self._workers:
+            if worker is not None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(dumps(("stop",)))
+        for worker in self._workers:
+            if worker is None:
+                continue
+            await asyncio.to_thread(worker.process.join, STOP_TIMEOUT)
+            if worker.process.is_alive():
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.join)
+            worker.conn.close()
+        self._workers = [None] * self._count
+
+
+async def _receive(conn: Connection) -> Any:
+    """One message from a worker, without blocking the loop."""
+    running = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = running.create_future()
+
+    def on_readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    running.add_reader(conn.fileno(), on_readable)
+    try:
+        await ready
+    finally:
+        running.remove_reader(conn.fileno())
+    return loads(conn.recv_bytes())
