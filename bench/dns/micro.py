@@ -33,7 +33,7 @@ from gslb.state import State  # noqa: E402
 
 
 def geolite2_path() -> str:
-    import geolite2  # type: ignore[import-not-found]
+    import geolite2  # type: ignore[import-untyped]
 
     site = Path(geolite2.__file__).parent
     return str(site / "_maxminddb_geolite2" / "GeoLite2-City.mmdb")
