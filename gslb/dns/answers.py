@@ -46,7 +46,8 @@ full-path answer each).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from gslb.dns.ecs import ClientSubnet
 from gslb.dns.fastparse import Parsed
@@ -225,6 +226,7 @@ class AnswerCache:
         # kept across plans and states), with links into the tables valid for one epoch.
         self.queries: dict[bytes, Known] = {}
         self.epoch = 0  # advanced whenever the tables above lose entries
+        self._shared: dict[Any, Any] = {}  # one copy of equal heads and bodies
         self.size = 0  # variants stored in static and steered together
         self.hits = 0
         self.fills = 0
@@ -237,6 +239,7 @@ class AnswerCache:
             self.routes.clear()
             self.static.clear()
             self.steered.clear()
+            self._shared.clear()
             self.size = 0
             self.epoch += 1
         elif state is not self.state:
@@ -259,12 +262,23 @@ class AnswerCache:
     def store(self, route: Route, key: object, variant: Variant) -> None:
         """Keep a full-path reply under `key`: the first, another variant, or a fresh draw."""
         self.fills += 1
+        # Many replies share their bytes (every NXDOMAIN of a zone has one body; most have
+        # one of a few headers): keep one copy of each.
+        shared = self._shared
+        if len(shared) >= 2 * self.max_answers:
+            shared.clear()
+        variant = replace(
+            variant,
+            heads=shared.setdefault(variant.heads, variant.heads),
+            body=shared.setdefault(variant.body, variant.body),
+        )
         table = self.steered if route.steered else self.static
         entry = table.get(key)
         if entry is None:
             if self.size >= self.max_answers:
                 self.static.clear()
                 self.steered.clear()
+                self._shared.clear()
                 self.size = 0
                 self.epoch += 1
             table[key] = Entry(variant)

@@ -1,0 +1,85 @@
+"""Queries/s of gslb.dns.workers.WorkerPool with 1 and N worker processes on one port.
+
+    .venv/bin/python bench/dns/scaling.py [--workers 2] [--seconds 10]
+
+The pool is started directly (until `gslb serve --workers N` is wired to it) over the
+sample zones/ and the GeoLite2-City database, with the same query mix as bench/dns/run.py.
+On a two-core machine there is no core left for the load generator, so the figure to read
+is queries per CPU-second of the workers (from /proc), next to the raw queries/s: with
+one worker, it and dnsperf each get a core; with N, they all share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import queries as mix  # noqa: E402
+from run import cpu_seconds, geolite2_path, stat  # noqa: E402
+
+from gslb.config import load_config  # noqa: E402
+from gslb.dns import loop  # noqa: E402
+from gslb.dns.responder import View  # noqa: E402
+from gslb.dns.workers import WorkerPool, WorkerSpec  # noqa: E402
+from gslb.model import HostPort  # noqa: E402
+from gslb.plan import compile_plan  # noqa: E402
+from gslb.state import State  # noqa: E402
+
+
+async def measure(count: int, data: Path, db: str, seconds: float) -> tuple[float, float]:
+    view = View(compile_plan(load_config(str(ROOT / "zones"))), State())
+    pool = WorkerPool(WorkerSpec(view, (HostPort("127.0.0.1", 0),), db), count)
+    port = (await pool.start())[0].port
+    pinned = count == 1
+    try:
+        if pinned:
+            for pid in pool.pids():
+                os.sched_setaffinity(pid, {0})
+        base = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-B", "-d", str(data)]
+        base += ["-c", "20", "-q", "400", "-t", "2"]
+        if pinned:
+            base = ["taskset", "-c", "1", *base]
+        await asyncio.to_thread(subprocess.run, [*base, "-n", "1"], capture_output=True)
+        cpu_before = sum(cpu_seconds(pid) for pid in pool.pids())
+        started = time.monotonic()
+        done = await asyncio.to_thread(
+            subprocess.run, [*base, "-l", str(seconds)], capture_output=True, text=True
+        )
+        wall = time.monotonic() - started
+        cpu = (sum(cpu_seconds(pid) for pid in pool.pids()) - cpu_before) / wall
+        return stat(done.stdout, "Queries per second"), cpu
+    finally:
+        await pool.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    db = geolite2_path()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "queries.bin"
+        mix.write_stream(data, mix.queries(mix.client_networks(db, 5000), 200_000))
+        for count in (1, args.workers):
+            qps, cpu = loop.run(measure(count, data, db, args.seconds))
+            print(
+                f"{count} worker(s): {qps:,.0f} q/s, workers' CPU {cpu:.2f} cores, "
+                f"{qps / max(cpu, 0.01):,.0f} q/s per worker core-second",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
