@@ -27,9 +27,21 @@ answers never share an entry, and clients who would not, do):
   either changes (compared by identity, so a new snapshot is seen by the very next query).
   Static answers depend on the plan only and survive health and admin changes.
 
+The client is the ECS subnet when the query has one with a non-zero source prefix, else the
+resolver's address (as in the full path), and a `ClientInfo` is kept per ECS option (its
+bytes) or per resolver address: its key parts by route kind, and the ECS option the reply
+echoes (the source prefix bounds the scope, so the echo is made per option, not stored in
+the body). The address family needs no key part of its own: ranking does not read it, the
+hash network's bytes carry it, and QTYPE decides the answer's family.
+
 Nothing else reaches an answer: UDP payload size only decides truncation, which is checked
 on every hit (a reply that would not fit takes the full path), and truncated replies are
-never cached. The ECS source prefix only bounds the scope, computed per query.
+never cached.
+
+Most queries repeat the bytes of an earlier one (same question, same subnet), so the parsed
+query is memoized by its bytes from ARCOUNT on (`Known`) and, for answers that do not depend
+on the resolver's address, linked to its entry and ECS echo until the tables next lose
+entries (`epoch`): a repeated query costs one dictionary lookup.
 
 Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
 `variants` replies per key, each one a full-path answer drawn with the responder's RNG.
@@ -130,17 +142,14 @@ def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
 class Variant:
     """One cached reply, as described in the module docstring."""
 
-    heads: tuple[bytes, bytes, bytes, bytes]  # flags and counts, by the query's RD and CD
+    # Flags and counts, by the query's RD and CD bits as (wire[2] & 1) | ((wire[3] >> 3) & 2)
+    # (RD is 0x0100, CD 0x0010).
+    heads: tuple[bytes, bytes, bytes, bytes]
     body: bytes
     length: int  # of the reply without question and ECS option
     rcode: int
     zone: str | None
     steering: Steering | None
-
-
-def head_index(wire: bytes) -> int:
-    """The query's RD and CD bits as 0..3: indexes Variant.heads."""
-    return (wire[2] & 1) | ((wire[3] >> 3) & 2)  # RD is 0x0100, CD 0x0010
 
 
 def variant_of(

@@ -187,7 +187,7 @@ class Responder:
         reply = b"".join(
             (
                 wire[:2],
-                variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # answers.head_index
+                variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # see Variant.heads
                 wire[12 : q.qend],
                 variant.body,
                 tail,
