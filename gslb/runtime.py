@@ -22,8 +22,10 @@ from aiohttp import web
 from gslb.api.app import make_app
 from gslb.auth import load_token
 from gslb.config import load_config
+from gslb.dns import loop
 from gslb.dns.responder import GeoLookup, Responder, View
 from gslb.dns.server import Bound, DnsServer
+from gslb.dns.workers import WorkerPool, WorkerSpec
 from gslb.errors import ConfigError
 from gslb.geo import GeoDatabase, NoGeo, open_geo
 from gslb.health import Health, Prober, ProbeResult, Scheduler, Target
@@ -33,7 +35,6 @@ from gslb.persist import StateFile
 from gslb.plan import compile_plan
 from gslb.state import AdminState, RegionAdmin, State, endpoint_key
 from gslb.status import build_status, services_failing_open
-from gslb.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("gslb.audit")
@@ -134,7 +135,7 @@ class Runtime:
     def _swap_state(self, state: State) -> None:
         self._view = View(self._view.plan, state)
         if self.pool is not None:
-            self.pool.publish_state(state)
+            self.pool.publish(self._view)
 
     def _on_health(self, key: str, health: Health) -> None:
         state = self._view.state.with_health(key, health.up)
@@ -238,7 +239,7 @@ class Runtime:
             state = self._view.state.with_down(down)
             self._view = View(plan, State(state.version + 1, state.down, state.admin))
             if self.pool is not None:
-                self.pool.publish_reload(self.generation, self._view.state)
+                self.pool.publish(self._view)
             self.stats.count_reload(True)
             self._record(actor, "reload", self.config_dir, f"generation {self.generation}")
             log.info("config generation %d loaded from %s", self.generation, self.config_dir)
@@ -254,8 +255,15 @@ class Runtime:
         await self.scheduler.start()
         listen = self._dns_override or settings.dns_listen
         if self.workers > 1:
-            self.pool = WorkerPool(self.config_dir, listen, self.workers)
-            self.dns_bound = await self.pool.start(self._view.state)
+            spec = WorkerSpec(
+                self._view,
+                tuple(listen),
+                settings.geoip_database,
+                udp_cap=settings.max_udp_size,
+                tcp_idle_timeout=settings.tcp_idle_timeout,
+            )
+            self.pool = WorkerPool(spec, self.workers)
+            self.dns_bound = await self.pool.start()
         else:
             self.dns = DnsServer(
                 self.responder.handle_wire, listen, tcp_idle_timeout=settings.tcp_idle_timeout
@@ -313,5 +321,5 @@ def serve(
     async def main() -> None:
         await _serve(Runtime(config_dir, dns=dns, api=api, workers=workers))
 
-    asyncio.run(main())
+    loop.run(main())
     return 0

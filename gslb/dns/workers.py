@@ -13,12 +13,13 @@ workers, which answer from it; the kernel spreads queries over the workers' sock
 Protocol over one pipe per worker (multiprocessing Connection, pickled values; the
 frozen maps inside plan and state travel as dicts and come back as read-only views):
 parent → worker: ("plan", Plan), ("state", State), ("stop",); worker → parent:
-("ready", [Bound, ...]). A worker that dies is started again with the current view (after
-`restart_delay`, so a worker that cannot start does not spin); its port is the one the
-first worker bound, so port 0 works too.
+("ready", [Bound, ...]), then ("stats", {...}) every second. A worker that dies is
+started again with the current view (after `restart_delay`, so a worker that cannot start
+does not spin); its port is the one the first worker bound, so port 0 works too.
 
-Each worker has its own answer cache and GeoIP cache, its own event loop (gslb.dns.loop),
-and no metrics of its own yet: the queries they answer are not in the parent's /metrics.
+Each worker has its own answer cache and GeoIP cache and its own event loop (gslb.dns.loop),
+and sends its DNS counters to the parent every second, ("stats", DnsStats data); the parent
+adds them up for /metrics and the status page, keeping those of workers that died.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ from gslb.dns import loop
 from gslb.dns.responder import Responder, View
 from gslb.dns.server import Bound, DnsServer
 from gslb.geo import open_geo
+from gslb.metrics import DnsStats
 from gslb.model import HostPort
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+STATS_EVERY = 1.0  # seconds between a worker's counter reports to the parent
 STOP_TIMEOUT = 5.0
 
 
@@ -100,10 +103,12 @@ def worker_main(spec_bytes: bytes, conn: Connection) -> None:
 async def _serve(spec: WorkerSpec, conn: Connection) -> None:
     current = [spec.view]
     geo = open_geo(spec.geo_path)
+    stats = DnsStats()
     responder = Responder(
         lambda: current[0],
         None if spec.geo_path is None else geo,
         udp_cap=spec.udp_cap,
+        observer=stats,
     )
     server = DnsServer(
         responder.handle_wire, spec.listen, tcp_idle_timeout=spec.tcp_idle_timeout, reuse_port=True
@@ -127,10 +132,22 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         elif kind == "stop":
             stopped.set()
 
+    async def report() -> None:
+        """This worker's counters to the parent, for its /metrics and status page."""
+        while True:
+            await asyncio.sleep(STATS_EVERY)
+            try:
+                conn.send_bytes(dumps(("stats", stats.query_snapshot())))
+            except OSError:
+                stopped.set()
+                return
+
     running.add_reader(conn.fileno(), on_message)
+    reporter = running.create_task(report())
     try:
         await stopped.wait()
     finally:
+        reporter.cancel()
         running.remove_reader(conn.fileno())
         await server.close()
         geo.close()
@@ -143,6 +160,7 @@ class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
+        self.snapshot: dict[str, Any] | None = None  # its latest counters
 
 
 class WorkerPool:
@@ -162,6 +180,7 @@ class WorkerPool:
         self._supervisor: asyncio.Task[None] | None = None
         self.bound: list[Bound] = []
         self.restarts = 0
+        self._retired: list[dict[str, Any]] = []  # last counters of workers that died
 
     async def start(self) -> list[Bound]:
         # The first worker binds what was asked (port 0 included); the others, and any
@@ -185,9 +204,32 @@ class WorkerPool:
         except (TimeoutError, EOFError, OSError) as exc:
             process.kill()
             raise RuntimeError(f"DNS worker {index} did not start: {exc!r}") from exc
-        self._workers[index] = _Worker(process, parent_end)
+        worker = self._workers[index] = _Worker(process, parent_end)
+        asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_message, worker)
         bound: list[Bound] = ready[1]
         return bound
+
+    def _on_message(self, worker: _Worker) -> None:
+        try:
+            message = loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
+            return
+        if message[0] == "stats":
+            worker.snapshot = message[1]
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The DNS counters of every worker, those that died included (`DnsStats` data)."""
+        live = [w.snapshot for w in self._workers if w is not None and w.snapshot is not None]
+        return self._retired + live
+
+    def queries_per_worker(self) -> list[int]:
+        """Queries each live worker has reported answering since it started."""
+        return [
+            sum(row[-1] for row in w.snapshot["queries"]) if w.snapshot else 0
+            for w in self._workers
+            if w is not None
+        ]
 
     def publish(self, view: View) -> None:
         """Send what changed since the last published view to every worker."""
@@ -216,7 +258,11 @@ class WorkerPool:
                     index,
                     worker.process.exitcode,
                 )
+                with contextlib.suppress(ValueError, OSError):
+                    asyncio.get_running_loop().remove_reader(worker.conn.fileno())
                 worker.conn.close()
+                if worker.snapshot is not None:
+                    self._retired.append(worker.snapshot)
                 self._workers[index] = None
                 await asyncio.sleep(self._restart_delay)
                 try:
@@ -239,6 +285,8 @@ class WorkerPool:
         for worker in self._workers:
             if worker is None:
                 continue
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(worker.conn.fileno())
             await asyncio.to_thread(worker.process.join, STOP_TIMEOUT)
             if worker.process.is_alive():
                 worker.process.kill()
