@@ -83,11 +83,9 @@ def gslb(workdir: Path, db: str, port: int, python: str, uvloop: bool) -> Server
     settings = settings.replace("../geodata/demo-city.mmdb", db)
     settings = settings.replace("../state.json", str(workdir / "state.json"))
     (config / "gslb.yaml").write_text(settings)
-    # gslb.dns.loop.run (uvloop, GC freezing) in place of asyncio.run until the runtime calls
-    # it itself; with uvloop=False plain asyncio.run.
-    boot = "import asyncio; from gslb.dns import loop; asyncio.run = loop.run; " if uvloop else ""
-    code = f"{boot}import sys; from gslb.cli import main; sys.exit(main())"
-    command = [python, "-c", code, "serve", "--config", str(config)]
+    # `gslb serve` runs under uvloop (gslb.dns.loop); GSLB_EVENT_LOOP=asyncio compares.
+    command = [] if uvloop else ["env", "GSLB_EVENT_LOOP=asyncio"]
+    command += [python, "-m", "gslb", "serve", "--config", str(config)]
     command += ["--dns", f"127.0.0.1:{port}", "--api", "127.0.0.1:0"]
     return Server("gslb", command, port, workdir)
 

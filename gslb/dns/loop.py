@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -25,7 +26,12 @@ FREEZE_EVERY = 10.0  # seconds
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop constructor when importable, else None (asyncio's default)."""
+    """uvloop's loop constructor when importable, else None (asyncio's default).
+
+    GSLB_EVENT_LOOP=asyncio in the environment picks asyncio's loop (for comparisons).
+    """
+    if os.environ.get("GSLB_EVENT_LOOP", "").lower() == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
