@@ -12,10 +12,11 @@ from typing import Any
 
 from dnslib import QTYPE
 
-from gslb.dns.responder import GeoLookup, View
+from gslb.dns.responder import View
 from gslb.geo import NoGeo, open_geo
 from gslb.plan import compile_plan
 from gslb.select import Client, select
+from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -46,11 +47,7 @@ def client_from_text(text: str, geo: GeoLookup | None) -> Client:
     else:
         address = ipaddress.ip_address(text)
         source = None
-    if geo is None:
-        return Client(address, source, None, 0)
-    location = geo.lookup(address)
-    full = source if source is not None else address.max_prefixlen
-    return Client(address, source, location, location.prefix_len if location else full)
+    return locate(address, source, geo)
 
 
 def _rrsets(rrsets: Any) -> list[dict[str, Any]]:

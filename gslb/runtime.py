@@ -23,7 +23,7 @@ from gslb.api.app import make_app
 from gslb.auth import load_token
 from gslb.config import load_config
 from gslb.dns import loop
-from gslb.dns.responder import GeoLookup, Responder, View
+from gslb.dns.responder import Responder, View
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.workers import WorkerPool, WorkerSpec
 from gslb.errors import ConfigError
@@ -33,6 +33,7 @@ from gslb.metrics import DnsStats, make_registry
 from gslb.model import Config, HostPort
 from gslb.persist import StateFile
 from gslb.plan import compile_plan
+from gslb.select.client import GeoLookup
 from gslb.state import AdminState, RegionAdmin, State, endpoint_key
 from gslb.status import build_status, services_failing_open
 

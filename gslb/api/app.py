@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gslb.auth import bearer_ok
-from gslb.dns.responder import GeoLookup, View
+from gslb.dns.responder import View
 from gslb.explain import explain
+from gslb.select.client import GeoLookup
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -38,21 +38,15 @@ from gslb.dns.codec import (
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
-from gslb.geo import Location
 from gslb.plan import Plan
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
 log = logging.getLogger(__name__)
 
 ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
 NO_OPTIONS = b"\x00\x00"  # an OPT record's RDLENGTH without options
-
-
-class GeoLookup(Protocol):
-    def lookup(
-        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> Location | None: ...
 
 
 class QueryObserver(Protocol):
@@ -85,13 +79,7 @@ def client_from(ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None) -> C
         address = ipaddress.ip_address(peer)
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-    source = ecs.source if ecs is not None else None
-    if geo is None:
-        return Client(address, source, None, 0)
-    location = geo.lookup(address)
-    full = source if source is not None else address.max_prefixlen
-    geo_prefix = location.prefix_len if location is not None else full
-    return Client(address, source, location, geo_prefix)
+    return locate(address, ecs.source if ecs is not None else None, geo)
 
 
 class Responder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Protocol
 
 from gslb.geo import Location
 
@@ -44,3 +45,23 @@ class Client:
 
 
 UNKNOWN_CLIENT = Client(address=None, source_prefix=None, location=None)
+
+
+class GeoLookup(Protocol):
+    def lookup(self, address: str | IPAddress) -> Location | None: ...
+
+
+def locate(address: IPAddress, source_prefix: int | None, geo: GeoLookup | None) -> Client:
+    """The Client for an address (and ECS source prefix), placed by the GeoIP database.
+
+    Without a database nothing depends on the client's address (geo_prefix 0). An address
+    the database does not place depended on all its known bits: the ECS source prefix, or
+    the whole address.
+    """
+    if geo is None:
+        return Client(address, source_prefix, None, 0)
+    location = geo.lookup(address)
+    if location is not None:
+        return Client(address, source_prefix, location, location.prefix_len)
+    full = source_prefix if source_prefix is not None else address.max_prefixlen
+    return Client(address, source_prefix, None, full)
