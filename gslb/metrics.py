@@ -8,6 +8,7 @@ status page's traffic shares.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ RCODES = {
     16: "BADVERS",
 }
 QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+FOLD_AT = 4096  # distinct Steering values held before they are folded into the counters
 CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -44,7 +46,8 @@ CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 class DnsStats:
     """Counters bumped by the DNS path and the monitors; read at scrape time."""
 
-    queries: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    queries: dict[tuple[str | None, int, int], int] = field(default_factory=dict)
+    steered: dict[int, list[Any]] = field(default_factory=dict)  # id -> [Steering, count]
     answers: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, region)
     endpoint_answers: dict[tuple[str, str, str], int] = field(default_factory=dict)
     fail_open: dict[str, int] = field(default_factory=dict)
@@ -56,17 +59,39 @@ class DnsStats:
     def observe_query(
         self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
     ) -> None:
-        key = (zone or "", qtype, rcode)
-        self.queries[key] = self.queries.get(key, 0) + 1
-        self.latency.observe(seconds)
-        if steering is not None and steering.region is not None:
+        # Runs for every query: a counter per (zone, type, rcode), one per Steering value
+        # (expanded into regions and endpoints by `fold`, off the query path), the latency.
+        key = (zone, qtype, rcode)
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + 1
+        latency = self.latency
+        latency.counts[bisect_left(latency.bounds, seconds)] += 1
+        latency.total += seconds
+        if steering is not None:
+            # Keyed by identity: a cached answer hands out one Steering object for all its
+            # hits, and the object is held here so its id cannot be reused before `fold`.
+            held = self.steered.get(id(steering))
+            if held is None:
+                self.steered[id(steering)] = [steering, 1]
+                if len(self.steered) > FOLD_AT:
+                    self.fold()
+            else:
+                held[1] += 1
+
+    def fold(self) -> None:
+        """Move the per-Steering counts into the per-region and per-endpoint counters."""
+        steered, self.steered = self.steered, {}
+        answers, endpoints, fail_open = self.answers, self.endpoint_answers, self.fail_open
+        for steering, n in steered.values():
+            if steering.region is None:
+                continue
             pair = (steering.service, steering.region)
-            self.answers[pair] = self.answers.get(pair, 0) + 1
+            answers[pair] = answers.get(pair, 0) + n
             for address in steering.addresses:
                 triple = (steering.service, steering.region, address)
-                self.endpoint_answers[triple] = self.endpoint_answers.get(triple, 0) + 1
+                endpoints[triple] = endpoints.get(triple, 0) + n
             if steering.fail_open:
-                self.fail_open[steering.service] = self.fail_open.get(steering.service, 0) + 1
+                fail_open[steering.service] = fail_open.get(steering.service, 0) + n
 
     def observe_check(self, region: str, ok: bool, seconds: float) -> None:
         key = (region, ok)
@@ -82,6 +107,7 @@ class DnsStats:
 
     def query_snapshot(self) -> dict[str, Any]:
         """The DNS-side counters as plain JSON-able data (a worker sends this to its parent)."""
+        self.fold()
         return {
             "queries": [[*k, v] for k, v in self.queries.items()],
             "answers": [[*k, v] for k, v in self.answers.items()],
@@ -109,6 +135,7 @@ class DnsStats:
 
     def with_queries_from(self, snapshots: Iterable[dict[str, Any]]) -> DnsStats:
         """A new DnsStats: these counters plus the DNS counters of `snapshots`."""
+        self.fold()
         merged = DnsStats(
             queries=dict(self.queries),
             answers=dict(self.answers),
@@ -148,13 +175,18 @@ class ServeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
+        stats.fold()
         queries = CounterMetricFamily(
             "gslb_dns_queries",
             "DNS queries answered, by zone, type and rcode",
             labels=["zone", "qtype", "rcode"],
         )
-        for (zone, qtype, rcode), count in sorted(stats.queries.items()):
-            queries.add_metric([zone, qtype_name(qtype), RCODES.get(rcode, str(rcode))], count)
+        by_labels: dict[tuple[str, str, str], int] = {}
+        for (zone, qtype, rcode), count in stats.queries.items():
+            labels = (zone or "", qtype_name(qtype), RCODES.get(rcode, str(rcode)))
+            by_labels[labels] = by_labels.get(labels, 0) + count
+        for labels, count in sorted(by_labels.items()):
+            queries.add_metric(list(labels), count)
         yield queries
         answers = CounterMetricFamily(
             "gslb_dns_answers",

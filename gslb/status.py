@@ -46,6 +46,7 @@ def build_status(
 ) -> dict[str, Any]:
     config = view.plan.config
     state = view.state
+    stats.fold()
     region_answers: dict[str, int] = {}
     for (_, answered_region), count in stats.answers.items():
         region_answers[answered_region] = region_answers.get(answered_region, 0) + count
