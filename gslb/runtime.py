@@ -111,9 +111,6 @@ class Runtime:
     def geo_lookup(self) -> GeoLookup | None:
         return None if isinstance(self.geo, NoGeo) else self.geo
 
-    def health(self) -> Mapping[str, Health]:
-        return self.scheduler.health()
-
     def current_stats(self) -> DnsStats:
         """DNS counters of this process, or of every worker with `--workers`."""
         if self.pool is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
@@ -211,7 +211,3 @@ def make_app(controller: Controller) -> web.Application:
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     return app
-
-
-def json_body(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)
