@@ -12,14 +12,13 @@ from typing import Any
 
 from dnslib import QTYPE
 
+from gslb.dns.codec import rcode_name
 from gslb.dns.responder import View
 from gslb.geo import NoGeo, open_geo
 from gslb.plan import compile_plan
 from gslb.select import Client, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
-
-RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 def parse_qtype(text: str) -> int:
@@ -94,7 +93,7 @@ def explain(
             "geoip": "no database" if geo is None else "database",
         },
         "steps": [{"step": s.step, "detail": s.detail} for s in decision.trace],
-        "rcode": RCODE_NAMES.get(decision.rcode, str(decision.rcode)),
+        "rcode": rcode_name(decision.rcode),
         "authoritative": decision.authoritative,
         "answer": _rrsets(decision.answer),
         "authority": _rrsets(decision.authority),

@@ -22,21 +22,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gslb.dns.codec import qtype_name
+from gslb.dns.codec import qtype_name, rcode_name
 from gslb.dns.responder import View
-from gslb.proxy.stats import Histogram
+from gslb.histogram import Histogram
 from gslb.select import Steering
-from gslb.state import REGION_ADMIN_STATES
+from gslb.state import REGION_ADMIN_STATES, endpoint_key
 
-RCODES = {
-    0: "NOERROR",
-    1: "FORMERR",
-    2: "SERVFAIL",
-    3: "NXDOMAIN",
-    4: "NOTIMP",
-    5: "REFUSED",
-    16: "BADVERS",
-}
 QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 FOLD_AT = 4096  # distinct Steering values held before they are folded into the counters
 CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -152,22 +143,6 @@ class DnsStats:
         return merged
 
 
-def latency_percentile(histogram: Histogram, q: float) -> float | None:
-    """The q-quantile estimated from buckets, as Prometheus's histogram_quantile does."""
-    total = sum(histogram.counts)
-    if total == 0:
-        return None
-    rank = q * total
-    running = 0
-    lower = 0.0
-    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
-        if running + count >= rank and count:
-            return lower + (bound - lower) * (rank - running) / count
-        running += count
-        lower = bound
-    return histogram.bounds[-1]
-
-
 class ServeCollector(Collector):
     def __init__(self, stats: Callable[[], DnsStats], view: Callable[[], View]) -> None:
         self._stats = stats
@@ -183,7 +158,7 @@ class ServeCollector(Collector):
         )
         by_labels: dict[tuple[str, str, str], int] = {}
         for (zone, qtype, rcode), count in stats.queries.items():
-            labels = (zone or "", qtype_name(qtype), RCODES.get(rcode, str(rcode)))
+            labels = (zone or "", qtype_name(qtype), rcode_name(rcode))
             by_labels[labels] = by_labels.get(labels, 0) + count
         for labels, count in sorted(by_labels.items()):
             queries.add_metric(list(labels), count)
@@ -269,19 +244,12 @@ class ServeCollector(Collector):
         )
         for name, region in sorted(view.plan.config.regions.items()):
             any_usable = False
-            seen: set[str] = set()
-            for endpoints in region.endpoints.values():
-                for endpoint in endpoints:
-                    if endpoint.address in seen:
-                        continue
-                    seen.add(endpoint.address)
-                    key = f"{name}/{endpoint.address}"
-                    usable = state.endpoint_usable(key)
-                    any_usable = any_usable or usable
-                    endpoint_up.add_metric([name, endpoint.address], 1.0 if usable else 0.0)
-                    endpoint_healthy.add_metric(
-                        [name, endpoint.address], 0.0 if key in state.down else 1.0
-                    )
+            for address in region.distinct_endpoints():
+                key = endpoint_key(name, address)
+                usable = state.endpoint_usable(key)
+                any_usable = any_usable or usable
+                endpoint_up.add_metric([name, address], 1.0 if usable else 0.0)
+                endpoint_healthy.add_metric([name, address], 0.0 if key in state.down else 1.0)
             admin = state.admin.region(name)
             region_up.add_metric([name], 1.0 if any_usable and admin == "enabled" else 0.0)
             for admin_state in REGION_ADMIN_STATES:

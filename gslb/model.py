@@ -169,6 +169,14 @@ class Region:
     endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> endpoints, listed order
     proxy: ProxySpec | None = None
 
+    def distinct_endpoints(self) -> dict[str, Endpoint]:
+        """Each address once (an address can serve several services), first listing first."""
+        out: dict[str, Endpoint] = {}
+        for members in self.endpoints.values():
+            for endpoint in members:
+                out.setdefault(endpoint.address, endpoint)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:

@@ -7,7 +7,7 @@ from typing import Any
 
 from gslb.dns.responder import View
 from gslb.health import Health
-from gslb.metrics import DnsStats, latency_percentile
+from gslb.metrics import DnsStats
 from gslb.state import State, endpoint_key
 
 
@@ -106,9 +106,9 @@ def build_status(
             "fail_open_answers": sum(stats.fail_open.values()),
         },
         "latency_seconds": {
-            "p50": latency_percentile(stats.latency, 0.50),
-            "p95": latency_percentile(stats.latency, 0.95),
-            "p99": latency_percentile(stats.latency, 0.99),
+            "p50": stats.latency.estimate(0.50),
+            "p95": stats.latency.estimate(0.95),
+            "p99": stats.latency.estimate(0.99),
         },
         "recent_actions": list(audit),
     }

@@ -151,8 +151,7 @@ class AdminApi:
         regions = self.c.view().plan.config.regions
         if region not in regions:
             raise ApiError(404, f"no region {region!r}")
-        known = {e.address for members in regions[region].endpoints.values() for e in members}
-        if address not in known:
+        if address not in regions[region].distinct_endpoints():
             raise ApiError(404, f"region {region!r} has no endpoint {address!r}")
         enabled = request.match_info["action"] == "enable"
         return web.json_response(

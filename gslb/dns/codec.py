@@ -243,3 +243,18 @@ def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
 
 def qtype_name(qtype: int) -> str:
     return str(QTYPE.get(qtype, f"TYPE{qtype}"))
+
+
+RCODE_NAMES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    16: "BADVERS",
+}
+
+
+def rcode_name(rcode: int) -> str:
+    return RCODE_NAMES.get(rcode, str(rcode))

@@ -7,7 +7,7 @@ when /metrics is read.
 
 from __future__ import annotations
 
-import bisect
+from gslb.histogram import Histogram
 
 # Latency buckets (seconds): fine enough around the milliseconds a proxy hop costs that
 # P50/P95/P99 can be read, wide enough for slow backends.
@@ -31,44 +31,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 
 
-class Histogram:
-    """Cumulative-at-read histogram: one count per bucket (the last is +Inf) and a sum."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        out: list[tuple[str, int]] = []
-        running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            out.append((repr(bound), running))
-        running += self.counts[-1]
-        out.append(("+Inf", running))
-        return out
-
-    def quantile(self, q: float) -> float | None:
-        """An upper bound of the q-quantile (the bucket it falls in); None when empty."""
-        n = sum(self.counts)
-        if n == 0:
-            return None
-        rank = q * n
-        running = 0
-        for i, count in enumerate(self.counts):
-            running += count
-            if running >= rank:
-                return self.bounds[i] if i < len(self.bounds) else float("inf")
-        return float("inf")
-
-
 class ProxyStats:
     """Everything /metrics and /status count. Owned by one ProxyServer."""
 
@@ -83,7 +45,7 @@ class ProxyStats:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], int] = {}  # (backend or "-", status) -> count
-        self.latency = Histogram()
+        self.latency = Histogram(LATENCY_BUCKETS)
         self.client_connections = 0
         self.upstream_connections = 0
         self.retries = 0

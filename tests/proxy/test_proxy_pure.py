@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gslb.auth import bearer_ok, load_token
+from gslb.histogram import Histogram
 from gslb.model import ServerSettings
 from gslb.proxy import headers as hdr
 from gslb.proxy.balancers import (
@@ -23,7 +24,6 @@ from gslb.proxy.balancers import (
     smooth_schedule,
 )
 from gslb.proxy.passive import CLEAR, Passive, record
-from gslb.proxy.stats import Histogram
 
 
 @dataclass
