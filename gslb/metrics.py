@@ -1,14 +1,14 @@
 """Prometheus metrics of `gslb serve`, on the project's own registry.
 
-The query path only bumps plain dict counters (a labelled prometheus-client
-counter costs more than answering a cached query); the collector turns them
-into metric families when /metrics is scraped. The same counters feed the
-status page's traffic shares.
+The query path only bumps plain counters (a labelled prometheus-client counter
+costs more than answering a cached query): dict counters for queries the full
+path answers, and for cache hits the served reply's tally, which `fold` adds to
+the dicts. The collector turns them into metric families when /metrics is
+scraped. The same counters feed the status page's traffic shares.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gslb.dns.answers import Tally
 from gslb.dns.codec import qtype_name, rcode_name
 from gslb.dns.responder import View
 from gslb.histogram import Histogram
@@ -29,7 +30,9 @@ from gslb.select import Steering
 from gslb.state import REGION_ADMIN_STATES, endpoint_key
 
 QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
-FOLD_AT = 4096  # distinct Steering values held before they are folded into the counters
+# Tallies held before they are added up even without a scrape: a tally is held once per
+# fold however often it is hit, so this bounds memory, not work per query.
+FOLD_AT = 100_000
 CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -38,7 +41,7 @@ class DnsStats:
     """Counters bumped by the DNS path and the monitors; read at scrape time."""
 
     queries: dict[tuple[str | None, int, int], int] = field(default_factory=dict)
-    steered: dict[int, list[Any]] = field(default_factory=dict)  # id -> [Steering, count]
+    pending: list[Tally] = field(default_factory=list)  # tallies hit since the last fold
     answers: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, region)
     endpoint_answers: dict[tuple[str, str, str], int] = field(default_factory=dict)
     fail_open: dict[str, int] = field(default_factory=dict)
@@ -50,39 +53,37 @@ class DnsStats:
     def observe_query(
         self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
     ) -> None:
-        # Runs for every query: a counter per (zone, type, rcode), one per Steering value
-        # (expanded into regions and endpoints by `fold`, off the query path), the latency.
+        """One query answered by the full path."""
         key = (zone, qtype, rcode)
-        queries = self.queries
-        queries[key] = queries.get(key, 0) + 1
-        latency = self.latency
-        latency.counts[bisect_left(latency.bounds, seconds)] += 1
-        latency.total += seconds
+        self.queries[key] = self.queries.get(key, 0) + 1
+        self.latency.observe(seconds)
         if steering is not None:
-            # Keyed by identity: a cached answer hands out one Steering object for all its
-            # hits, and the object is held here so its id cannot be reused before `fold`.
-            held = self.steered.get(id(steering))
-            if held is None:
-                self.steered[id(steering)] = [steering, 1]
-                if len(self.steered) > FOLD_AT:
-                    self.fold()
-            else:
-                held[1] += 1
+            self._count(Tally(zone, qtype, rcode, steering), 1, queries=False)
+
+    def watch(self, tally: Tally) -> None:
+        """A cached reply's first hit since the last `fold`: count its hits then."""
+        self.pending.append(tally)
+        if len(self.pending) >= FOLD_AT:
+            self.fold()
 
     def fold(self) -> None:
-        """Move the per-Steering counts into the per-region and per-endpoint counters."""
-        steered, self.steered = self.steered, {}
-        answers, endpoints, fail_open = self.answers, self.endpoint_answers, self.fail_open
-        for steering, n in steered.values():
-            if steering.region is None:
-                continue
-            pair = (steering.service, steering.region)
-            answers[pair] = answers.get(pair, 0) + n
-            for address in steering.addresses:
-                triple = (steering.service, steering.region, address)
-                endpoints[triple] = endpoints.get(triple, 0) + n
-            if steering.fail_open:
-                fail_open[steering.service] = fail_open.get(steering.service, 0) + n
+        """Add the hits of cached replies (their tallies) to the counters."""
+        pending, self.pending = self.pending, []
+        for tally in pending:
+            n, tally.n = tally.n, 0
+            self._count(tally, n)
+
+    def _count(self, tally: Tally, n: int, queries: bool = True) -> None:
+        if queries:
+            self.queries[tally.query] = self.queries.get(tally.query, 0) + n
+        if tally.answer is None:
+            return
+        self.answers[tally.answer] = self.answers.get(tally.answer, 0) + n
+        endpoints = self.endpoint_answers
+        for key in tally.endpoints:
+            endpoints[key] = endpoints.get(key, 0) + n
+        if tally.fail_open is not None:
+            self.fail_open[tally.fail_open] = self.fail_open.get(tally.fail_open, 0) + n
 
     def observe_check(self, region: str, ok: bool, seconds: float) -> None:
         key = (region, ok)

@@ -39,9 +39,10 @@ on every hit (a reply that would not fit takes the full path), and truncated rep
 never cached.
 
 Most queries repeat the bytes of an earlier one (same question, same subnet), so the parsed
-query is memoized by its bytes from ARCOUNT on (`Known`) and, for answers that do not depend
-on the resolver's address, linked to its entry and ECS echo until the tables next lose
-entries (`epoch`): a repeated query costs one dictionary lookup.
+query is memoized by its bytes after the ID (`Known`) and, for answers that do not depend
+on the resolver's address, linked to its entry and its replies minus the ID until the
+tables next lose entries (`epoch`): a repeated query costs one dictionary lookup and one
+concatenation.
 
 Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
 `variants` replies per key, each one a full-path answer drawn with the responder's RNG.
@@ -138,7 +139,33 @@ def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
     return ClientInfo(parts, (tails[0], tails[1], tails[2], tails[3]))
 
 
-@dataclass(frozen=True, slots=True)
+class Tally:
+    """How often one cached reply was served since the metrics last counted it.
+
+    A hit only bumps `n` (and hands the tally to the observer on its first hit since the
+    last count); the observer adds `n` to its counters under these keys when it is read,
+    which keeps per-query metrics to a few attribute operations. The keys are made once,
+    with the reply.
+    """
+
+    __slots__ = ("answer", "endpoints", "fail_open", "n", "query")
+
+    def __init__(self, zone: str | None, qtype: int, rcode: int, steering: Steering | None) -> None:
+        self.n = 0
+        self.query = (zone, qtype, rcode)  # gslb_dns_queries_total
+        self.answer: tuple[str, str] | None = None  # (service, region) when steered
+        self.endpoints: tuple[tuple[str, str, str], ...] = ()  # (service, region, address)
+        self.fail_open: str | None = None  # the service, when it answered failing open
+        if steering is not None and steering.region is not None:
+            self.answer = (steering.service, steering.region)
+            self.endpoints = tuple(
+                (steering.service, steering.region, address) for address in steering.addresses
+            )
+            if steering.fail_open:
+                self.fail_open = steering.service
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Variant:
     """One cached reply, as described in the module docstring."""
 
@@ -147,13 +174,16 @@ class Variant:
     heads: tuple[bytes, bytes, bytes, bytes]
     body: bytes
     length: int  # of the reply without question and ECS option
-    rcode: int
-    zone: str | None
-    steering: Steering | None
+    tally: Tally
+
+
+def head_index(wire: bytes) -> int:
+    """Which of `Variant.heads` a query's RD and CD bits select."""
+    return (wire[2] & 1) | ((wire[3] >> 3) & 2)
 
 
 def variant_of(
-    reply: bytes, qend: int, edns: bool, ecs: ClientSubnet | None, decision: Decision
+    reply: bytes, qend: int, edns: bool, ecs: ClientSubnet | None, decision: Decision, qtype: int
 ) -> Variant | None:
     """The cacheable part of a full-path reply; None when it must not be cached."""
     flags = (reply[2] << 8) | reply[3]
@@ -175,9 +205,7 @@ def variant_of(
         (heads[0], heads[1], heads[2], heads[3]),
         body,
         12 + len(body),
-        decision.rcode,
-        decision.zone,
-        decision.steering,
+        Tally(decision.zone, qtype, decision.rcode, decision.steering),
     )
 
 
@@ -192,22 +220,29 @@ class Entry:
 
 
 class Known:
-    """A query's bytes from ARCOUNT on, parsed, and (within one cache epoch) what they led to.
+    """A query's bytes after the ID, parsed, and (within one cache epoch) what they led to.
 
     Most queries repeat bytes seen before (resolvers ask the same questions for the same
-    subnets), so one lookup by those bytes finds the answer entry and the ECS echo without
-    the route, client and answer lookups. Only for queries whose answer does not depend on
-    the peer address (none of the client, or the client's ECS subnet of non-zero source).
+    subnets), so one lookup by those bytes finds the answer entry without the route, client
+    and answer lookups. Those bytes hold everything a reply depends on but the ID (flags,
+    question as spelled, EDNS, payload size, ECS), so for an answer that is not drawn at
+    random the reply minus its ID is assembled once (`reply`, None when it would not fit:
+    the full path truncates) and a hit is the query's ID plus those bytes. Random answers
+    rotate through their entry's variants, assembled per hit. Linked only for queries
+    whose answer does not depend on the peer address (none of the client, or the client's
+    ECS subnet of non-zero source).
     """
 
-    __slots__ = ("entry", "epoch", "parsed", "route", "tail")
+    __slots__ = ("entry", "epoch", "parsed", "random", "reply", "tail", "variant")
 
     def __init__(self, parsed: Parsed) -> None:
         self.parsed = parsed
         self.epoch = -1  # no link yet
-        self.route = STATIC_ROUTE
-        self.entry: Entry | None = None
-        self.tail = b""
+        self.random = False  # the linked route's answers are drawn at random
+        self.entry: Entry | None = None  # random answers: the variants to rotate through
+        self.tail = b""  # the OPT record's RDLENGTH and ECS echo (b"" without EDNS)
+        self.variant: Variant | None = None  # otherwise: the one answer,
+        self.reply: bytes | None = None  # and the reply without its ID
 
 
 class AnswerCache:
@@ -231,7 +266,7 @@ class AnswerCache:
         self.static: dict[object, Entry] = {}  # answers that depend on the plan only
         self.steered: dict[object, Entry] = {}  # answers that depend on the state too
         self.clients: dict[object, ClientInfo] = {}
-        # Parsed queries by their bytes from ARCOUNT on (a pure function of those bytes, so
+        # Parsed queries by their bytes after the ID (a pure function of those bytes, so
         # kept across plans and states), with links into the tables valid for one epoch.
         self.queries: dict[bytes, Known] = {}
         self.epoch = 0  # advanced whenever the tables above lose entries

@@ -29,8 +29,7 @@ class Parsed(NamedTuple):
     """What the fast path needs from a query; the rest it copies from the wire.
 
     A function of the bytes from ARCOUNT on (`wire[10:]`) alone, once `is_plain_query`
-    holds: the responder memoizes it by those bytes. The ID and the flags (RD and CD are
-    copied into the reply) are read from each query's header.
+    holds; the responder memoizes it by the bytes after the ID, which include those.
     """
 
     qend: int  # offset just past the question: wire[12:qend] is the question as sent

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,7 +22,9 @@ from gslb.dns.answers import (
     Entry,
     Known,
     Route,
+    Tally,
     client_info,
+    head_index,
     route_of,
     variant_of,
 )
@@ -38,6 +41,7 @@ from gslb.dns.codec import (
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
+from gslb.histogram import Histogram
 from gslb.plan import Plan
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
@@ -50,11 +54,36 @@ NO_OPTIONS = b"\x00\x00"  # an OPT record's RDLENGTH without options
 
 
 class QueryObserver(Protocol):
-    """Receives one call per answered query (metrics)."""
+    """Counts answered queries (metrics).
+
+    The full path reports each query with `observe_query`. A cache hit costs less than that
+    call, so hits bump the served reply's `Tally` instead, and hand it to `watch` on its
+    first hit since the observer last counted it; every hit's duration goes straight into
+    `latency`.
+    """
+
+    latency: Histogram
 
     def observe_query(
         self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
     ) -> None: ...
+
+    def watch(self, tally: Tally) -> None: ...
+
+
+class Unobserved:
+    """The observer of a responder that keeps no metrics."""
+
+    def __init__(self) -> None:
+        self.latency = Histogram((1.0,))
+
+    def observe_query(
+        self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
+    ) -> None:
+        pass
+
+    def watch(self, tally: Tally) -> None:
+        pass  # tally.n is never reset, so this is called once per tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +135,8 @@ class Responder:
         self._geo = geo
         self.udp_cap = udp_cap
         self._rng = rng or random.Random()
-        self._observer = observer
+        self._observer: QueryObserver = observer if observer is not None else Unobserved()
+        self._latency = self._observer.latency
         self._clock = clock
         self.cache = cache if cache is not None else AnswerCache()
         self._known = self.cache.queries  # cleared in place, never replaced
@@ -126,18 +156,61 @@ class Responder:
         if tcp or len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
             return self._full(wire, peer, tcp, self._view(), self._clock())[0]
         started = self._clock()
-        rest = wire[10:]
+        rest = wire[2:]
         known = self._known.get(rest)
         if known is None:
             parsed = parse_query(wire)
             if parsed is None:
                 return self._full(wire, peer, tcp, self._view(), started)[0]
             known = self.cache.add_query(rest, parsed)
-        try:
-            return self._fast(wire, known, peer, started)
-        except Exception:
-            log.exception("fast path failed; answering by the full path")
-            return self._full(wire, peer, tcp, self._view(), started)[0]
+        view = self._view()
+        cache = self.cache
+        if view.plan is not cache.plan or view.state is not cache.state:
+            cache.sync(view.plan, view.state)
+        if known.epoch != cache.epoch:
+            try:
+                return self._fast(wire, known, peer, view, started)
+            except Exception:
+                log.exception("fast path failed; answering by the full path")
+                return self._full(wire, peer, tcp, view, started)[0]
+        # The common case, kept inline: a query seen before, linked to its answer entry.
+        if known.random:
+            # Take the variants in turn; every refresh_every-th hit is a fresh draw by the
+            # full path instead (see gslb/dns/answers.py).
+            entry = known.entry
+            assert entry is not None
+            hits = entry.hits = entry.hits + 1
+            if not hits % cache.refresh_every:
+                return self._fill(wire, known.parsed, peer, view, started)
+            variants = entry.variants
+            variant = variants[hits % len(variants)]
+            reply = b"".join(
+                (
+                    wire[:2],
+                    variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # see Variant.heads
+                    wire[12 : known.parsed.qend],
+                    variant.body,
+                    known.tail,
+                )
+            )
+            if len(reply) > MIN_UDP and self._too_big(len(reply), known.parsed):
+                return self._full(wire, peer, False, view, started)[0]  # truncated there
+        else:
+            after_id = known.reply
+            if after_id is None:  # it would not fit: the full path truncates
+                return self._full(wire, peer, False, view, started)[0]
+            reply = wire[:2] + after_id
+            variant = known.variant  # type: ignore[assignment]  # set with reply
+        cache.hits += 1
+        tally = variant.tally
+        if not tally.n:
+            self._observer.watch(tally)
+        tally.n += 1
+        latency = self._latency
+        seconds = self._clock() - started
+        latency.counts[bisect_left(latency.bounds, seconds)] += 1
+        latency.total += seconds
+        return reply
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The full path alone, never the cache: what every cached answer must equal."""
@@ -145,49 +218,42 @@ class Responder:
 
     # The fast path.
 
-    def _fast(self, wire: bytes, known: Known, peer: str, started: float) -> bytes | None:
-        view = self._view()
-        cache = self.cache
-        if view.plan is not cache.plan or view.state is not cache.state:
-            cache.sync(view.plan, view.state)
+    def _fast(
+        self, wire: bytes, known: Known, peer: str, view: View, started: float
+    ) -> bytes | None:
+        """A query not linked to its entry: look the answer up by its parts."""
         q = known.parsed
-        if known.epoch == cache.epoch:
-            entry = known.entry
-            route = known.route
-            tail = known.tail
-        else:
-            found = self._lookup(known, peer)
-            if found is None:
-                return self._fill(wire, q, peer, view, started)
-            route, entry, tail = found
-        assert entry is not None
-        # Take the variants in turn; every refresh_every-th hit of a random answer is a fresh
-        # draw by the full path instead (see gslb/dns/answers.py).
+        found = self._lookup(known, wire, peer)
+        if found is None:
+            return self._fill(wire, q, peer, view, started)
+        route, entry, tail = found
+        cache = self.cache
         hits = entry.hits = entry.hits + 1
-        if route.random and hits % cache.refresh_every == 0:
+        if route.random and not hits % cache.refresh_every:
             return self._fill(wire, q, peer, view, started)  # a fresh draw, kept by store()
-        cache.hits += 1
         variants = entry.variants
         variant = variants[hits % len(variants)]
         size = variant.length + len(tail) + q.qend - 12
         if size > MIN_UDP and self._too_big(size, q):
             return self._full(wire, peer, False, view, started)[0]  # the full path truncates
+        cache.hits += 1
         reply = b"".join(
             (
                 wire[:2],
-                variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # see Variant.heads
+                variant.heads[head_index(wire)],
                 wire[12 : q.qend],
                 variant.body,
                 tail,
             )
         )
-        if self._observer is not None:
-            self._observer.observe_query(
-                variant.zone, q.qtype, variant.rcode, variant.steering, self._clock() - started
-            )
+        tally = variant.tally
+        if not tally.n:
+            self._observer.watch(tally)
+        tally.n += 1
+        self._latency.observe(self._clock() - started)
         return reply
 
-    def _lookup(self, known: Known, peer: str) -> tuple[Route, Entry, bytes] | None:
+    def _lookup(self, known: Known, wire: bytes, peer: str) -> tuple[Route, Entry, bytes] | None:
         """The answer entry for a query by its parts; None when something is not cached yet.
 
         Links the result to `known` for the rest of the epoch when the answer does not
@@ -224,9 +290,19 @@ class Responder:
             tail = NO_OPTIONS if q.edns else b""
         if not kind or (ecs is not None and ecs[2]):
             known.epoch = cache.epoch
-            known.route = route
+            known.random = route.random
             known.entry = entry
             known.tail = tail
+            if not route.random:
+                # One answer, so the reply minus the ID is assembled once.
+                variant = entry.variants[0]
+                size = variant.length + len(tail) + q.qend - 12
+                known.variant = variant
+                known.reply = (
+                    None
+                    if size > MIN_UDP and self._too_big(size, q)
+                    else variant.heads[head_index(wire)] + wire[12 : q.qend] + variant.body + tail
+                )
         return route, entry, tail
 
     def _too_big(self, size: int, q: Parsed) -> bool:
@@ -268,7 +344,7 @@ class Responder:
             return reply
         key = (q.key, info.parts[route.kind]) if route.kind and info is not None else q.key
         ecs_subnet = query.edns.ecs if query.edns is not None else None
-        variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision)
+        variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision, q.qtype)
         if variant is not None:
             cache.store(route, key, variant)
         return reply
@@ -314,8 +390,6 @@ class Responder:
     def _observe(
         self, query: Query | None, rcode: int, decision: Decision | None, started: float
     ) -> None:
-        if self._observer is None:
-            return
         self._observer.observe_query(
             decision.zone if decision is not None else None,
             query.qtype if query is not None else 0,
