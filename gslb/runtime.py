@@ -264,7 +264,10 @@ class Runtime:
             self.dns_bound = await self.pool.start()
         else:
             self.dns = DnsServer(
-                self.responder.handle_wire, listen, tcp_idle_timeout=settings.tcp_idle_timeout
+                self.responder.handle_wire,
+                listen,
+                cached=self.responder.answer_cached,
+                tcp_idle_timeout=settings.tcp_idle_timeout,
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:

@@ -151,6 +151,11 @@ class Responder:
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
+        """The reply to one query (None: send nothing)."""
+        if not tcp:
+            reply = self.answer_cached(wire)
+            if reply is not None:
+                return reply
         # QR clear, opcode QUERY, one question, no answer or authority records: a query the
         # fast path may answer (fastparse.is_plain_query, inlined as this runs per query).
         if tcp or len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
@@ -164,24 +169,41 @@ class Responder:
                 return self._full(wire, peer, tcp, self._view(), started)[0]
             known = self.cache.add_query(rest, parsed)
         view = self._view()
+        if view.plan is not self.cache.plan or view.state is not self.cache.state:
+            self.cache.sync(view.plan, view.state)
+        try:
+            return self._fast(wire, known, peer, view, started)
+        except Exception:
+            log.exception("fast path failed; answering by the full path")
+            return self._full(wire, peer, tcp, view, started)[0]
+
+    def answer_cached(self, wire: bytes) -> bytes | None:
+        """The common case alone: the reply to a UDP query seen before whose answer is linked
+        (gslb/dns/answers.py, `Known`), else None, and then `handle_wire` answers.
+
+        Needs no peer address (a linked answer does not depend on it), so the UDP server
+        can skip making one for most queries. Only plain queries are ever memoized, so a
+        memo hit is one.
+        """
+        started = self._clock()
+        known = self._known.get(wire[2:])
+        if known is None:
+            return None
+        view = self._view()
         cache = self.cache
         if view.plan is not cache.plan or view.state is not cache.state:
             cache.sync(view.plan, view.state)
         if known.epoch != cache.epoch:
-            try:
-                return self._fast(wire, known, peer, view, started)
-            except Exception:
-                log.exception("fast path failed; answering by the full path")
-                return self._full(wire, peer, tcp, view, started)[0]
-        # The common case, kept inline: a query seen before, linked to its answer entry.
+            return None
         if known.random:
-            # Take the variants in turn; every refresh_every-th hit is a fresh draw by the
-            # full path instead (see gslb/dns/answers.py).
+            # Take the variants in turn; some hits are a fresh draw by the full path
+            # instead (see gslb/dns/answers.py), which `handle_wire` makes.
             entry = known.entry
             assert entry is not None
-            hits = entry.hits = entry.hits + 1
-            if not hits % cache.refresh_every:
-                return self._fill(wire, known.parsed, peer, view, started)
+            hits = entry.hits + 1
+            if hits >= entry.next_draw:
+                return None
+            entry.hits = hits
             variants = entry.variants
             variant = variants[hits % len(variants)]
             reply = b"".join(
@@ -194,11 +216,11 @@ class Responder:
                 )
             )
             if len(reply) > MIN_UDP and self._too_big(len(reply), known.parsed):
-                return self._full(wire, peer, False, view, started)[0]  # truncated there
+                return None  # the full path truncates
         else:
             after_id = known.reply
             if after_id is None:  # it would not fit: the full path truncates
-                return self._full(wire, peer, False, view, started)[0]
+                return None
             reply = wire[:2] + after_id
             variant = known.variant  # type: ignore[assignment]  # set with reply
         cache.hits += 1
@@ -229,7 +251,8 @@ class Responder:
         route, entry, tail = found
         cache = self.cache
         hits = entry.hits = entry.hits + 1
-        if route.random and not hits % cache.refresh_every:
+        if route.random and hits >= entry.next_draw:
+            cache.schedule_draw(entry)
             return self._fill(wire, q, peer, view, started)  # a fresh draw, kept by store()
         variants = entry.variants
         variant = variants[hits % len(variants)]

@@ -1,11 +1,13 @@
 """UDP and TCP transports for the responder: they move bytes and nothing else.
 
 UDP is read straight from a non-blocking socket by the loop's reader callback, a batch
-of datagrams per wakeup, and answered with one `sendto` each: asyncio's (and uvloop's)
-datagram transports cost more per datagram than answering a cached query does (a trivial
-echo server tops out at about 94k datagrams/s on one core through them, 133k this way).
-A reply that does not fit the socket's send buffer is dropped, as DNS servers do; the
-client asks again.
+of datagrams per wakeup: asyncio's (and uvloop's) datagram transports cost more per
+datagram than answering a cached query does (a trivial echo server tops out at about 94k
+datagrams/s on one core through them, 133k with `recvfrom`/`sendto` from the callback).
+On Linux the batch is read with one `recvmmsg` and answered with one `sendmmsg`
+(gslb/dns/mmsg.py); elsewhere, or with GSLB_UDP_BATCH=0, with a `recvfrom` and a
+`sendto` per datagram. A reply that does not fit the socket's send buffer is dropped, as
+DNS servers do; the client asks again.
 
 TCP follows RFC 7766: two-byte length framing, pipelined queries answered in
 order on one connection, idle connections closed after a timeout, and reading
@@ -21,11 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from gslb.dns import mmsg
 from gslb.model import HostPort
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
+Cached = Callable[[bytes], bytes | None]
 MAX_TCP_CONNECTIONS = 4096
 UDP_SOCKET_BUFFER = 4 << 20
 UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
@@ -35,14 +39,19 @@ MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FO
 class UdpListener:
     """One bound UDP socket, drained by the event loop's reader callback."""
 
-    def __init__(self, sock: socket.socket, handle: Handler) -> None:
+    def __init__(self, sock: socket.socket, handle: Handler, cached: Cached | None) -> None:
         self.sock = sock
         self._handle = handle
+        self._cached = cached
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._drain)
+        if mmsg.available():
+            batched = mmsg.BatchedUdp(self.sock, self._handle, self._cached, MAX_UDP_QUERY)
+            loop.add_reader(self.sock.fileno(), batched.drain, UDP_BATCH // mmsg.BATCH)
+        else:
+            loop.add_reader(self.sock.fileno(), self._drain)
 
     def _drain(self) -> None:
         recv = self.sock.recvfrom
@@ -160,17 +169,24 @@ class Bound:
 
 
 class DnsServer:
-    """UDP and TCP on each listen address (the same port for both)."""
+    """UDP and TCP on each listen address (the same port for both).
+
+    `handle(wire, peer, tcp)` answers every query; `cached(wire)`, when given, is tried
+    first for UDP queries and answers the common ones without the peer's address (which
+    then need not be made), or returns None.
+    """
 
     def __init__(
         self,
         handle: Handler,
         listen: Sequence[HostPort],
         *,
+        cached: Cached | None = None,
         tcp_idle_timeout: float = 10.0,
         reuse_port: bool = False,
     ) -> None:
         self._handle = handle
+        self._cached = cached
         self._listen = tuple(listen)
         self._idle = tcp_idle_timeout
         self._reuse_port = reuse_port
@@ -195,7 +211,8 @@ class DnsServer:
     async def _bind(self, hp: HostPort) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
-        udp = UdpListener(udp_socket(hp.host, hp.port, self._reuse_port), self._handle)
+        sock = udp_socket(hp.host, hp.port, self._reuse_port)
+        udp = UdpListener(sock, self._handle, self._cached)
         port = udp.sock.getsockname()[1]
         try:
             server = await loop.create_server(

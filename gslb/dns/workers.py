@@ -111,7 +111,11 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         observer=stats,
     )
     server = DnsServer(
-        responder.handle_wire, spec.listen, tcp_idle_timeout=spec.tcp_idle_timeout, reuse_port=True
+        responder.handle_wire,
+        spec.listen,
+        cached=responder.answer_cached,
+        tcp_idle_timeout=spec.tcp_idle_timeout,
+        reuse_port=True,
     )
     bound = await server.start()
     conn.send_bytes(dumps(("ready", bound)))
