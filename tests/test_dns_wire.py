@@ -60,8 +60,12 @@ services:
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+# Every test runs against both UDP paths: batches through recvmmsg/sendmmsg (the default on
+# Linux) and one recvfrom/sendto per datagram (GSLB_UDP_BATCH=0, the path elsewhere).
+@pytest.fixture(scope="module", params=["batched", "per-datagram"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("wire")
     mid = [f"m{i:02d}" + "y" * 100 for i in range(8)]  # ~850 bytes: fits 1232, not 512
     zone = ZONE.replace("BIGTXT", repr(BIG_TXT)).replace("MIDTXT", repr(mid))
@@ -74,7 +78,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "regions/r1.yaml": REGION,
         },
     )
-    served = start_serve(directory)
+    served = start_serve(
+        directory, env={"GSLB_UDP_BATCH": "0"} if request.param != "batched" else {}
+    )
     yield served
     served.stop()
 
