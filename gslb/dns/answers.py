@@ -146,15 +146,17 @@ def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
 
 
 class Tally:
-    """How often one cached reply was served since the metrics last counted it.
+    """How often cached replies with these metric labels were served since the metrics
+    last counted them.
 
     A hit only bumps `n` (and hands the tally to the observer on its first hit since the
     last count); the observer adds `n` to its counters under these keys when it is read,
     which keeps per-query metrics to a few attribute operations. The keys are made once,
-    with the reply.
+    with the reply, and the cache gives all its replies with the same labels one tally
+    (`AnswerCache.store`), so counting costs per label set, not per reply.
     """
 
-    __slots__ = ("answer", "endpoints", "fail_open", "n", "query")
+    __slots__ = ("answer", "endpoints", "fail_open", "labels", "n", "query")
 
     def __init__(self, zone: str | None, qtype: int, rcode: int, steering: Steering | None) -> None:
         self.n = 0
@@ -169,6 +171,7 @@ class Tally:
             )
             if steering.fail_open:
                 self.fail_open = steering.service
+        self.labels = (self.query, self.answer, self.endpoints, self.fail_open)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -279,6 +282,7 @@ class AnswerCache:
         self.queries: dict[bytes, Known] = {}
         self.epoch = 0  # advanced whenever the tables above lose entries
         self._shared: dict[Any, Any] = {}  # one copy of equal heads and bodies
+        self._tallies: dict[object, Tally] = {}  # one tally per set of metric labels
         self.size = 0  # variants stored in static and steered together
         self.hits = 0
         self.fills = 0
@@ -319,10 +323,13 @@ class AnswerCache:
         shared = self._shared
         if len(shared) >= 2 * self.max_answers:
             shared.clear()
+        if len(self._tallies) >= self.max_answers:
+            self._tallies.clear()  # tallies in use stay with their variants
         variant = replace(
             variant,
             heads=shared.setdefault(variant.heads, variant.heads),
             body=shared.setdefault(variant.body, variant.body),
+            tally=self._tallies.setdefault(variant.tally.labels, variant.tally),
         )
         table = self.steered if route.steered else self.static
         entry = table.get(key)

@@ -143,12 +143,12 @@ class BatchedUdp:
                 msgs[i].hdr.namelen = NAME_SIZE
                 msgs[i].hdr.iov = ctypes.addressof(iov[i])
                 msgs[i].hdr.iovlen = 1
+        self._name_at = [self._names_at + i * NAME_SIZE for i in range(BATCH)]
         self._in_at = ctypes.addressof(self._in_msgs)
         self._out_at = ctypes.addressof(self._out_msgs)
         # Flat views of the message arrays, for the fields that change per datagram.
         self._in_words = memoryview(self._in_msgs).cast("B").cast("I")
         self._out_quads = memoryview(self._out_msgs).cast("B").cast("Q")
-        self._out_words = memoryview(self._out_msgs).cast("B").cast("I")
         self._out_iov_quads = memoryview(self._out_iov).cast("B").cast("Q")
 
     def drain(self, batches: int) -> None:
@@ -172,20 +172,21 @@ class BatchedUdp:
         inbox = self._inbox
         names = self._names
         in_words = self._in_words
-        out_quads, out_words = self._out_quads, self._out_words
+        out_quads = self._out_quads
         out_lengths = self._out_iov_quads
+        name_at = self._name_at
         outbox = self._outbox
         max_query = self._max_query
         stride_q, stride_i = _STRIDE // 8, _STRIDE // 4
         replies = 0
         for i in range(count):
-            length = in_words[i * stride_i + _LEN_I]
             start = i * max_query
-            wire = bytes(inbox[start : start + length])
-            name_length = in_words[i * stride_i + _NAMELEN_I]
-            in_words[i * stride_i + _NAMELEN_I] = NAME_SIZE  # reset for the next receive
+            wire = bytes(inbox[start : start + in_words[i * stride_i + _LEN_I]])
             reply = cached(wire)
             if reply is None:
+                # The kernel wrote the sender's address and its length (which stays the
+                # same for a socket of one family, so it needs no reset).
+                name_length = in_words[i * stride_i + _NAMELEN_I]
                 name = bytes(names[i * NAME_SIZE : i * NAME_SIZE + name_length])
                 peer = peers.get(name)
                 if peer is None:
@@ -205,9 +206,9 @@ class BatchedUdp:
             at = replies * MAX_REPLY
             outbox[at : at + size] = reply
             out_lengths[replies * 2 + _IOV_LEN_Q] = size
-            # The reply goes to the address the query came from: point at its sockaddr.
-            out_quads[replies * stride_q + _NAME_Q] = self._names_at + i * NAME_SIZE
-            out_words[replies * stride_i + _NAMELEN_I] = name_length
+            # The reply goes to the address the query came from: point at its sockaddr
+            # (the outgoing length stays NAME_SIZE, enough for either family).
+            out_quads[replies * stride_q + _NAME_Q] = name_at[i]
             replies += 1
         self._send(replies)
 
