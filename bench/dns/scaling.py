@@ -2,8 +2,7 @@
 
     .venv/bin/python bench/dns/scaling.py [--workers 2] [--seconds 10]
 
-The pool is started directly (until `gslb serve --workers N` is wired to it) over the
-sample zones/ and the GeoLite2-City database, with the same query mix as bench/dns/run.py.
+The pool (what `gslb serve --workers N` runs) is started directly over the sample zones/ and the GeoLite2-City database, with the same query mix as bench/dns/run.py.
 On a two-core machine there is no core left for the load generator, so the figure to read
 is queries per CPU-second of the workers (from /proc), next to the raw queries/s: with
 one worker, it and dnsperf each get a core; with N, they all share the machine.
@@ -51,6 +50,8 @@ async def measure(count: int, data: Path, db: str, seconds: float) -> tuple[floa
         if pinned:
             base = ["taskset", "-c", "1", *base]
         await asyncio.to_thread(subprocess.run, [*base, "-n", "1"], capture_output=True)
+        # Warm up as bench/dns/run.py does: random answers get their fresh draws early on.
+        await asyncio.to_thread(subprocess.run, [*base, "-l", "5"], capture_output=True)
         cpu_before = sum(cpu_seconds(pid) for pid in pool.pids())
         started = time.monotonic()
         done = await asyncio.to_thread(
