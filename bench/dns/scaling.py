@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/dns/scaling.py [--workers 2] [--seconds 10]
 
-The pool (what `gslb serve --workers N` runs) is started directly over the sample zones/ and the GeoLite2-City database, with the same query mix as bench/dns/run.py.
+The pool (what `gslb serve --workers N` runs) is started directly over the sample zones/
+and the GeoLite2-City database, with the same query mix as bench/dns/run.py.
 On a two-core machine there is no core left for the load generator, so the figure to read
 is queries per CPU-second of the workers (from /proc), next to the raw queries/s: with
 one worker, it and dnsperf each get a core; with N, they all share the machine.
