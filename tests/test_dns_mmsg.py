@@ -95,6 +95,23 @@ def test_cached_answers_need_no_peer_and_the_rest_fall_through(server: socket.so
     assert handled == [f"cold {i}".encode() for i in range(0, 100, 2)]
 
 
+def test_a_failing_cached_answer_costs_nothing_but_itself(server: socket.socket) -> None:
+    def cached(wire: bytes) -> bytes | None:
+        if wire == b"bad":
+            raise RuntimeError("a bug")
+        return b"cached " + wire
+
+    def handle(wire: bytes, peer: str, tcp: bool) -> bytes | None:
+        return b"full " + wire
+
+    batched = mmsg.BatchedUdp(server, handle, cached, 4096)
+    with bound(socket.AF_INET, "127.0.0.1") as client:
+        for payload in (b"a", b"bad", b"b"):
+            client.sendto(payload, server.getsockname())
+        drain_until_quiet(batched, server)
+        assert receive_all(client, 3) == [b"cached a", b"full bad", b"cached b"]
+
+
 def test_long_datagrams_are_cut_at_max_query(server: socket.socket) -> None:
     lengths: list[int] = []
 

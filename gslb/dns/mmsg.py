@@ -182,7 +182,11 @@ class BatchedUdp:
         for i in range(count):
             start = i * max_query
             wire = bytes(inbox[start : start + in_words[i * stride_i + _LEN_I]])
-            reply = cached(wire)
+            try:
+                reply = cached(wire)
+            except Exception:  # a bug must cost one answer, not the batch: log, go on
+                log.exception("cached answer failed; answering by the full path")
+                reply = None
             if reply is None:
                 # The kernel wrote the sender's address and its length (which stays the
                 # same for a socket of one family, so it needs no reset).

@@ -153,7 +153,11 @@ class Responder:
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing)."""
         if not tcp:
-            reply = self.answer_cached(wire)
+            try:
+                reply = self.answer_cached(wire)
+            except Exception:
+                log.exception("cached answer failed; answering by the full path")
+                reply = None
             if reply is not None:
                 return reply
         # QR clear, opcode QUERY, one question, no answer or authority records: a query the
