@@ -32,7 +32,7 @@ Cached = Callable[[bytes], bytes | None]
 
 BATCH = 64  # datagrams per system call
 MAX_REPLY = 4096  # dns.max_udp_size is at most 4096, so every UDP reply fits a slot
-NAME_SIZE = ctypes.sizeof(ctypes.c_byte * 28)  # a sockaddr_in6, the larger of the two
+NAME_SIZE = 28  # sizeof(struct sockaddr_in6), the larger of the two address kinds
 MSG_DONTWAIT = 0x40
 PEERS_KEPT = 65_536  # addresses remembered as strings
 
@@ -143,7 +143,7 @@ class BatchedUdp:
                 msgs[i].hdr.namelen = NAME_SIZE
                 msgs[i].hdr.iov = ctypes.addressof(iov[i])
                 msgs[i].hdr.iovlen = 1
-        self._name_at = [self._names_at + i * NAME_SIZE for i in range(BATCH)]
+        self._name_addresses = [self._names_at + i * NAME_SIZE for i in range(BATCH)]
         self._in_at = ctypes.addressof(self._in_msgs)
         self._out_at = ctypes.addressof(self._out_msgs)
         # Flat views of the message arrays, for the fields that change per datagram.
@@ -174,7 +174,7 @@ class BatchedUdp:
         in_words = self._in_words
         out_quads = self._out_quads
         out_lengths = self._out_iov_quads
-        name_at = self._name_at
+        name_addresses = self._name_addresses
         outbox = self._outbox
         max_query = self._max_query
         stride_q, stride_i = _STRIDE // 8, _STRIDE // 4
@@ -212,7 +212,7 @@ class BatchedUdp:
             out_lengths[replies * 2 + _IOV_LEN_Q] = size
             # The reply goes to the address the query came from: point at its sockaddr
             # (the outgoing length stays NAME_SIZE, enough for either family).
-            out_quads[replies * stride_q + _NAME_Q] = name_at[i]
+            out_quads[replies * stride_q + _NAME_Q] = name_addresses[i]
             replies += 1
         self._send(replies)
 
