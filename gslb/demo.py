@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import random
 import secrets
@@ -22,7 +23,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
@@ -131,6 +132,28 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _exit_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send a child SIGTERM when this process dies, even
+    by SIGKILL, so a killed demo leaves no servers holding its ports (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the demo died before the line above ran
+            os._exit(1)
+
+    return arm
+
+
 async def _spawn(name: str, args: Sequence[str], env: Mapping[str, str], logs: Path) -> Child:
     log = logs / f"{name}.log"
     handle: IO[bytes]
@@ -145,6 +168,7 @@ async def _spawn(name: str, args: Sequence[str], env: Mapping[str, str], logs: P
             stderr=asyncio.subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
+            preexec_fn=_exit_with_parent(),
         )
     return Child(name, process, log)
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -286,3 +287,25 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
             probe.connect((host, port))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", demo.dns_port))
+
+
+def test_a_killed_demo_takes_its_servers_with_it() -> None:
+    """SIGKILL leaves no time to clean up: the children must go by themselves (their
+    parent-death signal), or the next `make demo` finds its ports taken."""
+    dns_port, api_port = free_port(), free_port()
+    process, lines, errors, _ = start_demo("--dns-port", str(dns_port), "--api-port", str(api_port))
+    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+    ports = [("127.0.0.1", api_port)] + [(ip, 8080) for ip in REGION_IP.values()]
+    for host, port in ports:
+        socket.create_connection((host, port), timeout=2).close()  # serving now
+    process.kill()
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    for host, port in ports:
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=2).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, f"{host}:{port} still served after SIGKILL"
+            time.sleep(0.1)  # polling a port: there is no event to wait on
