@@ -7,7 +7,9 @@ full write buffer the side it comes from stops reading (pause_reading/resume_rea
 
 A connection that fails before any byte of the answer arrived is retried once on another
 backend, for idempotent methods only, and only while the request body sent so far is still at
-hand (up to REPLAY_LIMIT bytes). Timeouts: connect (502 when nothing else can take it), read
+hand (up to REPLAY_LIMIT bytes). Other methods are sent on a pooled connection only when it
+was idle for less than UNSAFE_REUSE_WITHIN (gslb.proxy.upstream), else on a new one.
+Timeouts: connect (502 when nothing else can take it), read
 between backend bytes and total per request (504 before the answer started, else the client
 connection is cut, as nothing else can tell the client that the answer is incomplete).
 """
@@ -21,7 +23,7 @@ from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
 from gslb.proxy.passive import CLEAR
 from gslb.proxy.shared import Shared, Snapshot
-from gslb.proxy.upstream import UpstreamConnection
+from gslb.proxy.upstream import UNSAFE_REUSE_WITHIN, UpstreamConnection
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 REPLAY_LIMIT = 64 * 1024  # request body kept for a retry
@@ -211,7 +213,9 @@ class Exchange:
         self._attempts += 1
         backend.in_flight += 1
         backend.requests += 1
-        conn = self.shared.pool.take_idle(backend)
+        conn = self.shared.pool.take_idle(
+            backend, None if self._idempotent else UNSAFE_REUSE_WITHIN
+        )
         if conn is not None:
             self._attach(conn)
         else:

@@ -23,6 +23,12 @@ from gslb.proxy.stats import ProxyStats
 
 Header = tuple[bytes, bytes]
 MAX_IDLE_PER_BACKEND = 256
+# A request that may not be retried (POST, PATCH) gets a new connection rather than one idle
+# for longer than this: a backend closes idle keep-alive connections after its own timeout
+# (2 s for gunicorn, 5 s for Node.js and Apache), and a request written just as it does is
+# lost with no way to tell whether the backend acted on it. Idempotent requests reuse any
+# idle connection and are retried elsewhere when that happens.
+UNSAFE_REUSE_WITHIN = 1.0  # seconds
 
 
 class ResponseSink(Protocol):
@@ -61,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_via",
         "backend",
         "closed",
+        "idle_since",
         "last_io",
         "pool",
         "reading_paused",
@@ -79,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.replied = False
         self.reading_paused = False
         self.last_io = 0.0
+        self.idle_since = 0.0  # when the pool took it back
         self._parser = HttpResponseParser(self)
         self._reset_parser = False
         self._head_request = False
@@ -273,12 +281,21 @@ class Pool:
         self._stats = stats
         self._idle: dict[BackendState, list[UpstreamConnection]] = {}
 
-    def take_idle(self, backend: BackendState) -> UpstreamConnection | None:
+    def take_idle(
+        self, backend: BackendState, idle_at_most: float | None = None
+    ) -> UpstreamConnection | None:
+        """The most recently used idle connection to `backend`; with `idle_at_most`, only
+        one idle for no longer than that (the others stay for requests that may reuse
+        them)."""
         idle = self._idle.get(backend)
         while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
+            conn = idle[-1]
+            if conn.closed:
+                idle.pop()
+                continue
+            if idle_at_most is not None and self.loop.time() - conn.idle_since > idle_at_most:
+                return None  # the most recent is too old, so are the rest
+            return idle.pop()
         return None
 
     def release(self, conn: UpstreamConnection) -> None:
@@ -294,6 +311,7 @@ class Pool:
         if backend.drained or len(idle) >= MAX_IDLE_PER_BACKEND:
             conn.close()
             return
+        conn.idle_since = self.loop.time()
         idle.append(conn)
 
     def connect(

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
+import pytest
 from proxyhelpers import Env, get, make_spec, raw_request, read_reply
+
+from gslb.model import Backend
+from gslb.proxy import exchange
 
 
 async def test_malformed_requests_get_400_and_the_proxy_keeps_serving(env: Env) -> None:
@@ -153,3 +158,57 @@ async def test_client_going_away_mid_request_releases_the_backend(env: Env) -> N
     assert state.in_flight == 0
     b.release.set()
     assert (await get(proxy.port)).status == 200
+
+
+class OneRequestPerConnection:
+    """A backend that answers the first request of each connection with keep-alive, then
+    closes the connection when a second one arrives, without answering it: what a request
+    meets when it is written just as the backend closes an idle keep-alive connection."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Backend:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return Backend("once", f"http://127.0.0.1:{port}", "127.0.0.1", port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.lower().split(b"\r\n")
+        sizes = [int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length:")]
+        length = sizes[0] if sizes else 0
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read(1)  # the next request (or the proxy closing): close unanswered
+        writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_post_takes_a_new_connection_after_the_idle_one_aged(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exchange, "UNSAFE_REUSE_WITHIN", 0.2)  # 1 s by default
+    backend = OneRequestPerConnection()
+    spec = replace(make_spec([], fail_threshold=100), backends=(await backend.start(),))
+    proxy = await env.proxy(spec)
+    post = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    try:
+        assert (await raw_request(proxy.port, post)).status == 200
+        assert backend.connections == 1  # and that connection is now idle in the pool
+        await asyncio.sleep(0.3)  # the pooled connection ages past the reuse limit
+        assert (await raw_request(proxy.port, post)).status == 200  # on a new connection
+        assert backend.connections == 2
+        # Within the limit a POST does reuse the pooled connection, and this backend then
+        # closes it unanswered: not retried (it may have been acted on), so 502.
+        assert (await raw_request(proxy.port, post)).status == 502
+        assert backend.connections == 2
+    finally:
+        await backend.stop()
