@@ -118,6 +118,8 @@ class Responder:
     parse by hand from cached reply bytes; every cached reply was made by the full path
     for a query of the same key, so both paths give the same bytes. Misses, TCP and
     anything unusual take the full path: decode with dnslib, `select()`, encode.
+    `answer_cached` is the part of the fast path that needs no peer address (queries
+    seen before); the UDP server tries it first.
     """
 
     def __init__(
