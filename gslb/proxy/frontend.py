@@ -216,15 +216,7 @@ class ClientConnection(asyncio.Protocol):
         elif role == hdr.TRANSFER_ENCODING:
             self._chunked = b"chunked" in value.lower()
         elif role == hdr.CONNECTION:
-            self._connection = (
-                value
-                if self._connection is None
-                else b"%s, %s"
-                % (
-                    self._connection,
-                    value,
-                )
-            )
+            self._connection = hdr.joined(self._connection, value)
         elif role == hdr.FORWARDED_FOR:
             self._forwarded_for.append(value)
         elif role == hdr.VIA:

@@ -182,3 +182,8 @@ def cookie_value(cookie_headers: Sequence[bytes], name: bytes) -> str | None:
             if part.startswith(prefix):
                 return part[len(prefix) :].decode("latin-1")
     return None
+
+
+def joined(previous: bytes | None, value: bytes) -> bytes:
+    """A list-valued header seen again (RFC 9110 §5.3): the values so far, then this one."""
+    return value if previous is None else previous + b", " + value

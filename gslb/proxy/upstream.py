@@ -209,15 +209,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif role == hdr.TRANSFER_ENCODING:
             self._chunked = b"chunked" in value.lower()
         elif role == hdr.CONNECTION:
-            self._connection = (
-                value
-                if self._connection is None
-                else b"%s, %s"
-                % (
-                    self._connection,
-                    value,
-                )
-            )
+            self._connection = hdr.joined(self._connection, value)
         elif role == hdr.VIA:
             self._via.append(value)
 
