@@ -100,11 +100,11 @@ def test_clients_get_their_nearest_region_with_a_bounded_scope(
 
 def test_weighted_answers_follow_the_weights_from_one_network(sample_server: Served) -> None:
     """eu-west weighs 198.51.100.10 at 3 and .11 at 1: the first address drawn leads, 3 to 1,
-    across queries from one network too (where the server may answer from a cache that
-    redraws only now and then, so the share of n queries rests on about n/32 draws: hence
-    many queries and a bound of about four standard deviations)."""
+    across queries from one network too (where the server answers from a cache that
+    redraws every 100th hit, so the share of n queries rests on about n/100 draws: hence
+    many queries and a bound of about 3.6 standard deviations)."""
     leads = {"198.51.100.10": 0, "198.51.100.11": 0}
-    n = 4000
+    n = 8000
     for _ in range(n):
         reply = ask(sample_server, WWW, "A", "81.2.69.0/24")
         (rrset,) = reply.answer

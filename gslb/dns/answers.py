@@ -15,10 +15,14 @@ answers never share an entry, and clients who would not, do):
 * EDNS: none, present, or present with DO, since the OPT record in the reply differs;
 * for a name that reaches a service (a `Route` learnt from the first full-path answer,
   CNAME chains included), what the service's decision reads from the client:
-  - `geo` policy: the client's location as the database gives it (country, continent,
-    lat, lon): ranking reads exactly these, so two networks with one location share
-    answers. The ECS scope the reply carries is the database network's prefix, which
-    differs between such networks; it is not in the body but spliced in per query;
+  - `geo` policy: the service's regions in the order the client's location ranks them
+    (gslb.select.steering.rank_geo), which is all the decision reads of the location:
+    every client network that ranks the regions alike shares answers, however many
+    locations they have (tens of thousands of cities rank three regions in a handful of
+    orders). The ranking is computed once per (service, location as the database gives
+    it: country, continent, lat, lon). The ECS scope the reply carries is the database
+    network's prefix, which differs between such networks; it is not in the body but
+    spliced in per query;
   - `hashed` selection: the client's hash network (its /24 or /56, or the ECS source
     prefix when shorter), which is what rendezvous hashing keys on;
   - nothing else: `failover` and `weighted` policies and `first`, `all` and `weighted`
@@ -49,12 +53,12 @@ Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
 Hits take them in turn, and some hits are answered by the full path instead, whose fresh
 draw joins the set (replacing the oldest when it is full): hits 1, 2, 4, ... 64, then
 every `refresh_every`-th. So a key holds eight draws after 64 hits, and a hot key renews
-its set all the time, at the cost of one full-path answer (~100 µs, as much as ~60 hits)
-per `refresh_every` hits. Each stored draw is served about
-as often as any other whatever it contains, so across queries the answers follow the
-weights exactly in expectation; over a short run of one key's queries the shares are those
-of the draws in its set (16 draws by default), and the traffic of many keys, like an
-endpoint's share in the metrics, adds up many independent draws.
+its set all the time. Each stored draw is served about as often as any other whatever it
+contains, so across queries the answers follow the weights exactly in expectation, and a
+run of n queries of one key rests on about n / `refresh_every` draws (an operator asking
+a thousand times from one network sees the weights within a few percent). The price is
+one full-path answer (~100 µs) per `refresh_every` hits of a random key, about 8% of the
+benchmark's throughput at 100: a rarer redraw is faster and skews short runs.
 
 Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
 client entries; when a table is full it is cleared and refills from the hot keys (one
@@ -70,6 +74,7 @@ from gslb.dns.ecs import ClientSubnet
 from gslb.dns.fastparse import Parsed
 from gslb.plan import Plan
 from gslb.select import Client, Decision, Steering
+from gslb.select.steering import rank_geo
 from gslb.state import State
 
 FLAG_TC = 0x0200
@@ -90,6 +95,7 @@ class Route:
     steered: bool  # reaches a service: depends on the state as well as the plan
     kind: int  # NONE, GEO, HASHED or GEO_HASHED
     random: bool  # drawn at random: keep variants
+    service: str = ""  # the service reached, when steered
 
 
 STATIC_ROUTE = Route(False, NONE, False)
@@ -101,12 +107,12 @@ def route_of(decision: Decision, plan: Plan) -> Route:
         return STATIC_ROUTE
     service = plan.services.get(steering.service)
     if service is None:  # cannot happen with a plan from compile_plan; be safe anyway
-        return Route(True, GEO_HASHED, True)
+        return Route(True, HASHED, True, steering.service)
     kind = (GEO if service.policy == "geo" else NONE) | (
         HASHED if service.select == "hashed" else NONE
     )
     random = service.policy == "weighted" or service.select in ("weighted", "all")
-    return Route(True, kind, random)
+    return Route(True, kind, random, steering.service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,7 @@ class ClientInfo:
 
     parts: tuple[object, object, object, object]  # the client's part of an answer key
     tails: tuple[bytes, bytes, bytes, bytes]  # OPT RDLENGTH + ECS option; b"" without ECS
+    client: Client  # what the full path decides on (geo keys rank regions with it)
 
 
 def scope(client: Client, kind: int) -> int:
@@ -135,14 +142,14 @@ def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
     hash_key = client.hash_network()[0]
     parts = (None, geo_key, hash_key, (geo_key, hash_key))
     if ecs is None:
-        return ClientInfo(parts, (b"", b"", b"", b""))
+        return ClientInfo(parts, (b"", b"", b"", b""), client)
     size = len(ecs).to_bytes(2, "big")
     option_length = (len(ecs) + 4).to_bytes(2, "big")
     tails = tuple(
         option_length + b"\x00\x08" + size + ecs[:3] + bytes((scope(client, kind),)) + ecs[4:]
         for kind in (NONE, GEO, HASHED, GEO_HASHED)
     )
-    return ClientInfo(parts, (tails[0], tails[1], tails[2], tails[3]))
+    return ClientInfo(parts, (tails[0], tails[1], tails[2], tails[3]), client)
 
 
 class Tally:
@@ -265,7 +272,7 @@ class AnswerCache:
         max_answers: int = 100_000,
         max_clients: int = 100_000,
         variants: int = 16,
-        refresh_every: int = 1000,
+        refresh_every: int = 100,
     ) -> None:
         self.max_answers = max(1, max_answers)
         self.max_clients = max(1, max_clients)
@@ -277,6 +284,8 @@ class AnswerCache:
         self.static: dict[object, Entry] = {}  # answers that depend on the plan only
         self.steered: dict[object, Entry] = {}  # answers that depend on the state too
         self.clients: dict[object, ClientInfo] = {}
+        # Region order by (service, location key): the client part of `geo` answer keys.
+        self.rankings: dict[tuple[str, object], tuple[str, ...]] = {}
         # Parsed queries by their bytes after the ID (a pure function of those bytes, so
         # kept across plans and states), with links into the tables valid for one epoch.
         self.queries: dict[bytes, Known] = {}
@@ -293,6 +302,7 @@ class AnswerCache:
             self.plan = plan
             self.state = state
             self.routes.clear()
+            self.rankings.clear()
             self.static.clear()
             self.steered.clear()
             self._shared.clear()
@@ -309,6 +319,28 @@ class AnswerCache:
             self.queries.clear()
         known = self.queries[key] = Known(parsed)
         return known
+
+    def client_part(self, route: Route, info: ClientInfo) -> object:
+        """What of the client the answers of `route` depend on (see the module docstring);
+        `route.kind` is not NONE."""
+        kind = route.kind
+        if not kind & GEO:
+            return info.parts[kind]
+        location = info.parts[GEO]
+        ranking = self.rankings.get((route.service, location))
+        if ranking is None:
+            ranking = self._rank(route.service, info.client)
+            if len(self.rankings) >= self.max_clients:
+                self.rankings.clear()
+            self.rankings[(route.service, location)] = ranking
+        return ranking if kind == GEO else (ranking, info.parts[HASHED])
+
+    def _rank(self, service_name: str, client: Client) -> tuple[str, ...]:
+        assert self.plan is not None
+        service = self.plan.services.get(service_name)
+        if service is None:  # cannot happen with a plan from compile_plan
+            return (str(client.location),)
+        return tuple(ranked.entry.region.name for ranked in rank_geo(service.regions, client))
 
     def add_client(self, key: object, info: ClientInfo) -> None:
         if len(self.clients) >= self.max_clients:

@@ -293,21 +293,22 @@ class Responder:
         ecs = q.ecs
         info: ClientInfo | None = None
         if ecs is not None:
-            # Looked up even when the answer does not depend on the client: only valid ECS
-            # options are ever entered, so a hit also validates the option.
-            info = cache.clients.get(ecs if ecs[2] else (peer, ecs))
+            # Made even when the answer does not depend on the client: only valid ECS
+            # options make an entry, so having one also validates the option. A client not
+            # seen before costs its GeoIP lookup here, not a full-path answer.
+            info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
             if info is None:
-                return None
+                return None  # a bad option: the full path answers FORMERR
         route = cache.routes.get(q.key)
         if route is None:
             return None
         kind = route.kind
         if kind:
             if info is None:
-                info = cache.clients.get(peer)
+                info = self._client(peer, None, peer)
                 if info is None:
                     return None
-            entry = cache.entry(route, (q.key, info.parts[kind]))
+            entry = cache.entry(route, (q.key, cache.client_part(route, info)))
         else:
             entry = cache.entry(route, q.key)
         if entry is None:
@@ -371,7 +372,7 @@ class Responder:
             info = None
         if (ecs is not None or route.kind) and info is None:
             return reply
-        key = (q.key, info.parts[route.kind]) if route.kind and info is not None else q.key
+        key = (q.key, cache.client_part(route, info)) if route.kind and info is not None else q.key
         ecs_subnet = query.edns.ecs if query.edns is not None else None
         variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision, q.qtype)
         if variant is not None:
