@@ -254,7 +254,7 @@ def test_weighted_answers_follow_their_weights_across_queries(
     assert abs(regions["192.0.2.21"] / count - 0.75) < 0.06, regions  # region weights 3:1
 
 
-def test_random_answers_are_drawn_afresh_early_then_every_hundredth_hit(
+def test_random_answers_fill_their_draws_then_redraw_every_thousandth_hit(
     plan_dir: Path, geo: GeoDatabase
 ) -> None:
     view = make_view(plan_dir)
@@ -262,18 +262,18 @@ def test_random_answers_are_drawn_afresh_early_then_every_hundredth_hit(
     cache = responder.cache
     base = dns.message.make_query("wt.gslb.example.com", "A", use_edns=0).to_wire()
     drawn_at = []
-    for i in range(1_000):
+    for i in range(3_200):
         before = cache.fills
         reply = responder.handle_wire((i & 0xFFFF).to_bytes(2, "big") + base[2:], "127.0.0.1")
         assert reply is not None
         if cache.fills > before:
             drawn_at.append(i)
-    # The first query fills the entry; its hits 1, 2, 4 ... 64 and then every 100th are
-    # fresh draws by the full path, every other hit is served from the cache.
-    assert drawn_at == [0, 1, 2, 4, 8, 16, 32, 64, *range(164, 1_000, 100)]
+    # The first 128 queries are each a draw by the full path; after that, every 1000th hit
+    # is a fresh draw (replacing the oldest) and every other one is served from the cache.
+    assert drawn_at == [*range(128), 1127, 2127, 3127]
     (entry,) = cache.steered.values()
-    assert len(entry.variants) == cache.variants == 16  # the oldest draws were replaced
-    assert cache.hits == 1_000 - len(drawn_at)
+    assert len(entry.variants) == cache.variants == 128
+    assert cache.hits == 3_200 - len(drawn_at)
 
 
 def test_health_admin_and_reload_are_seen_by_the_very_next_answer(

@@ -100,11 +100,10 @@ def test_clients_get_their_nearest_region_with_a_bounded_scope(
 
 def test_weighted_answers_follow_the_weights_from_one_network(sample_server: Served) -> None:
     """eu-west weighs 198.51.100.10 at 3 and .11 at 1: the first address drawn leads, 3 to 1,
-    across queries from one network too (where the server answers from a cache that
-    redraws every 100th hit, so the share of n queries rests on about n/100 draws: hence
-    many queries and a bound of about 3.6 standard deviations)."""
+    across queries from one network too (where the server answers in turn from 128 stored
+    draws, so the share rests on 128 draws: the bound is about 4.4 standard deviations)."""
     leads = {"198.51.100.10": 0, "198.51.100.11": 0}
-    n = 8000
+    n = 2000
     for _ in range(n):
         reply = ask(sample_server, WWW, "A", "81.2.69.0/24")
         (rrset,) = reply.answer

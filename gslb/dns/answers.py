@@ -49,16 +49,15 @@ tables next lose entries (`epoch`): a repeated query costs one dictionary lookup
 concatenation.
 
 Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
-`variants` replies per key, each one a full-path answer drawn with the responder's RNG.
-Hits take them in turn, and some hits are answered by the full path instead, whose fresh
-draw joins the set (replacing the oldest when it is full): hits 1, 2, 4, ... 64, then
-every `refresh_every`-th. So a key holds eight draws after 64 hits, and a hot key renews
-its set all the time. Each stored draw is served about as often as any other whatever it
-contains, so across queries the answers follow the weights exactly in expectation, and a
-run of n queries of one key rests on about n / `refresh_every` draws (an operator asking
-a thousand times from one network sees the weights within a few percent). The price is
-one full-path answer (~100 µs) per `refresh_every` hits of a random key, about 8% of the
-benchmark's throughput at 100: a rarer redraw is faster and skews short runs.
+`variants` replies per key (128), each one a full-path answer drawn with the responder's
+RNG, served in turn. A key's first hits are all answered by the full path until it holds
+`variants` draws; after that every `refresh_every`-th hit (1000) is, and its fresh draw
+replaces the oldest. Each stored draw is served as often as any other whatever it contains,
+so across queries the answers follow the weights exactly in expectation, and any run of
+128 or more queries of one key shows the shares of 128 independent draws (for a 3:1 weight,
+75% give or take 4%). Keys are few (a steered name's key holds the region ranking, not the
+client), so filling them costs little: 128 full-path answers (~100 µs each) per random
+key after each plan or state change, then one per 1000 hits.
 
 Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
 client entries; when a table is full it is cleared and refills from the hot keys (one
@@ -81,8 +80,6 @@ FLAG_TC = 0x0200
 RD_CD = 0x0110
 OPT_TAIL = 11  # root name, type, class, TTL, RDLENGTH of an OPT record
 
-
-RAMP = 64  # random answers: fresh draws at hits 1, 2, 4, ... RAMP, then every refresh_every
 
 # Route kinds: what of the client an answer depends on. They index ClientInfo's tables.
 NONE, GEO, HASHED, GEO_HASHED = 0, 1, 2, 3
@@ -271,8 +268,8 @@ class AnswerCache:
         *,
         max_answers: int = 100_000,
         max_clients: int = 100_000,
-        variants: int = 16,
-        refresh_every: int = 100,
+        variants: int = 128,
+        refresh_every: int = 1000,
     ) -> None:
         self.max_answers = max(1, max_answers)
         self.max_clients = max(1, max_clients)
@@ -384,9 +381,11 @@ class AnswerCache:
             entry.oldest = (entry.oldest + 1) % len(variants)
 
     def schedule_draw(self, entry: Entry) -> None:
-        """Set when `entry` (of a random answer) next gets a fresh draw; see the docstring."""
+        """Set when `entry` (of a random answer) next gets a fresh draw, as one is made now:
+        at the next hit until the set is full, then `refresh_every` hits on."""
         hits = entry.hits
-        entry.next_draw = hits * 2 if hits < RAMP else hits + self.refresh_every
+        filling = len(entry.variants) + 1 < self.variants
+        entry.next_draw = hits + 1 if filling else hits + self.refresh_every
 
     def entry(self, route: Route, key: object) -> Entry | None:
         return (self.steered if route.steered else self.static).get(key)
