@@ -189,6 +189,7 @@ class ServerSettings:
     max_udp_size: int = 1232  # DNS Flag Day 2020
     tcp_idle_timeout: float = 10.0
     workers: int = 1
+    cache_entries: int = 100_000  # answers, parsed queries and client networks, each
 
 
 @dataclass(frozen=True, slots=True)

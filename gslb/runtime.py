@@ -23,6 +23,7 @@ from gslb.api.app import make_app
 from gslb.auth import load_token
 from gslb.config import load_config
 from gslb.dns import loop
+from gslb.dns.answers import AnswerCache
 from gslb.dns.responder import Responder, View
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.workers import WorkerPool, WorkerSpec
@@ -83,11 +84,13 @@ class Runtime:
         self.pool: WorkerPool | None = None
         self.registry = make_registry(self.current_stats, self.view)
         self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEEP)
+        entries = config.settings.cache_entries
         self.responder = Responder(
             self.view,
             self.geo_lookup(),
             udp_cap=config.settings.max_udp_size,
             observer=self.stats,
+            cache=AnswerCache(max_answers=entries, max_clients=entries),
         )
         self.prober = Prober()
         self.scheduler = Scheduler(self.prober, self._on_health, on_result=self._on_result)
@@ -259,6 +262,7 @@ class Runtime:
                 settings.geoip_database,
                 udp_cap=settings.max_udp_size,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
             self.dns_bound = await self.pool.start()

@@ -59,6 +59,7 @@ def test_sample_directory_loads_with_the_values_written() -> None:
     assert settings.geoip_database == str(SAMPLE.parent / "geodata" / "demo-city.mmdb")
     assert settings.state_path == str(SAMPLE.parent / "state.json")
     assert settings.max_udp_size == 1232
+    assert settings.cache_entries == 100_000  # the default
 
     (zone,) = config.zones
     assert zone.name == "gslb.example.com."

@@ -423,6 +423,13 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         "out of range: 100 (allowed 512..4096)",
     ),
     (
+        "cache too small",
+        {"gslb.yaml": "dns:\n  listen: '127.0.0.1:53'\n  cache_entries: 10\n"},
+        "gslb.yaml",
+        3,
+        "out of range: 10 (allowed 1000..10000000)",
+    ),
+    (
         "geoip database missing",
         {"gslb.yaml": "api: {listen: '127.0.0.1:0'}\ngeoip:\n  database: missing.mmdb\n"},
         "gslb.yaml",

@@ -23,6 +23,7 @@ from gslb.dns.responder import Responder, View
 from gslb.geo import GeoDatabase
 from gslb.metrics import DnsStats
 from gslb.plan import compile_plan
+from gslb.runtime import Runtime
 from gslb.state import State
 from tests.conftest import DEMO_DB, write_config
 
@@ -392,3 +393,11 @@ def test_client_key_covers_everything_ranking_reads() -> None:
         )
         == 5
     )
+
+
+def test_the_cache_size_comes_from_dns_cache_entries(tmp_path: Path) -> None:
+    directory = config_dir(tmp_path)
+    (directory / "gslb.yaml").write_text("dns:\n  listen: '127.0.0.1:0'\n  cache_entries: 5000\n")
+    runtime = Runtime(str(directory))
+    cache = runtime.responder.cache
+    assert (cache.max_answers, cache.max_clients) == (5000, 5000)

@@ -356,6 +356,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     parser.add_argument("--servers", default="gslb,PowerDNS,gdnsd")
+    parser.add_argument(
+        "--cache-entries", type=int, default=0, help="gslb's dns.cache_entries (default: its own)"
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--check", type=int, default=400, help="queries checked per server")
     parser.add_argument("--rss", action="store_true", help="measure gslb's memory instead")
@@ -393,7 +396,12 @@ def run(args: argparse.Namespace, db: str, workdir: Path) -> None:
     wanted = args.servers.split(",")
     makers = {
         "gslb": lambda: servers.gslb(
-            workdir / "gslb", db, PORTS["gslb"], sys.executable, args.loop == "uvloop"
+            workdir / "gslb",
+            db,
+            PORTS["gslb"],
+            sys.executable,
+            args.loop == "uvloop",
+            args.cache_entries,
         ),
         "PowerDNS": lambda: servers.pdns(workdir / "pdns", db, PORTS["PowerDNS"]),
         "gdnsd": lambda: servers.gdnsd(workdir / "gdnsd", db, PORTS["gdnsd"]),

@@ -76,12 +76,18 @@ class Server:
     workdir: Path
 
 
-def gslb(workdir: Path, db: str, port: int, python: str, uvloop: bool) -> Server:
+def gslb(
+    workdir: Path, db: str, port: int, python: str, uvloop: bool, cache_entries: int = 0
+) -> Server:
     config = workdir / "zones"
     shutil.copytree(ROOT / "zones", config, dirs_exist_ok=True)
     settings = (config / "gslb.yaml").read_text()
     settings = settings.replace("../geodata/demo-city.mmdb", db)
     settings = settings.replace("../state.json", str(workdir / "state.json"))
+    if cache_entries:
+        settings = settings.replace(
+            "  max_udp_size: 1232\n", f"  max_udp_size: 1232\n  cache_entries: {cache_entries}\n"
+        )
     (config / "gslb.yaml").write_text(settings)
     # `gslb serve` runs under uvloop (gslb.dns.loop); GSLB_EVENT_LOOP=asyncio compares.
     command = [] if uvloop else ["env", "GSLB_EVENT_LOOP=asyncio"]

@@ -270,6 +270,14 @@ DNS_SETTINGS = Table(
         ),
         Field("max_udp_size", Int(512, 4096), default=_SETTINGS.max_udp_size),
         Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
+        Field(
+            "cache_entries",
+            Int(1000, 10_000_000),
+            default=_SETTINGS.cache_entries,
+            doc="answers, parsed queries and client networks the answer cache keeps, each "
+            "(read at start); about 1.5 KB of memory per answer with its query "
+            "(docs/performance.md)",
+        ),
     ),
 )
 

@@ -23,5 +23,6 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         state_path=state["path"] if state else defaults.state_path,
         max_udp_size=dns["max_udp_size"] if dns else defaults.max_udp_size,
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
+        cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
     )

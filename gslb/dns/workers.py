@@ -39,6 +39,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gslb.dns import loop
+from gslb.dns.answers import AnswerCache
 from gslb.dns.responder import Responder, View
 from gslb.dns.server import Bound, DnsServer
 from gslb.geo import open_geo
@@ -61,6 +62,7 @@ class WorkerSpec:
     geo_path: str | None
     udp_cap: int = 1232
     tcp_idle_timeout: float = 10.0
+    cache_entries: int = 100_000
 
 
 # --- values over the pipe ---------------------------------------------------------------
@@ -109,6 +111,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         None if spec.geo_path is None else geo,
         udp_cap=spec.udp_cap,
         observer=stats,
+        cache=AnswerCache(max_answers=spec.cache_entries, max_clients=spec.cache_entries),
     )
     server = DnsServer(
         responder.handle_wire,
