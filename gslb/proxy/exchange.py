@@ -394,6 +394,12 @@ class Exchange:
         self.keep_alive = False
         if self._finished or self._resp_started:
             return
+        self._drop_upstream()
+        self._fail(status, reason, message)
+
+    def _drop_upstream(self) -> None:
+        """Stop connecting, close the backend connection (never pooled: it is mid-request)
+        and release the backend without reporting it (it did nothing wrong)."""
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
@@ -401,8 +407,7 @@ class Exchange:
         self._upstream = None
         if conn is not None:
             conn.close()
-        self._release_backend(ok=True, report=False)  # not the backend's fault
-        self._fail(status, reason, message)
+        self._release_backend(ok=True, report=False)
 
     def _release_backend(self, ok: bool, report: bool = True) -> None:
         backend = self._backend
@@ -442,17 +447,7 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
-        conn = self._upstream
-        self._upstream = None
-        if conn is not None:
-            conn.close()
-        if self._backend is not None:
-            backend = self._backend
-            self._backend = None
-            backend.in_flight -= 1
+        self._drop_upstream()
         self.shared.stats.count_request(
             self._last_name, 499, self.shared.loop.time() - self._started
         )
