@@ -268,7 +268,7 @@ class Runtime:
             self.dns_bound = await self.pool.start()
         else:
             self.dns = DnsServer(
-                self.responder.handle_wire,
+                self.responder.answer_uncached,
                 listen,
                 cached=self.responder.answer_cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,

@@ -401,3 +401,18 @@ def test_the_cache_size_comes_from_dns_cache_entries(tmp_path: Path) -> None:
     runtime = Runtime(str(directory))
     cache = runtime.responder.cache
     assert (cache.max_answers, cache.max_clients) == (5000, 5000)
+
+
+def test_a_failing_cached_answer_falls_back_to_the_full_path(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=FixedRandom())
+    wire = dns.message.make_query("wt.gslb.example.com", "A", use_edns=0).to_wire()
+    for _ in range(3):
+        responder.handle_wire(wire, "127.0.0.1")
+    (known,) = (k for k in responder.cache.queries.values() if k.random)
+    known.entry = None  # a broken link: the cached path fails on it
+    assert responder.answer_cached(wire) is None  # no exception escapes
+    reply = responder.handle_wire(wire, "127.0.0.1")
+    assert reply == responder.answer_full(wire, "127.0.0.1")

@@ -155,13 +155,13 @@ class Responder:
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing)."""
         if not tcp:
-            try:
-                reply = self.answer_cached(wire)
-            except Exception:
-                log.exception("cached answer failed; answering by the full path")
-                reply = None
+            reply = self.answer_cached(wire)
             if reply is not None:
                 return reply
+        return self.answer_uncached(wire, peer, tcp)
+
+    def answer_uncached(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
+        """`handle_wire` for a query `answer_cached` did not answer (or any TCP query)."""
         # QR clear, opcode QUERY, one question, no answer or authority records: a query the
         # fast path may answer (fastparse.is_plain_query, inlined as this runs per query).
         if tcp or len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
@@ -185,60 +185,65 @@ class Responder:
 
     def answer_cached(self, wire: bytes) -> bytes | None:
         """The common case alone: the reply to a UDP query seen before whose answer is linked
-        (gslb/dns/answers.py, `Known`), else None, and then `handle_wire` answers.
+        (gslb/dns/answers.py, `Known`), else None, and then `answer_uncached` answers.
 
         Needs no peer address (a linked answer does not depend on it), so the UDP server
         can skip making one for most queries. Only plain queries are ever memoized, so a
-        memo hit is one.
+        memo hit is one. Never raises.
         """
-        started = self._clock()
-        known = self._known.get(wire[2:])
-        if known is None:
-            return None
-        view = self._view()
-        cache = self.cache
-        if view.plan is not cache.plan or view.state is not cache.state:
-            cache.sync(view.plan, view.state)
-        if known.epoch != cache.epoch:
-            return None
-        if known.random:
-            # Take the variants in turn; some hits are a fresh draw by the full path
-            # instead (see gslb/dns/answers.py), which `handle_wire` makes.
-            entry = known.entry
-            assert entry is not None
-            hits = entry.hits + 1
-            if hits >= entry.next_draw:
+        try:
+            started = self._clock()
+            known = self._known.get(wire[2:])
+            if known is None:
                 return None
-            entry.hits = hits
-            variants = entry.variants
-            variant = variants[hits % len(variants)]
-            reply = b"".join(
-                (
-                    wire[:2],
-                    variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],  # see Variant.heads
-                    wire[12 : known.parsed.qend],
-                    variant.body,
-                    known.tail,
+            view = self._view()
+            cache = self.cache
+            if view.plan is not cache.plan or view.state is not cache.state:
+                cache.sync(view.plan, view.state)
+            if known.epoch != cache.epoch:
+                return None
+            if known.random:
+                # Take the variants in turn; some hits are a fresh draw by the full path
+                # instead (see gslb/dns/answers.py), which `answer_uncached` makes.
+                entry = known.entry
+                assert entry is not None
+                hits = entry.hits + 1
+                if hits >= entry.next_draw:
+                    return None
+                entry.hits = hits
+                variants = entry.variants
+                variant = variants[hits % len(variants)]
+                reply = b"".join(
+                    (
+                        wire[:2],
+                        # head_index(wire), inlined: this runs per query
+                        variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],
+                        wire[12 : known.parsed.qend],
+                        variant.body,
+                        known.tail,
+                    )
                 )
-            )
-            if len(reply) > MIN_UDP and self._too_big(len(reply), known.parsed):
-                return None  # the full path truncates
-        else:
-            after_id = known.reply
-            if after_id is None:  # it would not fit: the full path truncates
-                return None
-            reply = wire[:2] + after_id
-            variant = known.variant  # type: ignore[assignment]  # set with reply
-        cache.hits += 1
-        tally = variant.tally
-        if not tally.n:
-            self._observer.watch(tally)
-        tally.n += 1
-        latency = self._latency
-        seconds = self._clock() - started
-        latency.counts[bisect_left(latency.bounds, seconds)] += 1
-        latency.total += seconds
-        return reply
+                if len(reply) > MIN_UDP and self._too_big(len(reply), known.parsed):
+                    return None  # the full path truncates
+            else:
+                after_id = known.reply
+                if after_id is None:  # it would not fit: the full path truncates
+                    return None
+                reply = wire[:2] + after_id
+                variant = known.variant  # type: ignore[assignment]  # set with reply
+            cache.hits += 1
+            tally = variant.tally
+            if not tally.n:
+                self._observer.watch(tally)
+            tally.n += 1
+            latency = self._latency
+            seconds = self._clock() - started
+            latency.counts[bisect_left(latency.bounds, seconds)] += 1
+            latency.total += seconds
+            return reply
+        except Exception:  # a bug must cost this answer its speed, not the answer
+            log.exception("cached answer failed; answering by the full path")
+            return None
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The full path alone, never the cache: what every cached answer must equal."""

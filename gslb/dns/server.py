@@ -57,6 +57,7 @@ class UdpListener:
         recv = self.sock.recvfrom
         send = self.sock.sendto
         handle = self._handle
+        cached = self._cached or (lambda wire: None)
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recv(MAX_UDP_QUERY)
@@ -65,7 +66,9 @@ class UdpListener:
             except OSError as exc:  # an ICMP error reported for an earlier reply
                 log.debug("UDP receive error: %s", exc)
                 continue
-            reply = handle(data, addr[0], False)
+            reply = cached(data)
+            if reply is None:
+                reply = handle(data, addr[0], False)
             if reply is None:
                 continue
             try:
@@ -171,9 +174,9 @@ class Bound:
 class DnsServer:
     """UDP and TCP on each listen address (the same port for both).
 
-    `handle(wire, peer, tcp)` answers every query; `cached(wire)`, when given, is tried
-    first for UDP queries and answers the common ones without the peer's address (which
-    then need not be made), or returns None.
+    `cached(wire)`, when given, is tried first for UDP queries and answers the common ones
+    without the peer's address (which then need not be made), or returns None;
+    `handle(wire, peer, tcp)` answers the rest, and every TCP query.
     """
 
     def __init__(

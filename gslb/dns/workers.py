@@ -114,7 +114,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         cache=AnswerCache(max_answers=spec.cache_entries, max_clients=spec.cache_entries),
     )
     server = DnsServer(
-        responder.handle_wire,
+        responder.answer_uncached,
         spec.listen,
         cached=responder.answer_cached,
         tcp_idle_timeout=spec.tcp_idle_timeout,
