@@ -15,7 +15,7 @@ from dnslib.dns import EDNSOption
 
 from gslb.dns.ecs import OPTION_CODE, ClientSubnet, EcsError, parse_ecs
 from gslb.plan import RRSet
-from gslb.select import FORMERR, NOTIMP
+from gslb.select import FORMERR, NOTIMP, SERVFAIL
 
 TYPE_OPT = 41
 CLASS_IN = 1
@@ -28,6 +28,7 @@ FLAG_RD = 0x0100
 FLAG_CD = 0x0010
 EDNS_DO = 0x8000
 MIN_UDP = 512
+MAX_NAME = 255  # octets of a name on the wire (RFC 1035 §2.3.4)
 QUESTION_POINTER = 0xC00C  # a compression pointer to the name at offset 12
 
 
@@ -119,6 +120,8 @@ def decode_query(wire: bytes) -> Query:
     except Exception as exc:  # dnslib raises several types for malformed input
         raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
     question = record.questions[0]
+    if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
+        raise WireError(FORMERR, "question name longer than 255 octets", header=header)
     edns = _edns(record, header)
     name = str(question.qname).lower()
     if not name.endswith("."):
@@ -239,6 +242,14 @@ def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
         return None
     qid, qflags = exc.header
     return HEADER.pack(qid, _reply_flags(qflags, exc.rcode, False), 0, 0, 0, 0)
+
+
+def encode_servfail(wire: bytes) -> bytes | None:
+    """A bare SERVFAIL header for a query nothing else could answer; never raises."""
+    if len(wire) < HEADER.size:
+        return None
+    qid, qflags = HEADER.unpack_from(wire)[:2]
+    return HEADER.pack(qid, _reply_flags(qflags, SERVFAIL, False), 0, 0, 0, 0)
 
 
 def qtype_name(qtype: int) -> str:

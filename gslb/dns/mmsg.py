@@ -200,7 +200,11 @@ class BatchedUdp:
                         peer = peers[name] = _address(name)
                     except (OSError, ValueError):
                         continue  # not an IP address: nothing to answer to
-                reply = handle(wire, peer, False)
+                try:
+                    reply = handle(wire, peer, False)
+                except Exception:  # one query's failure must not cost the batch its replies
+                    log.exception("query failed; no reply")
+                    continue
                 if reply is None:
                     continue
             size = len(reply)

@@ -37,6 +37,7 @@ from gslb.dns.codec import (
     decode_query,
     encode_error,
     encode_reply,
+    encode_servfail,
     max_reply_size,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
@@ -412,15 +413,22 @@ class Responder:
             return reply_or_none, None, None
         except Exception:
             log.exception("SERVFAIL: unexpected error answering %r", wire[:64])
+            return self._servfail(wire, query, started), None, None
+        self._observe(query, rcode, decision, started)
+        return reply, query, decision
+
+    def _servfail(self, wire: bytes, query: Query | None, started: float) -> bytes | None:
+        """SERVFAIL with the question when it encodes, else a bare header; never raises."""
+        try:
             if query is None:
-                return None, None, None
+                return None
             reply = encode_reply(
                 query, SERVFAIL, False, ((), (), ()), max_size=512, udp_cap=self.udp_cap
             )
             self._observe(query, SERVFAIL, None, started)
-            return reply, None, None
-        self._observe(query, rcode, decision, started)
-        return reply, query, decision
+            return reply
+        except Exception:
+            return encode_servfail(wire)
 
     def _observe(
         self, query: Query | None, rcode: int, decision: Decision | None, started: float

@@ -66,9 +66,13 @@ class UdpListener:
             except OSError as exc:  # an ICMP error reported for an earlier reply
                 log.debug("UDP receive error: %s", exc)
                 continue
-            reply = cached(data)
-            if reply is None:
-                reply = handle(data, addr[0], False)
+            try:
+                reply = cached(data)
+                if reply is None:
+                    reply = handle(data, addr[0], False)
+            except Exception:  # one query's failure must not stop the reader
+                log.exception("query failed; no reply")
+                continue
             if reply is None:
                 continue
             try:

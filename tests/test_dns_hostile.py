@@ -1,0 +1,131 @@
+"""Hostile DNS input over real sockets: one bad packet costs only itself, malformed
+options get FORMERR, error replies echo the question, metric labels stay bounded."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.conftest import Served, start_serve, write_config
+
+HOST = "127.0.0.1"
+ZONE = """
+zone: gslb.example.com
+ttl: 300
+soa: {mname: ns1.gslb.example.com, rname: hostmaster.example.com, serial: 7,
+      refresh: 3600, retry: 600, expire: 604800, minimum: 60}
+ns: [ns1.gslb.example.com]
+records:
+  ns1: {A: [192.0.2.53]}
+  "www.gslb": {A: [192.0.2.77]}
+  sub: {NS: [ns.sub.gslb.example.com.]}
+  ns.sub: {A: [192.0.2.99]}
+services:
+  www: {ttl: 30, policy: failover, select: all, answers: 4, regions: [r1]}
+"""
+REGION = """
+region: r1
+location: {lat: 50, lon: 8}
+services:
+  www.gslb.example.com: [192.0.2.10, 192.0.2.11]
+"""
+
+
+@pytest.fixture(scope="module", params=["batched", "per-datagram"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Served]:
+    directory = tmp_path_factory.mktemp("hostile")
+    write_config(
+        directory,
+        {"gslb.yaml": "{}\n", "gslb.example.com.yaml": ZONE, "regions/r1.yaml": REGION},
+    )
+    served = start_serve(
+        directory, env={"GSLB_UDP_BATCH": "0"} if request.param != "batched" else {}
+    )
+    yield served
+    served.stop()
+
+
+def raw_udp(server: Served, payload: bytes, timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(payload, (HOST, server.dns_port))
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def long_name_query(qid: int) -> bytes:
+    """A query whose name is 256 octets on the wire (the limit is 255)."""
+    labels = b"".join(bytes([63]) + b"a" * 63 for _ in range(3)) + bytes([62]) + b"b" * 62
+    name = labels + b"\x00"
+    assert len(name) == 256
+    return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+
+
+class Paused:
+    """The server process stopped, so datagrams queue and are read in one batch later."""
+
+    def __init__(self, server: Served) -> None:
+        self.pid = server.process.pid
+
+    def __enter__(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def answered_in_one_batch(server: Served, bad: list[bytes], good: int) -> tuple[int, int]:
+    """Send `bad` packets among `good` valid queries while the server is paused; count the
+    good replies and all replies that parse."""
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(good)]
+    others = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in bad]
+    try:
+        with Paused(server):
+            for i, sock in enumerate(clients):
+                query = dns.message.make_query("ns1.gslb.example.com", "A", id=i)
+                sock.sendto(query.to_wire(), (HOST, server.dns_port))
+                if i < len(bad):
+                    others[i].sendto(bad[i], (HOST, server.dns_port))
+        ok = 0
+        waiting = set(clients)
+        deadline = time.monotonic() + 3
+        while waiting and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(waiting), [], [], 0.2)
+            for sock in ready:
+                waiting.discard(sock)
+                reply = dns.message.from_wire(sock.recv(65535))
+                if reply.rcode() == dns.rcode.NOERROR and reply.answer:
+                    ok += 1
+        return ok, good
+    finally:
+        for sock in clients + others:
+            sock.close()
+
+
+def test_a_bad_query_costs_only_itself(server: Served) -> None:
+    ok, good = answered_in_one_batch(server, [long_name_query(7000 + n) for n in range(4)], 60)
+    assert ok == good
+
+
+def test_name_over_255_octets_gets_formerr(server: Served) -> None:
+    reply = raw_udp(server, long_name_query(4242))
+    assert reply is not None
+    message = dns.message.from_wire(reply)
+    assert message.id == 4242
+    assert message.rcode() == dns.rcode.FORMERR
