@@ -25,6 +25,8 @@ import socket
 import sys
 from collections.abc import Callable
 
+from gslb.ratelog import RateLog
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
@@ -121,6 +123,7 @@ class BatchedUdp:
         self._handle = handle
         self._cached = cached or (lambda wire: None)
         self._max_query = max_query
+        self._log = RateLog(log)  # hostile datagrams reach these lines: one per kind per interval
         self._peers: dict[bytes, str] = {}
         # One contiguous buffer each for datagrams in, replies out and peer addresses;
         # message i of either array points at slot i.
@@ -160,7 +163,7 @@ class BatchedUdp:
                 if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                     return
                 # An ICMP error reported for an earlier reply: skip it, read on.
-                log.debug("UDP receive error: %s", os.strerror(code))
+                self._log.debug("recv", "UDP receive error: %s", os.strerror(code))
                 continue
             self._answer(count)
             if count < BATCH:
@@ -185,7 +188,7 @@ class BatchedUdp:
             try:
                 reply = cached(wire)
             except Exception:  # a bug must cost one answer, not the batch: log, go on
-                log.exception("cached answer failed; answering by the full path")
+                self._log.exception("cached", "cached answer failed; answering by the full path")
                 reply = None
             if reply is None:
                 # The kernel wrote the sender's address and its length (which stays the
@@ -203,13 +206,13 @@ class BatchedUdp:
                 try:
                     reply = handle(wire, peer, False)
                 except Exception:  # one query's failure must not cost the batch its replies
-                    log.exception("query failed; no reply")
+                    self._log.exception("query", "query failed; no reply")
                     continue
                 if reply is None:
                     continue
             size = len(reply)
             if size > MAX_REPLY:  # cannot happen: UDP replies are capped at max_udp_size
-                log.error("UDP reply of %d bytes dropped", size)
+                self._log.error("oversize", "UDP reply of %d bytes dropped", size)
                 continue
             at = replies * MAX_REPLY
             outbox[at : at + size] = reply
@@ -233,5 +236,5 @@ class BatchedUdp:
             if code in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return  # the send buffer is full: drop the rest, the clients retry
             if code != errno.EINTR:
-                log.debug("UDP send error: %s", os.strerror(code))
+                self._log.debug("send", "UDP send error: %s", os.strerror(code))
                 sent += 1  # this one failed (e.g. an ICMP error for its peer): skip it

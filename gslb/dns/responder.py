@@ -44,6 +44,7 @@ from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
 from gslb.histogram import Histogram
 from gslb.plan import Plan
+from gslb.ratelog import RateLog
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
@@ -133,8 +134,11 @@ class Responder:
         observer: QueryObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
         cache: AnswerCache | None = None,
+        ratelog: RateLog | None = None,
     ) -> None:
         self._view = view
+        # Hostile queries reach every log line here: one line per kind per interval.
+        self._log = ratelog if ratelog is not None else RateLog(log)
         self._geo = geo
         self.udp_cap = udp_cap
         self._rng = rng or random.Random()
@@ -181,7 +185,7 @@ class Responder:
         try:
             return self._fast(wire, known, peer, view, started)
         except Exception:
-            log.exception("fast path failed; answering by the full path")
+            self._log.exception("fast-path", "fast path failed; answering by the full path")
             return self._full(wire, peer, tcp, view, started)[0]
 
     def answer_cached(self, wire: bytes) -> bytes | None:
@@ -243,7 +247,7 @@ class Responder:
             latency.total += seconds
             return reply
         except Exception:  # a bug must cost this answer its speed, not the answer
-            log.exception("cached answer failed; answering by the full path")
+            self._log.exception("cached", "cached answer failed; answering by the full path")
             return None
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
@@ -412,7 +416,7 @@ class Responder:
             self._observe(exc.query or query, exc.rcode, None, started)
             return reply_or_none, None, None
         except Exception:
-            log.exception("SERVFAIL: unexpected error answering %r", wire[:64])
+            self._log.exception("servfail", "SERVFAIL: unexpected error answering %r", wire[:64])
             return self._servfail(wire, query, started), None, None
         self._observe(query, rcode, decision, started)
         return reply, query, decision

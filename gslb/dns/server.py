@@ -25,6 +25,7 @@ from typing import cast
 
 from gslb.dns import mmsg
 from gslb.model import HostPort
+from gslb.ratelog import RateLog
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class UdpListener:
         self.sock = sock
         self._handle = handle
         self._cached = cached
+        self._log = RateLog(log)  # hostile datagrams reach these lines: one per kind per interval
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -64,14 +66,14 @@ class UdpListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error reported for an earlier reply
-                log.debug("UDP receive error: %s", exc)
+                self._log.debug("recv", "UDP receive error: %s", exc)
                 continue
             try:
                 reply = cached(data)
                 if reply is None:
                     reply = handle(data, addr[0], False)
             except Exception:  # one query's failure must not stop the reader
-                log.exception("query failed; no reply")
+                self._log.exception("query", "query failed; no reply")
                 continue
             if reply is None:
                 continue
@@ -80,7 +82,7 @@ class UdpListener:
             except (BlockingIOError, InterruptedError):
                 pass  # the send buffer is full: drop the reply, the client retries
             except OSError as exc:
-                log.debug("UDP send error to %s: %s", addr[0], exc)
+                self._log.debug("send", "UDP send error to %s: %s", addr[0], exc)
 
     def close(self) -> None:
         if self._loop is not None:
