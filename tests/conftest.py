@@ -45,7 +45,12 @@ class Served:
         return self.process.returncode
 
 
-def start_serve(config_dir: Path, *args: str, env: dict[str, str] | None = None) -> Served:
+def start_serve(
+    config_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stderr_path: Path | None = None,
+) -> Served:
     """Run `gslb serve` on loopback with port 0 and read the bound ports from its output."""
     command = [
         sys.executable,
@@ -63,7 +68,7 @@ def start_serve(config_dir: Path, *args: str, env: dict[str, str] | None = None)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
-        stderr=None,
+        stderr=None if stderr_path is None else stderr_path.open("w"),
         text=True,
         env={**os.environ, **(env or {})},
         cwd=ROOT,

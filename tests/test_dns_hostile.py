@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import dns.edns
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.query
 import dns.rcode
 import pytest
@@ -53,7 +54,9 @@ def server(
         {"gslb.yaml": "{}\n", "gslb.example.com.yaml": ZONE, "regions/r1.yaml": REGION},
     )
     served = start_serve(
-        directory, env={"GSLB_UDP_BATCH": "0"} if request.param != "batched" else {}
+        directory,
+        env={"GSLB_UDP_BATCH": "0"} if request.param != "batched" else {},
+        stderr_path=directory / "serve.log",
     )
     yield served
     served.stop()
@@ -129,3 +132,100 @@ def test_name_over_255_octets_gets_formerr(server: Served) -> None:
     message = dns.message.from_wire(reply)
     assert message.id == 4242
     assert message.rcode() == dns.rcode.FORMERR
+
+
+def server_log(server: Served) -> str:
+    return (server.config_dir / "serve.log").read_text()
+
+
+def question(name: bytes = b"\x03ns1\x04gslb\x07example\x03com\x00", qtype: int = 1) -> bytes:
+    return name + struct.pack("!HH", qtype, 1)
+
+
+def with_opt(qid: int, rdata: bytes, rdlength: int | None = None, flags: int = 0) -> bytes:
+    """A query with one OPT record whose RDATA is `rdata` (RDLENGTH as given, or its size)."""
+    size = len(rdata) if rdlength is None else rdlength
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, size) + rdata
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 1) + question() + opt
+
+
+def ecs_option(data: bytes) -> bytes:
+    return struct.pack("!HH", 8, len(data)) + data
+
+
+MALFORMED_ECS = [
+    b"",  # zero length
+    b"\x00",
+    b"\x00\x01",
+    b"\x00\x01\x18",  # no scope byte
+    b"\x00\x03\x18\x00\xc0\x00\x02",  # family 3
+    b"\x00\x01\x21\x00\xc0\x00\x02\x00\x00",  # IPv4 /33
+    b"\x00\x02\x81\x00" + bytes(17),  # IPv6 /129
+    b"\x00\x01\x18\x00\xc0\x00",  # /24 with 2 address bytes
+    b"\x00\x01\x18\x00\xc0\x00\x02\x01",  # /24 with 4 address bytes
+    b"\x00\x01\x17\x00\xc0\x00\x03",  # /23 with a bit set beyond the prefix
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED_ECS)
+def test_malformed_ecs_gets_formerr_with_question_and_opt(server: Served, data: bytes) -> None:
+    for attempt in range(2):  # the second one may take the fast path
+        reply = raw_udp(server, with_opt(100 + attempt, ecs_option(data)))
+        assert reply is not None
+        message = dns.message.from_wire(reply)
+        assert message.rcode() == dns.rcode.FORMERR
+        assert [str(q.name) for q in message.question] == ["ns1.gslb.example.com."]
+        assert message.edns == 0
+    assert "Traceback" not in server_log(server)
+
+
+@pytest.mark.parametrize(
+    "rdata,rdlength",
+    [
+        (ecs_option(b"\x00\x01\x18\x00\xc0\x00\x02")[:-1], None),  # option data cut
+        (struct.pack("!HH", 10, 8) + b"abcd", None),  # cookie option claims 8, has 4
+        (b"\x00\x0a\x00", None),  # 3 bytes: not even an option header
+    ],
+)
+def test_option_overrunning_rdlength_gets_formerr(
+    server: Served, rdata: bytes, rdlength: int | None
+) -> None:
+    reply = raw_udp(server, with_opt(200, rdata, rdlength))
+    assert reply is not None
+    message = dns.message.from_wire(reply)
+    assert message.rcode() == dns.rcode.FORMERR
+    assert message.edns == 0
+    assert "Traceback" not in server_log(server)
+
+
+def test_valid_ecs_is_still_answered(server: Served) -> None:
+    option = dns.edns.ECSOption("192.0.2.0", 24)
+    query = dns.message.make_query("ns1.gslb.example.com", "A", use_edns=0, options=[option])
+    for _ in range(2):
+        reply = dns.query.udp(query, HOST, port=server.dns_port, timeout=3)
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert reply.answer
+
+
+def test_notimp_carries_the_question_and_opt(server: Served) -> None:
+    query = dns.message.make_query("ns1.gslb.example.com", "A", use_edns=0)
+    query.set_opcode(dns.opcode.STATUS)
+    reply = dns.message.from_wire(raw_udp(server, query.to_wire()) or b"")
+    assert reply.rcode() == dns.rcode.NOTIMP
+    assert reply.question == query.question
+    assert reply.edns == 0
+    plain = dns.message.make_query("ns1.gslb.example.com", "A")
+    plain.set_opcode(dns.opcode.STATUS)
+    reply = dns.message.from_wire(raw_udp(server, plain.to_wire()) or b"")
+    assert reply.rcode() == dns.rcode.NOTIMP
+    assert reply.question == plain.question
+    assert reply.edns == -1  # no OPT when the query had none
+
+
+def test_formerr_for_two_opts_carries_the_question(server: Served) -> None:
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    wire = struct.pack("!HHHHHH", 300, 0, 1, 0, 0, 2) + question() + opt + opt
+    message = dns.message.from_wire(raw_udp(server, wire) or b"")
+    assert message.rcode() == dns.rcode.FORMERR
+    assert [str(q.name) for q in message.question] == ["ns1.gslb.example.com."]
+    assert message.edns == 0

@@ -71,7 +71,98 @@ class Drop(Exception):
     """Not worth an answer: too short for a header, or a response rather than a query."""
 
 
-def _edns(record: DNSRecord, header: tuple[int, int]) -> Edns | None:
+def _skip_name(wire: bytes, pos: int) -> int:
+    """The offset just past the name at `pos`; ValueError when it runs off the end."""
+    size = len(wire)
+    while pos < size:
+        length = wire[pos]
+        if length >= 0xC0:
+            if pos + 2 > size:
+                break
+            return pos + 2
+        if length > 63:
+            break
+        pos += 1 + length
+        if length == 0:
+            return pos
+    raise ValueError("name runs off the end")
+
+
+def _question(wire: bytes) -> tuple[tuple[bytes, ...], int, int, int] | None:
+    """The one question as (labels, qtype, qclass, end), read by hand; None when it
+    cannot be read (compressed, over 255 octets, or cut short)."""
+    labels: list[bytes] = []
+    pos = HEADER.size
+    size = len(wire)
+    while True:
+        if pos >= size or wire[pos] > 63:
+            return None
+        length = wire[pos]
+        if length == 0:
+            break
+        labels.append(wire[pos + 1 : pos + 1 + length])
+        pos += 1 + length
+    if pos + 1 - HEADER.size > MAX_NAME or pos + 5 > size:
+        return None
+    qtype, qclass = struct.unpack_from("!HH", wire, pos + 1)
+    return tuple(labels), qtype, qclass, pos + 5
+
+
+def _opt_record(wire: bytes, pos: int) -> tuple[int, int, bytes] | None:
+    """The first OPT record's (class, TTL, RDATA) after the question ending at `pos`; None
+    without one. ValueError when a record runs off the end or RDATA overruns it."""
+    _, _, _, ancount, nscount, arcount = HEADER.unpack_from(wire)
+    for index in range(ancount + nscount + arcount):
+        pos = _skip_name(wire, pos)
+        if pos + 10 > len(wire):
+            raise ValueError("record header runs off the end")
+        rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", wire, pos)
+        pos += 10
+        if pos + rdlength > len(wire):
+            raise ValueError("RDATA runs off the end")
+        if rtype == TYPE_OPT and index >= ancount + nscount:
+            return rclass, ttl, wire[pos : pos + rdlength]
+        pos += rdlength
+    return None
+
+
+def _options(rdata: bytes, header: tuple[int, int]) -> list[tuple[int, bytes]]:
+    """An OPT record's options; FORMERR when one overruns RDLENGTH (RFC 6891 §6.1.2)."""
+    options = []
+    pos = 0
+    while pos < len(rdata):
+        if pos + 4 > len(rdata):
+            raise WireError(FORMERR, "OPT option header overruns RDLENGTH", header=header)
+        code, length = struct.unpack_from("!HH", rdata, pos)
+        pos += 4
+        if pos + length > len(rdata):
+            raise WireError(FORMERR, "OPT option overruns RDLENGTH", header=header)
+        options.append((code, rdata[pos : pos + length]))
+        pos += length
+    return options
+
+
+def echo_query(wire: bytes, header: tuple[int, int]) -> Query | None:
+    """What an error reply can echo (RFC 6891 §7): the question, when it can be read, and
+    an OPT record when the query had one; None when the question cannot be read."""
+    try:
+        qdcount = HEADER.unpack_from(wire)[2]
+        found = _question(wire) if qdcount == 1 else None
+        if found is None:
+            return None
+        labels, qtype, qclass, end = found
+        try:
+            opt = _opt_record(wire, end)
+        except ValueError:
+            opt = None
+        edns = None if opt is None else Edns(opt[0], 0, bool(opt[1] & EDNS_DO), None)
+        qname = DNSLabel(list(labels))
+        return Query(header[0], header[1], qname, "", qtype, qclass, edns)
+    except Exception:  # best effort: never let the echo stop the error reply
+        return None
+
+
+def _edns(record: DNSRecord, wire: bytes, header: tuple[int, int]) -> Edns | None:
     opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
     if any(rr.rtype == TYPE_OPT for rr in list(record.rr) + list(record.auth)):
         raise WireError(FORMERR, "OPT outside the additional section", header=header)
@@ -82,16 +173,24 @@ def _edns(record: DNSRecord, header: tuple[int, int]) -> Edns | None:
     opt = opts[0]
     if str(opt.rname) != ".":
         raise WireError(FORMERR, "OPT owner is not the root", header=header)
+    # The options from the wire, not from dnslib, which reads past RDLENGTH silently.
+    found = _question(wire)
+    try:
+        raw = _opt_record(wire, found[3]) if found is not None else None
+    except ValueError as exc:
+        raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
+    if raw is None:
+        raise WireError(FORMERR, "OPT record not where dnslib found it", header=header)
     ecs = None
     seen_ecs = False
-    for option in opt.rdata or ():
-        if option.code != OPTION_CODE:
+    for code, data in _options(raw[2], header):
+        if code != OPTION_CODE:
             continue  # unknown options are ignored and never echoed (RFC 6891 §6.1.2)
         if seen_ecs:
             raise WireError(FORMERR, "more than one ECS option", header=header)
         seen_ecs = True
         try:
-            ecs = parse_ecs(bytes(option.data))
+            ecs = parse_ecs(data)
         except EcsError as exc:
             raise WireError(FORMERR, str(exc), header=header) from exc
     return Edns(
@@ -103,7 +202,19 @@ def _edns(record: DNSRecord, header: tuple[int, int]) -> Edns | None:
 
 
 def decode_query(wire: bytes) -> Query:
-    """Decode a query; raise Drop or WireError for everything that gets no normal answer."""
+    """Decode a query; raise Drop or WireError for everything that gets no normal answer.
+
+    A WireError carries the question (and an OPT) to echo whenever the question can be
+    read, so error replies are not bare headers (RFC 6891 §7)."""
+    try:
+        return _decode_query(wire)
+    except WireError as exc:
+        if exc.query is None and exc.header is not None:
+            exc.query = echo_query(wire, exc.header)
+        raise
+
+
+def _decode_query(wire: bytes) -> Query:
     if len(wire) < HEADER.size:
         raise Drop("shorter than a DNS header")
     qid, flags, qdcount, _, _, _ = HEADER.unpack_from(wire)
@@ -122,7 +233,7 @@ def decode_query(wire: bytes) -> Query:
     question = record.questions[0]
     if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
         raise WireError(FORMERR, "question name longer than 255 octets", header=header)
-    edns = _edns(record, header)
+    edns = _edns(record, wire, header)
     name = str(question.qname).lower()
     if not name.endswith("."):
         name += "."
