@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import dns.edns
@@ -229,3 +230,34 @@ def test_formerr_for_two_opts_carries_the_question(server: Served) -> None:
     assert message.rcode() == dns.rcode.FORMERR
     assert [str(q.name) for q in message.question] == ["ns1.gslb.example.com."]
     assert message.edns == 0
+
+
+def scrape(server: Served) -> str:
+    url = f"http://{HOST}:{server.api_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_metric_labels_stay_bounded_under_many_raw_qtypes(server: Served) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    try:
+        qtypes = range(300, 300 + 400)  # none of them a type we know by name
+        for qtype in qtypes:
+            wire = struct.pack("!HHHHHH", qtype, 0, 1, 0, 0, 0) + question(qtype=qtype)
+            sock.sendto(wire, (HOST, server.dns_port))
+            sock.recv(65535)  # one at a time: none is lost to a full buffer
+        # Names outside our zones (REFUSED) must not make zone labels either.
+        for n in range(50):
+            query = dns.message.make_query(f"n{n}.elsewhere{n}.test", "A")
+            sock.sendto(query.to_wire(), (HOST, server.dns_port))
+            sock.recv(65535)
+    finally:
+        sock.close()
+    series = [
+        line for line in scrape(server).splitlines() if line.startswith("gslb_dns_queries_total{")
+    ]
+    assert 0 < len(series) <= 40, series
+    assert any('qtype="other"' in line for line in series)
+    zones = {line.split('zone="')[1].split('"')[0] for line in series}
+    assert zones <= {"", "gslb.example.com."}
