@@ -59,9 +59,9 @@ so across queries the answers follow the weights exactly in expectation, and any
 client), so filling them costs little: 128 full-path answers (~100 µs each) per random
 key after each plan or state change, then one per 1000 hits.
 
-Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
-client entries; when a table is full it is cleared and refills from the hot keys (one
-full-path answer each).
+Memory is bounded: at most `max_answers` routes, variants and parsed queries and
+`max_clients` client entries and rankings; when a table is full it is cleared and refills
+from the hot keys (one full-path answer each).
 """
 
 from __future__ import annotations
@@ -318,6 +318,14 @@ class AnswerCache:
         known = self.queries[key] = Known(parsed)
         return known
 
+    def add_route(self, key: bytes, route: Route) -> None:
+        # One route per distinct (name, type) asked: bounded like the answers, or every
+        # new name a client makes up would cost memory for good.
+        routes = self.routes
+        if key not in routes and len(routes) >= self.max_answers:
+            routes.clear()  # links (Known) point at entries, not routes: they stay valid
+        routes[key] = route
+
     def client_part(self, route: Route, info: ClientInfo) -> object:
         """What of the client the answers of `route` depend on (see the module docstring);
         `route.kind` is not NONE."""
@@ -363,6 +371,8 @@ class AnswerCache:
         )
         table = self.steered if route.steered else self.static
         entry = table.get(key)
+        if entry is not None and not route.random:
+            return  # one answer per key: the one kept is the same (routes were refilled)
         if entry is None:
             if self.size >= self.max_answers:
                 self.static.clear()

@@ -1,0 +1,57 @@
+"""Every table the query path fills stays within the configured size, over real sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+
+from gslb.config import load_config
+from gslb.dns.answers import AnswerCache
+from gslb.dns.responder import Responder, View
+from gslb.plan import compile_plan
+from gslb.state import State
+from tests.conftest import write_config
+from tests.dns_inprocess import serving
+
+ZONE = """
+zone: gslb.example.com
+soa: {mname: ns1.gslb.example.com, rname: hostmaster.example.com, minimum: 60}
+ns: [ns1.gslb.example.com]
+records:
+  ns1: {A: [192.0.2.53]}
+  www: {A: [192.0.2.54]}
+"""
+BOUND = 40
+
+
+def table_sizes(cache: AnswerCache) -> dict[str, int]:
+    return {
+        "routes": len(cache.routes),
+        "answers": len(cache.static) + len(cache.steered),
+        "variants": cache.size,
+        "queries": len(cache.queries),
+        "clients": len(cache.clients),
+        "rankings": len(cache.rankings),
+        "shared": len(cache._shared) // 2,
+        "tallies": len(cache._tallies),
+    }
+
+
+def test_many_distinct_names_never_grow_a_table_past_its_bound(tmp_path: Path) -> None:
+    directory = write_config(tmp_path, {"gslb.example.com.yaml": ZONE})
+    view = View(compile_plan(load_config(str(directory))), State())
+    cache = AnswerCache(max_answers=BOUND, max_clients=BOUND)
+    responder = Responder(lambda: view, None, cache=cache)
+    with serving(responder) as port:
+        for i in range(400):
+            name = f"n{i}.missing.gslb.example.com"
+            option = dns.edns.ECSOption(f"198.{i % 200}.{i // 200}.0", 24)
+            query = dns.message.make_query(name, "A", use_edns=0, options=[option])
+            reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
+            assert reply.rcode() == 3
+            sizes = table_sizes(cache)
+            assert max(sizes.values()) <= BOUND, sizes
+        assert cache.fills > BOUND  # the tables were filled past their bound many times
