@@ -25,6 +25,8 @@ import socket
 import sys
 from collections.abc import Callable
 
+from gslb.ratelog import RateLog
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
@@ -121,6 +123,7 @@ class BatchedUdp:
         self._handle = handle
         self._cached = cached or (lambda wire: None)
         self._max_query = max_query
+        self._log = RateLog(log)
         self._peers: dict[bytes, str] = {}
         # One contiguous buffer each for datagrams in, replies out and peer addresses;
         # message i of either array points at slot i.
@@ -185,7 +188,7 @@ class BatchedUdp:
             try:
                 reply = cached(wire)
             except Exception:  # a bug must cost one answer, not the batch: log, go on
-                log.exception("cached answer failed; answering by the full path")
+                self._log.exception("cached", "cached answer failed; answering by the full path")
                 reply = None
             if reply is None:
                 # The kernel wrote the sender's address and its length (which stays the
@@ -200,12 +203,16 @@ class BatchedUdp:
                         peer = peers[name] = _address(name)
                     except (OSError, ValueError):
                         continue  # not an IP address: nothing to answer to
-                reply = handle(wire, peer, False)
+                try:
+                    reply = handle(wire, peer, False)
+                except Exception:  # one query must cost only its own answer, never the batch
+                    self._log.exception("handle", "query from %s not answered", peer)
+                    continue
                 if reply is None:
                     continue
             size = len(reply)
             if size > MAX_REPLY:  # cannot happen: UDP replies are capped at max_udp_size
-                log.error("UDP reply of %d bytes dropped", size)
+                self._log.log(logging.ERROR, "size", "UDP reply of %d bytes dropped", size)
                 continue
             at = replies * MAX_REPLY
             outbox[at : at + size] = reply

@@ -25,6 +25,7 @@ from typing import cast
 
 from gslb.dns import mmsg
 from gslb.model import HostPort
+from gslb.ratelog import RateLog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class UdpListener:
         self._handle = handle
         self._cached = cached
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = RateLog(log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -66,9 +68,13 @@ class UdpListener:
             except OSError as exc:  # an ICMP error reported for an earlier reply
                 log.debug("UDP receive error: %s", exc)
                 continue
-            reply = cached(data)
-            if reply is None:
-                reply = handle(data, addr[0], False)
+            try:
+                reply = cached(data)
+                if reply is None:
+                    reply = handle(data, addr[0], False)
+            except Exception:  # one query must cost only its own answer
+                self._log.exception("handle", "query from %s not answered", addr[0])
+                continue
             if reply is None:
                 continue
             try:
@@ -105,8 +111,15 @@ def udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 class TcpProtocol(asyncio.Protocol):
-    def __init__(self, handle: Handler, idle_timeout: float, registry: set[TcpProtocol]) -> None:
+    def __init__(
+        self,
+        handle: Handler,
+        idle_timeout: float,
+        registry: set[TcpProtocol],
+        ratelog: RateLog,
+    ) -> None:
         self._handle = handle
+        self._log = ratelog
         self._idle_timeout = idle_timeout
         self._registry = registry
         self._buffer = bytearray()
@@ -143,7 +156,11 @@ class TcpProtocol(asyncio.Protocol):
                 break
             message = bytes(self._buffer[2 : 2 + size])
             del self._buffer[: 2 + size]
-            reply = self._handle(message, self._peer, True)
+            try:
+                reply = self._handle(message, self._peer, True)
+            except Exception:  # a bug costs this connection, never the server
+                self._log.exception("tcp", "TCP query from %s not answered", self._peer)
+                reply = None
             if reply is None:
                 # RFC 7766 §6.2.4: a framing or header error leaves the stream unusable.
                 self.close()
@@ -196,6 +213,7 @@ class DnsServer:
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
         self._connections: set[TcpProtocol] = set()
+        self._tcp_log = RateLog(log)
         self.bound: list[Bound] = []
 
     async def start(self) -> list[Bound]:
@@ -219,7 +237,7 @@ class DnsServer:
         port = udp.sock.getsockname()[1]
         try:
             server = await loop.create_server(
-                lambda: TcpProtocol(self._handle, self._idle, self._connections),
+                lambda: TcpProtocol(self._handle, self._idle, self._connections, self._tcp_log),
                 host=hp.host,
                 port=port,
                 family=family,
