@@ -59,9 +59,9 @@ so across queries the answers follow the weights exactly in expectation, and any
 client), so filling them costs little: 128 full-path answers (~100 µs each) per random
 key after each plan or state change, then one per 1000 hits.
 
-Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
-client entries; when a table is full it is cleared and refills from the hot keys (one
-full-path answer each).
+Memory is bounded: at most `max_answers` variants, routes and parsed queries and
+`max_clients` client entries and rankings; when a table is full it is cleared and refills
+from the hot keys (one full-path answer each).
 """
 
 from __future__ import annotations
@@ -316,6 +316,15 @@ class AnswerCache:
             self.queries.clear()
         known = self.queries[key] = Known(parsed)
         return known
+
+    def add_route(self, key: bytes, route: Route) -> None:
+        """Learn the route of a (name, type): one per distinct name asked, so bounded like the
+        answers (a flood of random names must not grow memory; links stay valid, as a route
+        is only read on the way to an entry)."""
+        routes = self.routes
+        if len(routes) >= self.max_answers and key not in routes:
+            routes.clear()
+        routes[key] = route
 
     def client_part(self, route: Route, info: ClientInfo) -> object:
         """What of the client the answers of `route` depend on (see the module docstring);

@@ -369,7 +369,7 @@ class Responder:
             return reply  # not the question as sent: never the case, but never cache it
         cache = self.cache
         route = route_of(decision, view.plan)
-        cache.routes[q.key] = route
+        cache.add_route(q.key, route)
         ecs = q.ecs
         if ecs is not None:
             info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
