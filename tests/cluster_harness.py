@@ -137,6 +137,14 @@ class EtcdCluster:
     def revive(self, index: int) -> None:
         self._launch(self.members[index], "existing")
 
+    def compact(self, revision: int) -> None:
+        body = json.dumps({"revision": str(revision), "physical": True}).encode()
+        request = urllib.request.Request(
+            self.endpoints[0] + "/v3/kv/compaction", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
     def stop(self) -> None:
         for member in self.members:
             if member.process is not None and member.process.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gslb.cluster.records import NodeRecord
+from gslb.cluster.store import ClusterStore
+from gslb.model import ClusterSettings
+from gslb.state import AdminState
 from tests.cluster_harness import (
     REGIONS,
     EtcdCluster,
@@ -216,3 +221,50 @@ def test_health_consensus_and_a_killed_node_leaving(
     wait_until(lambda: "ns3" not in a.alive_nodes(), 6, "ns3 leaves the live set", step=0.1)
     gone_after = time.monotonic() - killed
     assert gone_after < 4.5, gone_after
+
+
+async def _wait(predicate: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:.1f}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def _store(etcd: EtcdCluster, prefix: str, name: str) -> ClusterStore:
+    settings = ClusterSettings(
+        node=name, etcd_endpoints=tuple(etcd.endpoints), prefix=prefix, lease_ttl=2.0
+    )
+    record = NodeRecord(name, 1, "digest", time.time())
+    return ClusterStore(settings, AdminState(), record, lambda: None)
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["resume", "compacted"])
+async def test_a_store_back_from_an_outage_resumes_or_reloads(
+    etcd: EtcdCluster, compact: bool
+) -> None:
+    """Back after missing changes, a node resumes its watch from its last revision, or, when
+    etcd compacted that history away, reloads everything under the prefix."""
+    prefix = f"/gslb-store-{next(_prefixes)}/"
+    writer, reader = _store(etcd, prefix, "w"), _store(etcd, prefix, "r")
+    await writer.start()
+    await reader.start()
+    try:
+        await _wait(lambda: writer.connected and reader.connected, 5, "both connected")
+        await reader.stop()  # the outage: the reader misses what follows
+        stale = reader.revision
+        revision = 0
+        for region in ("eu-west", "us-east", "ap-southeast"):
+            entry = {"action": "region disabled", "target": region}
+            _, revision = await writer.mutate(
+                lambda a, r=region: a.with_region(r, "disabled"), entry
+            )
+        if compact:
+            await asyncio.to_thread(etcd.compact, revision)
+        await reader.start()
+        await _wait(lambda: len(reader.admin.regions) == 3, 5, "reader caught up")
+        assert reader.revision >= revision > stale
+        assert [e["target"] for e in reader.audit][:3] == ["ap-southeast", "us-east", "eu-west"]
+    finally:
+        await reader.stop()
+        await writer.stop()
