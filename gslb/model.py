@@ -178,6 +178,21 @@ class Region:
         return out
 
 
+HEALTH_QUORUMS = ("any", "majority", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """`cluster:`: several DNS nodes sharing admin state and health verdicts through etcd."""
+
+    node: str
+    etcd_endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    prefix: str = "/gslb/"
+    health_quorum: str = "majority"
+    lease_ttl: float = 10.0  # a node that stops renewing leaves the live set after this
+    audit_keep: int = 1000  # audit entries kept in etcd; older ones are deleted
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
@@ -190,6 +205,7 @@ class ServerSettings:
     tcp_idle_timeout: float = 10.0
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
+    cluster: ClusterSettings | None = None  # None: one node, admin state in state_path
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,12 @@ from gslb.config.fields import (
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
     CHECK_KINDS,
+    HEALTH_QUORUMS,
     PICKERS,
     POLICIES,
     PROXY_METHODS,
     CheckSpec,
+    ClusterSettings,
     HostPort,
     ProxySpec,
     ServerSettings,
@@ -297,7 +299,68 @@ GEOIP_SETTINGS = Table(
     (Field("database", Path(must_exist=True), doc="a MaxMind-format City or Country db"),),
 )
 
-STATE_SETTINGS = Table("state", (Field("path", Path(), doc="admin overrides are kept here"),))
+STATE_SETTINGS = Table(
+    "state",
+    (
+        Field(
+            "path",
+            Path(),
+            doc="admin overrides are kept here; with a cluster: the last state seen, "
+            "used while etcd is unreachable",
+        ),
+    ),
+)
+
+_CLUSTER = ClusterSettings(node="")
+ETCD_SETTINGS = Table(
+    "etcd",
+    (
+        Field(
+            "endpoints",
+            ListOf(HttpUrl(), min_items=1, single_ok=True),
+            default=_CLUSTER.etcd_endpoints,
+            doc="client URLs of the etcd members (http://host:port); tried in turn",
+        ),
+        Field(
+            "prefix",
+            Text(r"/[A-Za-z0-9_./-]*/", "a key prefix like /gslb/", max_len=200),
+            default=_CLUSTER.prefix,
+            doc="every key lives under it; one prefix = one cluster",
+        ),
+    ),
+)
+
+CLUSTER_SETTINGS = Table(
+    "cluster",
+    (
+        Field(
+            "node",
+            Text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "a node name"),
+            doc="this node's name; default: the host name",
+        ),
+        Field("etcd", ETCD_SETTINGS),
+        Field(
+            "health_quorum",
+            Choice(HEALTH_QUORUMS),
+            default=_CLUSTER.health_quorum,
+            doc="an endpoint is down when any, a majority or all of the live nodes see it down",
+        ),
+        Field(
+            "lease_ttl",
+            Duration(lo=1.0, hi=300.0),
+            default=_CLUSTER.lease_ttl,
+            doc="a node that stops renewing its lease leaves the live set after this",
+        ),
+        Field(
+            "audit_keep",
+            Int(10, 100_000),
+            default=_CLUSTER.audit_keep,
+            doc="audit entries kept in etcd (older ones are deleted)",
+        ),
+    ),
+    doc="several DNS nodes sharing admin state, audit and health verdicts through etcd v3; "
+    "absent = one node, admin state in state.path",
+)
 
 SETTINGS = Table(
     "gslb.yaml",
@@ -306,6 +369,7 @@ SETTINGS = Table(
         Field("api", API_SETTINGS),
         Field("geoip", GEOIP_SETTINGS),
         Field("state", STATE_SETTINGS),
+        Field("cluster", CLUSTER_SETTINGS),
         Field("workers", Int(1, 1024, label="workers"), default=_SETTINGS.workers),
     ),
     doc="server settings; every key has a default",

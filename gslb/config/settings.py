@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import socket
+
 from gslb.config.tables import Parsed
-from gslb.model import ServerSettings
+from gslb.model import ClusterSettings, ServerSettings
+
+
+def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
+    if parsed is None:
+        return None
+    etcd: Parsed | None = parsed["etcd"]
+    defaults = ClusterSettings(node="")
+    return ClusterSettings(
+        node=parsed["node"] or socket.gethostname(),
+        etcd_endpoints=tuple(url for url, _ in etcd["endpoints"])
+        if etcd and etcd.given("endpoints")
+        else defaults.etcd_endpoints,
+        prefix=etcd["prefix"] if etcd else defaults.prefix,
+        health_quorum=parsed["health_quorum"],
+        lease_ttl=parsed["lease_ttl"],
+        audit_keep=parsed["audit_keep"],
+    )
 
 
 def build_settings(parsed: Parsed | None) -> ServerSettings:
@@ -25,4 +44,5 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
+        cluster=build_cluster(parsed["cluster"]),
     )
