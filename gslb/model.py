@@ -194,6 +194,15 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpSettings:
+    """`dns.tcp:`: what one client, or many, may hold of the DNS server's TCP side."""
+
+    max_connections: int = 1024  # beyond it the oldest idle connection is closed
+    max_per_client: int = 64  # per source address
+    io_timeout: float = 2.0  # a query must arrive whole, and a reply be read, within this
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
     api_listen: HostPort = HostPort("127.0.0.1", 8053)
@@ -203,6 +212,7 @@ class ServerSettings:
     state_path: str | None = None
     max_udp_size: int = 1232  # DNS Flag Day 2020
     tcp_idle_timeout: float = 10.0
+    tcp: TcpSettings = TcpSettings()
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path

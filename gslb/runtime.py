@@ -395,6 +395,7 @@ class Runtime:
                 settings.geoip_database,
                 udp_cap=settings.max_udp_size,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
@@ -405,6 +406,7 @@ class Runtime:
                 listen,
                 cached=self.responder.answer_cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:

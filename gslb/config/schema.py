@@ -33,6 +33,7 @@ from gslb.model import (
     HostPort,
     ProxySpec,
     ServerSettings,
+    TcpSettings,
 )
 
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
@@ -261,6 +262,33 @@ REGION_FILE = Table(
     doc="one region",
 )
 
+_TCP = TcpSettings()
+TCP_SETTINGS = Table(
+    "tcp",
+    (
+        Field(
+            "max_connections",
+            Int(1, 1_000_000),
+            default=_TCP.max_connections,
+            doc="TCP connections in all; when full, the oldest idle one is closed for a new one",
+        ),
+        Field(
+            "max_per_client",
+            Int(1, 1_000_000),
+            default=_TCP.max_per_client,
+            doc="TCP connections from one source address; more are refused",
+        ),
+        Field(
+            "io_timeout",
+            Duration(positive=True),
+            default=_TCP.io_timeout,
+            doc="a query must arrive whole, and a reply be read, within this (a slow "
+            "trickle does not extend it)",
+        ),
+    ),
+    doc="limits of the DNS server's TCP side",
+)
+
 DNS_SETTINGS = Table(
     "dns",
     (
@@ -272,6 +300,7 @@ DNS_SETTINGS = Table(
         ),
         Field("max_udp_size", Int(512, 4096), default=_SETTINGS.max_udp_size),
         Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
+        Field("tcp", TCP_SETTINGS),
         Field(
             "cache_entries",
             Int(1000, 10_000_000),

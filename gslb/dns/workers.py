@@ -32,7 +32,7 @@ import logging
 import multiprocessing
 import pickle
 import signal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import MappingProxyType
@@ -45,7 +45,7 @@ from gslb.dns.responder import Responder, View
 from gslb.dns.server import Bound, DnsServer
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
-from gslb.model import HostPort
+from gslb.model import HostPort, TcpSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class WorkerSpec:
     geo_path: str | None
     udp_cap: int = 1232
     tcp_idle_timeout: float = 10.0
+    tcp: TcpSettings = field(default_factory=TcpSettings)
     cache_entries: int = 100_000
 
 
@@ -119,6 +120,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         spec.listen,
         cached=responder.answer_cached,
         tcp_idle_timeout=spec.tcp_idle_timeout,
+        tcp=spec.tcp,
         reuse_port=True,
     )
     bound = await server.start()
