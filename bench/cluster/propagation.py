@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,9 +82,14 @@ def kill_time(directory: Path, a: Node, etcd: EtcdCluster, port: int, kills: int
         wait_until(lambda v=f"victim{i}": v not in a.alive_nodes(), 10, "victim gone", 0.05)  # type: ignore[misc]
         times.append(time.perf_counter() - killed)
     print(
-        "kill -9 -> out of the live set (lease_ttl 2 s): "
-        + ", ".join(f"{t:.2f} s" for t in times)
+        "kill -9 -> out of the live set (lease_ttl 2 s): " + ", ".join(f"{t:.2f} s" for t in times)
     )
+
+
+def endpoint_admin(status: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (r["name"], e["address"], e["admin"]) for r in status["regions"] for e in r["endpoints"]
+    }
 
 
 def catch_up(a: Node, b: Node, etcd: EtcdCluster, outage: float, changes: int) -> None:
@@ -98,7 +104,7 @@ def catch_up(a: Node, b: Node, etcd: EtcdCluster, outage: float, changes: int) -
     made = time.perf_counter() - started
     time.sleep(max(0.0, outage - made))
     _, final = a.api("GET", "/v1/status")
-    want = {(r["name"], e["address"], e["admin"]) for r in final["regions"] for e in r["endpoints"]}
+    want = endpoint_admin(final)
     revived = time.perf_counter()
     etcd.revive(2)
 
@@ -107,8 +113,7 @@ def catch_up(a: Node, b: Node, etcd: EtcdCluster, outage: float, changes: int) -
             _, body = b.api("GET", "/v1/status", timeout=2)
         except OSError:
             return False
-        have = {(r["name"], e["address"], e["admin"]) for r in body["regions"] for e in r["endpoints"]}
-        return bool(body["cluster"]["connected"]) and have == want
+        return bool(body["cluster"]["connected"]) and endpoint_admin(body) == want
 
     wait_until(caught_up, 60, "b caught up", 0.05)
     print(
