@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gslb.cluster.etcd import prefix_end
@@ -19,7 +21,11 @@ from gslb.cluster.records import (
     encode_verdicts,
     needed,
 )
+from gslb.config import load_config
+from gslb.errors import ConfigError
+from gslb.model import ClusterSettings, ServerSettings
 from gslb.state import AdminState
+from tests.conftest import copy_sample
 
 E1, E2 = "eu-west/192.0.2.1", "eu-west/192.0.2.2"
 NONE: frozenset[str] = frozenset()
@@ -108,3 +114,46 @@ def test_config_digest_follows_content_not_order() -> None:
     one = config_digest([("a.yaml", b"x"), ("b.yaml", b"y")])
     assert one == config_digest([("b.yaml", b"y"), ("a.yaml", b"x")])
     assert one != config_digest([("a.yaml", b"x"), ("b.yaml", b"z")])
+
+
+def _settings(tmp_path: Path, text: str) -> ServerSettings | list[str]:
+    copy_sample(tmp_path)
+    (tmp_path / "gslb.yaml").write_text(text)
+    try:
+        return load_config(str(tmp_path)).settings
+    except ConfigError as exc:
+        return [f"{Path(p.file).name}:{p.line}: {p.message}" for p in exc.problems]
+
+
+def test_cluster_settings_and_their_defaults(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "cluster: {node: ns1}\n")
+    assert isinstance(settings, ServerSettings) and settings.cluster is not None
+    assert settings.cluster == ClusterSettings(node="ns1")
+    full = _settings(
+        tmp_path,
+        "cluster:\n  etcd: {endpoints: ['http://127.0.0.1:2381', 'http://127.0.0.2:2381'], "
+        "prefix: /dns/}\n  health_quorum: all\n  lease_ttl: 3s\n",
+    )
+    assert isinstance(full, ServerSettings) and full.cluster is not None
+    assert full.cluster.etcd_endpoints == ("http://127.0.0.1:2381", "http://127.0.0.2:2381")
+    assert (full.cluster.prefix, full.cluster.health_quorum) == ("/dns/", "all")
+    assert full.cluster.lease_ttl == 3.0 and full.cluster.node  # the host name by default
+    assert _settings(tmp_path, "dns: {}\n").cluster is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("cluster:\n  health_quorum: most\n", "gslb.yaml:2: "),
+        ("cluster:\n  etcd: {endpoints: ['https://x:1']}\n", "gslb.yaml:2: bad URL"),
+        ("cluster:\n  etcd: {prefix: gslb}\n", "gslb.yaml:2: "),
+        ("cluster:\n  node: 'a b'\n", "gslb.yaml:2: "),
+        ("cluster:\n  lease_ttl: 0.1s\n", "gslb.yaml:2: "),
+        ("cluster:\n  etcd_endpoints: []\n", "gslb.yaml:2: unknown key 'etcd_endpoints'"),
+    ],
+)
+def test_bad_cluster_settings_are_reported_at_their_line(
+    tmp_path: Path, text: str, want: str
+) -> None:
+    problems = _settings(tmp_path, text)
+    assert isinstance(problems, list) and any(p.startswith(want) for p in problems), problems
