@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gslb.dns.answers import Tally
-from gslb.dns.codec import qtype_name, rcode_name
+from gslb.dns.codec import qtype_label, qtype_label_name, rcode_name
 from gslb.dns.responder import View
 from gslb.histogram import Histogram
 from gslb.select import Steering
@@ -154,8 +154,11 @@ class ServeCollector(Collector):
             labels=["zone", "qtype", "rcode"],
         )
         by_labels: dict[tuple[str, str, str], int] = {}
+        served = self._view().plan.zones
         for (zone, qtype, rcode), count in stats.queries.items():
-            labels = (zone or "", qtype_name(qtype), rcode_name(rcode))
+            # Bounded label sets: zones we serve (else ""), known type names (else "other").
+            zone_label = zone if zone is not None and zone in served else ""
+            labels = (zone_label, qtype_label_name(qtype_label(qtype)), rcode_name(rcode))
             by_labels[labels] = by_labels.get(labels, 0) + count
         for labels, count in sorted(by_labels.items()):
             queries.add_metric(list(labels), count)

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import struct
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +169,31 @@ def test_a_flood_of_bad_options_logs_a_line_or_two(served: tuple[Served, Path]) 
     text = log.read_text()
     assert "Traceback" not in text
     assert text.count("\n") - before <= 5
+
+
+def scrape(server: Served) -> str:
+    url = f"http://{HOST}:{server.api_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_metric_labels_stay_bounded_under_many_raw_qtypes(served: tuple[Served, Path]) -> None:
+    """Every raw QTYPE used to become a label value (131,072 packets: 92,620 series)."""
+    server, _ = served
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        for qtype in range(300, 700):  # none of them a type we know by name
+            wire = struct.pack("!HHHHHH", qtype, 0, 1, 0, 0, 0) + OWN_NAME
+            sock.sendto(wire + struct.pack("!HH", qtype, 1), (HOST, server.dns_port))
+            sock.recv(65535)  # one at a time: none is lost to a full buffer
+        for n in range(50):  # names outside our zones (REFUSED) make no zone labels either
+            query = dns.message.make_query(f"n{n}.elsewhere{n}.test", "A")
+            sock.sendto(query.to_wire(), (HOST, server.dns_port))
+            sock.recv(65535)
+    series = [
+        line for line in scrape(server).splitlines() if line.startswith("gslb_dns_queries_total{")
+    ]
+    assert 0 < len(series) <= 40, series
+    assert any('qtype="other"' in line for line in series)
+    zones = {line.split('zone="')[1].split('"')[0] for line in series}
+    assert zones <= {"", "gslb.example.com."}

@@ -69,6 +69,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gslb.dns.codec import qtype_label
 from gslb.dns.ecs import ClientSubnet
 from gslb.dns.fastparse import Parsed
 from gslb.plan import Plan
@@ -164,7 +165,7 @@ class Tally:
 
     def __init__(self, zone: str | None, qtype: int, rcode: int, steering: Steering | None) -> None:
         self.n = 0
-        self.query = (zone, qtype, rcode)  # gslb_dns_queries_total
+        self.query = (zone, qtype_label(qtype), rcode)  # gslb_dns_queries_total: bounded
         self.answer: tuple[str, str] | None = None  # (service, region) when steered
         self.endpoints: tuple[tuple[str, str, str], ...] = ()  # (service, region, address)
         self.fail_open: str | None = None  # the service, when it answered failing open

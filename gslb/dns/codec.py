@@ -266,6 +266,20 @@ def qtype_name(qtype: int) -> str:
     return str(QTYPE.get(qtype, f"TYPE{qtype}"))
 
 
+OTHER_QTYPE = -1  # the metric label of every type we do not know by name
+_KNOWN_QTYPES = frozenset(QTYPE.forward)
+
+
+def qtype_label(qtype: int) -> int:
+    """`qtype` for metric labels: itself when we know its name, else OTHER_QTYPE, so any
+    number of raw types a client sends makes a bounded set of series."""
+    return qtype if qtype in _KNOWN_QTYPES else OTHER_QTYPE
+
+
+def qtype_label_name(qtype: int) -> str:
+    return "other" if qtype == OTHER_QTYPE else qtype_name(qtype)
+
+
 RCODE_NAMES = {
     0: "NOERROR",
     1: "FORMERR",
