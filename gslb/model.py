@@ -178,6 +178,30 @@ class Region:
         return out
 
 
+HEALTH_QUORUMS = ("any", "majority", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """`cluster:`: several DNS nodes sharing admin state and health verdicts through etcd."""
+
+    node: str
+    etcd_endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    prefix: str = "/gslb/"
+    health_quorum: str = "majority"
+    lease_ttl: float = 10.0  # a node that stops renewing leaves the live set after this
+    audit_keep: int = 1000  # audit entries kept in etcd; older ones are deleted
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSettings:
+    """`dns.tcp:`: what one client, or many, may hold of the DNS server's TCP side."""
+
+    max_connections: int = 1024  # beyond it the oldest idle connection is closed
+    max_per_client: int = 64  # per source address
+    io_timeout: float = 2.0  # a query must arrive whole, and a reply be read, within this
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
@@ -188,8 +212,10 @@ class ServerSettings:
     state_path: str | None = None
     max_udp_size: int = 1232  # DNS Flag Day 2020
     tcp_idle_timeout: float = 10.0
+    tcp: TcpSettings = TcpSettings()
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
+    cluster: ClusterSettings | None = None  # None: one node, admin state in state_path
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Written as temporary file → fsync → rename → fsync of the directory, so a crash
 leaves either the old or the new file, never half of one. Several DNS nodes can
-share it on a shared filesystem; each node re-reads it on reload.
+share it on a shared filesystem; each node re-reads it on reload. With `cluster:`
+the admin state lives in etcd (the same JSON, `encode_admin`) and this file keeps
+the last state the node saw, so it can start while etcd is unreachable.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class Loaded:
     problem: str | None  # why the file could not be used; None when it was fine or absent
 
 
-def _decode(data: Any) -> AdminState:
+def decode_admin(data: Any) -> AdminState:
+    """The admin state from its JSON form (a state file, or the cluster's admin key)."""
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         raise ValueError(f"not a gslb state file of format version {FORMAT_VERSION}")
     regions_in = data.get("regions", {})
@@ -44,6 +47,14 @@ def _decode(data: Any) -> AdminState:
     if not all(isinstance(key, str) for key in endpoints_in):
         raise ValueError("'disabled_endpoints' must list strings")
     return AdminState(frozen_map(regions), frozenset(endpoints_in))
+
+
+def encode_admin(admin: AdminState) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "regions": dict(sorted(admin.regions.items())),
+        "disabled_endpoints": sorted(admin.disabled_endpoints),
+    }
 
 
 class StateFile:
@@ -67,7 +78,7 @@ class StateFile:
             return Loaded(AdminState(), None)
         try:
             with open(self.path, encoding="utf-8") as handle:
-                return Loaded(_decode(json.load(handle)), None)
+                return Loaded(decode_admin(json.load(handle)), None)
         except (OSError, ValueError) as exc:
             problem = (
                 f"{self.path}: cannot use the admin state file ({exc}); starting with "
@@ -79,12 +90,7 @@ class StateFile:
     def save(self, admin: AdminState) -> None:
         if self.path is None:
             return
-        payload = {
-            "version": FORMAT_VERSION,
-            "saved_at": time.time(),
-            "regions": dict(sorted(admin.regions.items())),
-            "disabled_endpoints": sorted(admin.disabled_endpoints),
-        }
+        payload = {**encode_admin(admin), "saved_at": time.time()}
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=".state-", dir=directory)

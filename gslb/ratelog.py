@@ -1,12 +1,11 @@
-"""Rate-limited logging for paths hostile input can reach (the DNS query path).
+"""Rate-limited logging for the query path: one line per kind of event per interval.
 
-A log line per bad packet lets one client fill the disk and slow every answer. Each
-line is given a *kind* (a short fixed string, never derived from the input); per kind,
-at most one line is written per interval, and the next one written says how many were
-suppressed since. The number of kinds is bounded: kinds beyond `max_kinds` share one
-more, `OVERFLOW`.
-
-`Gate` is the pure part (clock injected); `RateLog` writes through a `logging.Logger`.
+Anyone on the internet can make the query path log (a malformed packet, a bug one odd
+query trips), so a line per packet would let one client fill the disk and slow every
+answer. `RateLog.warn(kind, ...)` writes the first event of a kind, then at most one line
+per `interval` seconds, saying how many it held back. Kinds are a small fixed set chosen
+by the code (never taken from the packet); the table is still bounded, in case a caller
+ever builds kinds from data.
 """
 
 from __future__ import annotations
@@ -15,69 +14,54 @@ import logging
 import time
 from collections.abc import Callable
 
-OVERFLOW = "other"  # the kind every kind beyond `max_kinds` is counted as
-
-
-class Gate:
-    """Per kind: admit one event per `interval` seconds, count the rest."""
-
-    def __init__(
-        self,
-        interval: float = 10.0,
-        max_kinds: int = 64,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.interval = interval
-        self.max_kinds = max(1, max_kinds)
-        self._clock = clock
-        self._kinds: dict[str, list[float | int]] = {}  # kind -> [admitted at, suppressed]
-
-    def admit(self, kind: str) -> int | None:
-        """None: suppress this event; else admit it, with the number suppressed before it."""
-        now = self._clock()
-        slot = self._kinds.get(kind)
-        if slot is None:
-            if len(self._kinds) >= self.max_kinds:
-                kind = OVERFLOW
-                slot = self._kinds.get(kind)
-            if slot is None:
-                self._kinds[kind] = [now, 0]
-                return 0
-        if now - slot[0] < self.interval:
-            slot[1] += 1
-            return None
-        suppressed = int(slot[1])
-        slot[0], slot[1] = now, 0
-        return suppressed
-
-    def __len__(self) -> int:
-        return len(self._kinds)
+MAX_KINDS = 256
 
 
 class RateLog:
-    """A logger whose lines are gated per kind (see `Gate`)."""
-
-    def __init__(self, logger: logging.Logger, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_kinds: int = MAX_KINDS,
+    ) -> None:
         self._logger = logger
-        self._gate = gate if gate is not None else Gate()
+        self._interval = interval
+        self._clock = clock
+        self._max_kinds = max_kinds
+        # kind -> [time of the last line written, events held back since]
+        self._kinds: dict[str, list[float]] = {}
 
     def log(
         self, level: int, kind: str, message: str, *args: object, exc_info: bool = False
-    ) -> None:
-        if not self._logger.isEnabledFor(level):
-            return
-        suppressed = self._gate.admit(kind)
-        if suppressed is None:
-            return
-        if suppressed:
-            message += f" ({suppressed} more like this suppressed)"
+    ) -> bool:
+        """Log `message % args` unless `kind` was logged less than `interval` ago.
+
+        Returns whether a line was written. A written line after a quiet spell says how
+        many events of the kind were held back.
+        """
+        now = self._clock()
+        slot = self._kinds.get(kind)
+        if slot is not None and now - slot[0] < self._interval:
+            slot[1] += 1
+            return False
+        held = int(slot[1]) if slot is not None else 0
+        if slot is None and len(self._kinds) >= self._max_kinds:
+            self._kinds.clear()  # a burst of kinds: forget them rather than grow
+        self._kinds[kind] = [now, 0]
+        if held:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, held, self._interval)
         self._logger.log(level, message, *args, exc_info=exc_info)
+        return True
 
-    def exception(self, kind: str, message: str, *args: object) -> None:
-        self.log(logging.ERROR, kind, message, *args, exc_info=True)
+    def warning(self, kind: str, message: str, *args: object) -> bool:
+        return self.log(logging.WARNING, kind, message, *args)
 
-    def debug(self, kind: str, message: str, *args: object) -> None:
-        self.log(logging.DEBUG, kind, message, *args)
+    def exception(self, kind: str, message: str, *args: object) -> bool:
+        """An error with its traceback, as `Logger.exception` (call it in an except block)."""
+        return self.log(logging.ERROR, kind, message, *args, exc_info=True)
 
-    def error(self, kind: str, message: str, *args: object) -> None:
-        self.log(logging.ERROR, kind, message, *args)
+    def __len__(self) -> int:
+        return len(self._kinds)

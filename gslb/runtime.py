@@ -14,13 +14,16 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from gslb.api.app import make_app
 from gslb.auth import load_token
+from gslb.cluster.metrics import ClusterMetrics
+from gslb.cluster.records import NodeRecord, config_digest, consensus_down, disagreements
+from gslb.cluster.store import ClusterStore
 from gslb.config import load_config
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
@@ -55,6 +58,22 @@ def health_targets(config: Config) -> Iterator[Target]:
                     continue
                 seen.add(endpoint.address)
                 yield Target(endpoint_key(name, endpoint.address), spec, endpoint.address)
+
+
+def read_config_digest(directory: str) -> str:
+    """The digest of the zone and region files: nodes that would answer differently differ.
+    gslb.yaml is left out: its node name, listen addresses and state path differ by design."""
+    files = []
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            if name.endswith((".yaml", ".yml")) and os.path.relpath(path, directory) != "gslb.yaml":
+                try:
+                    with open(path, "rb") as handle:
+                        files.append((os.path.relpath(path, directory), handle.read()))
+                except OSError:
+                    continue
+    return config_digest(files)
 
 
 class Runtime:
@@ -102,6 +121,18 @@ class Runtime:
         self._reload_lock = asyncio.Lock()
         self._state_signature = self.state_file.signature()
         self._watch: asyncio.Task[None] | None = None
+        self._local_down: frozenset[str] = frozenset()  # what this node's own checks say
+        self.cluster: ClusterStore | None = None
+        if config.settings.cluster is not None:
+            metrics = ClusterMetrics(lambda: self.cluster)
+            self.registry.register(metrics)
+            self.cluster = ClusterStore(
+                config.settings.cluster,
+                loaded.admin,
+                self._node_record(),
+                self._on_cluster_change,
+                observe_propagation=metrics.observe_propagation,
+            )
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -121,9 +152,10 @@ class Runtime:
         return self.stats.with_queries_from(self.pool.snapshots())
 
     def status(self) -> dict[str, Any]:
-        status = build_status(
-            self._view, self.scheduler.health(), self.current_stats(), list(self.audit)
-        )
+        audit = list(self.audit) if self.cluster is None else list(self.cluster.audit)
+        status = build_status(self._view, self.scheduler.health(), self.current_stats(), audit)
+        if self.cluster is not None:
+            status["cluster"] = self._cluster_status()
         if self.pool is not None:
             status["dns_workers"] = {
                 "pids": self.pool.pids(),
@@ -132,6 +164,67 @@ class Runtime:
             }
         return status
 
+    def _cluster_status(self) -> dict[str, Any]:
+        """The cluster part of /v1/status: connection, and where this node disagrees."""
+        assert self.cluster is not None
+        peers = self.cluster.live_peers_down()
+        split = disagreements(self._local_down, peers, self._view.state.down)
+        return {
+            "node": self.cluster.name,
+            "connected": self.cluster.connected,
+            "since": self.cluster.since,
+            "problem": None if self.cluster.connected else self.cluster.problem,
+            "revision": self.cluster.revision,
+            "live_nodes": 1 + len(peers),
+            "health_quorum": self.cluster.settings.health_quorum,
+            "disagreements": [
+                {
+                    "endpoint": d.endpoint,
+                    "here": d.here,
+                    "down_on": d.down_on,
+                    "nodes": d.nodes,
+                    "taken_as": d.taken_as,
+                    "text": d.text(),
+                }
+                for d in split
+            ],
+        }
+
+    def cluster_view(self) -> dict[str, Any] | None:
+        return None if self.cluster is None else self.cluster.view()
+
+    def _node_record(self) -> NodeRecord:
+        assert self.config.settings.cluster is not None
+        return NodeRecord(
+            self.config.settings.cluster.node,
+            self.generation,
+            read_config_digest(self.config_dir),
+            time.time(),
+        )
+
+    def _effective_down(self) -> frozenset[str]:
+        if self.cluster is None:
+            return self._local_down
+        return consensus_down(
+            self._local_down,
+            self.cluster.live_peers_down(),
+            self.cluster.settings.health_quorum,
+        )
+
+    def _on_cluster_change(self) -> None:
+        """etcd brought something (admin state, a peer's verdicts, a node leaving)."""
+        assert self.cluster is not None
+        state = self._view.state
+        admin = self.cluster.admin
+        down = self._effective_down()
+        if admin == state.admin and down == state.down:
+            return
+        if admin != state.admin:
+            log.info("admin state changed in the cluster: applying it")
+            self.state_file.save(admin)  # the last state seen, for a start without etcd
+            state = state.with_admin(admin)
+        self._swap_state(state.with_down(down))
+
     # -- the single writer ----------------------------------------------------------------
     def _swap_state(self, state: State) -> None:
         self._view = View(self._view.plan, state)
@@ -139,27 +232,36 @@ class Runtime:
             self.pool.publish(self._view)
 
     def _on_health(self, key: str, health: Health) -> None:
-        state = self._view.state.with_health(key, health.up)
+        local = self._local_down - {key} if health.up else self._local_down | {key}
+        if local == self._local_down:
+            return
+        self._local_down = local
+        log.warning(
+            "endpoint %s is now %s (%s)", key, "up" if health.up else "DOWN", health.last_detail
+        )
+        if self.cluster is not None:
+            self.cluster.publish_health(local)
+        state = self._view.state.with_down(self._effective_down())
         if state is not self._view.state:
-            log.warning(
-                "endpoint %s is now %s (%s)", key, "up" if health.up else "DOWN", health.last_detail
-            )
             self._swap_state(state)
 
     def _on_result(self, key: str, result: ProbeResult) -> None:
         self.stats.observe_check(key.split("/", 1)[0], result.ok, result.latency)
 
     def _record(self, actor: str, action: str, target: str, reason: str) -> dict[str, Any]:
-        entry = {
-            "time": time.time(),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "reason": reason,
-        }
+        entry = self._entry(actor, action, target, reason)
         self.audit.appendleft(entry)
-        audit_log.info("actor=%s action=%s target=%s reason=%r", actor, action, target, reason)
+        self._log_audit(entry)
         return entry
+
+    def _log_audit(self, entry: Mapping[str, Any]) -> None:
+        audit_log.info(
+            "actor=%s action=%s target=%s reason=%r",
+            entry["actor"],
+            entry["action"],
+            entry["target"],
+            entry["reason"],
+        )
 
     def _set_admin(self, admin: AdminState) -> list[str]:
         state = self._view.state.with_admin(admin)
@@ -181,17 +283,42 @@ class Runtime:
                 log.info("admin state changed on disk (another node): applying it")
                 self._swap_state(self._view.state.with_admin(loaded.admin))
 
-    def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]:
+    def _entry(self, actor: str, action: str, target: str, reason: str) -> dict[str, Any]:
+        return {
+            "time": time.time(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "reason": reason,
+        }
+
+    async def _commit(
+        self, change: Callable[[AdminState], AdminState], entry: dict[str, Any]
+    ) -> tuple[list[str], int | None]:
+        """Apply an admin change: committed to etcd first with a cluster, else to the file.
+        Raises ClusterUnavailable when etcd cannot commit it."""
+        if self.cluster is None:
+            failing = self._set_admin(change(self._view.state.admin))
+            self.audit.appendleft(entry)
+            return failing, None
+        _, revision = await self.cluster.mutate(change, entry)
+        self._on_cluster_change()
+        return services_failing_open(self._view), revision
+
+    async def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]:
         assert admin in ("enabled", "disabled", "draining")
         new_admin: RegionAdmin = admin  # type: ignore[assignment]
-        failing = self._set_admin(self._view.state.admin.with_region(region, new_admin))
-        entry = self._record(actor, f"region {admin}", region, reason)
+        entry = self._entry(actor, f"region {admin}", region, reason)
+        failing, revision = await self._commit(lambda a: a.with_region(region, new_admin), entry)
+        self._log_audit(entry)
         result: dict[str, Any] = {
             "region": region,
             "admin": admin,
             "audit": entry,
             "fail_open": failing,
         }
+        if revision is not None:
+            result["revision"] = revision
         if failing:
             result["warning"] = (
                 "no usable region is left for "
@@ -200,20 +327,23 @@ class Runtime:
             )
         return result
 
-    def set_endpoint(
+    async def set_endpoint(
         self, region: str, address: str, enabled: bool, actor: str, reason: str
     ) -> dict[str, Any]:
         key = endpoint_key(region, address)
-        failing = self._set_admin(self._view.state.admin.with_endpoint(key, enabled))
-        entry = self._record(
+        entry = self._entry(
             actor, "endpoint " + ("enabled" if enabled else "disabled"), key, reason
         )
+        failing, revision = await self._commit(lambda a: a.with_endpoint(key, enabled), entry)
+        self._log_audit(entry)
         result: dict[str, Any] = {
             "endpoint": key,
             "admin": "enabled" if enabled else "disabled",
             "audit": entry,
             "fail_open": failing,
         }
+        if revision is not None:
+            result["revision"] = revision
         if failing:
             result["warning"] = "fail-open for " + ", ".join(failing)
         return result
@@ -236,8 +366,11 @@ class Runtime:
                 log.warning("geoip.database changed: the new database is used after a restart")
             self.scheduler.set_targets(health_targets(config))
             health = self.scheduler.health()
-            down = frozenset(k for k, h in health.items() if not h.up)
-            state = self._view.state.with_down(down)
+            self._local_down = frozenset(k for k, h in health.items() if not h.up)
+            if self.cluster is not None:
+                self.cluster.publish_health(self._local_down)
+                self.cluster.publish_node(self._node_record())
+            state = self._view.state.with_down(self._effective_down())
             self._view = View(plan, State(state.version + 1, state.down, state.admin))
             if self.pool is not None:
                 self.pool.publish(self._view)
@@ -262,6 +395,7 @@ class Runtime:
                 settings.geoip_database,
                 udp_cap=settings.max_udp_size,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
@@ -272,6 +406,7 @@ class Runtime:
                 listen,
                 cached=self.responder.answer_cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:
@@ -284,7 +419,10 @@ class Runtime:
         await site.start()
         self.api_port = int(self.api_runner.addresses[-1][1])
         print(f"api {api.host} {self.api_port}", flush=True)
-        self._watch = asyncio.get_running_loop().create_task(self._watch_state_file())
+        if self.cluster is not None:
+            await self.cluster.start()
+        else:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_state_file())
         if not self.token:
             log.warning(
                 "no API token configured (%s): admin mutations are refused", settings.token_env
@@ -293,6 +431,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.dns is not None:
             await self.dns.close()
         if self.pool is not None:

@@ -1,4 +1,4 @@
-"""gslb/ratelog.py: one line per kind per interval, with the count suppressed; bounded kinds."""
+"""The query path's rate-limited log: one line per kind per interval, a count of the rest."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gslb.ratelog import OVERFLOW, Gate, RateLog
+from gslb.ratelog import RateLog
 
 
 class Clock:
@@ -17,55 +17,25 @@ class Clock:
         return self.now
 
 
-def test_one_event_per_kind_per_interval_with_the_count() -> None:
+def test_one_line_per_kind_per_interval_with_the_count(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    gate = Gate(interval=10.0, clock=clock)
-    assert gate.admit("a") == 0
-    assert [gate.admit("a") for _ in range(5)] == [None] * 5
-    assert gate.admit("b") == 0  # kinds are independent
-    clock.now += 9.9
-    assert gate.admit("a") is None
-    clock.now += 0.2
-    assert gate.admit("a") == 6
-    assert gate.admit("a") is None
-
-
-def test_kinds_are_bounded() -> None:
-    clock = Clock()
-    gate = Gate(interval=10.0, max_kinds=4, clock=clock)
-    admitted = [gate.admit(f"kind{i}") for i in range(1000)]
-    assert len(gate) == 5  # four kinds and the one all later kinds share
-    assert admitted[:5] == [0] * 5
-    assert admitted[5:] == [None] * 995
-    clock.now += 11
-    assert gate.admit("brand new") == 995
-    assert OVERFLOW in gate._kinds
-
-
-def test_rate_log_writes_one_line_with_the_count(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
-    log = RateLog(logging.getLogger("test.ratelog"), Gate(interval=5.0, clock=clock))
-    with caplog.at_level(logging.DEBUG, logger="test.ratelog"):
-        for _ in range(1000):
-            log.error("bad", "bad packet from %s", "192.0.2.1")
-        clock.now += 6
-        log.error("bad", "bad packet from %s", "192.0.2.1")
+    ratelog = RateLog(logging.getLogger("t.ratelog"), interval=10.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="t.ratelog"):
+        assert ratelog.warning("ecs", "bad option from %s", "a")
+        assert not any(ratelog.warning("ecs", "bad option from %s", "b") for _ in range(99))
+        assert ratelog.warning("other", "another kind")  # kinds are limited apart
+        clock.now += 10.0
+        assert ratelog.warning("ecs", "bad option from %s", "c")
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
-        "bad packet from 192.0.2.1",
-        "bad packet from 192.0.2.1 (999 more like this suppressed)",
+        "bad option from a",
+        "another kind",
+        "bad option from c (and 99 more like it in the last 10 s)",
     ]
 
 
-def test_rate_log_keeps_the_traceback_of_the_line_it_writes(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    log = RateLog(logging.getLogger("test.ratelog2"), Gate(clock=Clock()))
-    with caplog.at_level(logging.ERROR, logger="test.ratelog2"):
-        for _ in range(3):
-            try:
-                raise ValueError("boom")
-            except ValueError:
-                log.exception("boom", "failed")
-    assert len(caplog.records) == 1
-    assert caplog.records[0].exc_info is not None
+def test_the_table_of_kinds_is_bounded() -> None:
+    ratelog = RateLog(logging.getLogger("t.ratelog.bound"), max_kinds=8, clock=Clock())
+    for i in range(1000):
+        ratelog.warning(f"kind{i}", "x")
+        assert len(ratelog) <= 8

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gslb.auth import bearer_ok
+from gslb.cluster.store import ClusterUnavailable
 from gslb.dns.responder import View
 from gslb.explain import explain
 from gslb.select.client import GeoLookup
@@ -34,8 +35,11 @@ class Controller(Protocol):
     def view(self) -> View: ...
     def geo_lookup(self) -> GeoLookup | None: ...
     def status(self) -> dict[str, Any]: ...
-    def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]: ...
-    def set_endpoint(
+    def cluster_view(self) -> dict[str, Any] | None: ...
+    async def set_region(
+        self, region: str, admin: str, actor: str, reason: str
+    ) -> dict[str, Any]: ...
+    async def set_endpoint(
         self, region: str, address: str, enabled: bool, actor: str, reason: str
     ) -> dict[str, Any]: ...
     async def reload(self, actor: str) -> dict[str, Any]: ...
@@ -58,6 +62,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return error_json(exc.status, str(exc), **exc.extra)
+    except ClusterUnavailable as exc:
+        # Never a silent local change: without etcd's commit the mutation is refused.
+        return error_json(503, str(exc), cluster={"connected": False})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -141,7 +148,7 @@ class AdminApi:
         region = request.match_info["region"]
         if region not in self.c.view().plan.config.regions:
             raise ApiError(404, f"no region {region!r}")
-        return web.json_response(self.c.set_region(region, admin, _actor(request), reason))
+        return web.json_response(await self.c.set_region(region, admin, _actor(request), reason))
 
     async def endpoint_action(self, request: web.Request) -> web.Response:
         self._authorize(request)
@@ -155,8 +162,14 @@ class AdminApi:
             raise ApiError(404, f"region {region!r} has no endpoint {address!r}")
         enabled = request.match_info["action"] == "enable"
         return web.json_response(
-            self.c.set_endpoint(region, address, enabled, _actor(request), reason)
+            await self.c.set_endpoint(region, address, enabled, _actor(request), reason)
         )
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        view = self.c.cluster_view()
+        if view is None:
+            raise ApiError(404, "this node runs alone: no cluster: block in gslb.yaml")
+        return web.json_response(view)
 
     async def reload(self, request: web.Request) -> web.Response:
         self._authorize(request)
@@ -199,6 +212,7 @@ def make_app(controller: Controller) -> web.Application:
         ("GET", "/metrics", api.metrics),
         ("GET", "/v1/status", api.status),
         ("GET", "/v1/explain", api.explain),
+        ("GET", "/v1/cluster", api.cluster),
         ("POST", "/v1/regions/{region}/{action:disable|enable|drain}", api.region_action),
         (
             "POST",

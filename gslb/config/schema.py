@@ -24,13 +24,16 @@ from gslb.config.fields import (
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
     CHECK_KINDS,
+    HEALTH_QUORUMS,
     PICKERS,
     POLICIES,
     PROXY_METHODS,
     CheckSpec,
+    ClusterSettings,
     HostPort,
     ProxySpec,
     ServerSettings,
+    TcpSettings,
 )
 
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
@@ -259,6 +262,33 @@ REGION_FILE = Table(
     doc="one region",
 )
 
+_TCP = TcpSettings()
+TCP_SETTINGS = Table(
+    "tcp",
+    (
+        Field(
+            "max_connections",
+            Int(1, 1_000_000),
+            default=_TCP.max_connections,
+            doc="TCP connections in all; when full, the oldest idle one is closed for a new one",
+        ),
+        Field(
+            "max_per_client",
+            Int(1, 1_000_000),
+            default=_TCP.max_per_client,
+            doc="TCP connections from one source address; more are refused",
+        ),
+        Field(
+            "io_timeout",
+            Duration(positive=True),
+            default=_TCP.io_timeout,
+            doc="a query must arrive whole, and a reply be read, within this (a slow "
+            "trickle does not extend it)",
+        ),
+    ),
+    doc="limits of the DNS server's TCP side",
+)
+
 DNS_SETTINGS = Table(
     "dns",
     (
@@ -270,6 +300,7 @@ DNS_SETTINGS = Table(
         ),
         Field("max_udp_size", Int(512, 4096), default=_SETTINGS.max_udp_size),
         Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
+        Field("tcp", TCP_SETTINGS),
         Field(
             "cache_entries",
             Int(1000, 10_000_000),
@@ -297,7 +328,68 @@ GEOIP_SETTINGS = Table(
     (Field("database", Path(must_exist=True), doc="a MaxMind-format City or Country db"),),
 )
 
-STATE_SETTINGS = Table("state", (Field("path", Path(), doc="admin overrides are kept here"),))
+STATE_SETTINGS = Table(
+    "state",
+    (
+        Field(
+            "path",
+            Path(),
+            doc="admin overrides are kept here; with a cluster: the last state seen, "
+            "used while etcd is unreachable",
+        ),
+    ),
+)
+
+_CLUSTER = ClusterSettings(node="")
+ETCD_SETTINGS = Table(
+    "etcd",
+    (
+        Field(
+            "endpoints",
+            ListOf(HttpUrl(), min_items=1, single_ok=True),
+            default=_CLUSTER.etcd_endpoints,
+            doc="client URLs of the etcd members (http://host:port); tried in turn",
+        ),
+        Field(
+            "prefix",
+            Text(r"/[A-Za-z0-9_./-]*/", "a key prefix like /gslb/", max_len=200),
+            default=_CLUSTER.prefix,
+            doc="every key lives under it; one prefix = one cluster",
+        ),
+    ),
+)
+
+CLUSTER_SETTINGS = Table(
+    "cluster",
+    (
+        Field(
+            "node",
+            Text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "a node name"),
+            doc="this node's name; default: the host name",
+        ),
+        Field("etcd", ETCD_SETTINGS),
+        Field(
+            "health_quorum",
+            Choice(HEALTH_QUORUMS),
+            default=_CLUSTER.health_quorum,
+            doc="an endpoint is down when any, a majority or all of the live nodes see it down",
+        ),
+        Field(
+            "lease_ttl",
+            Duration(lo=1.0, hi=300.0),
+            default=_CLUSTER.lease_ttl,
+            doc="a node that stops renewing its lease leaves the live set after this",
+        ),
+        Field(
+            "audit_keep",
+            Int(10, 100_000),
+            default=_CLUSTER.audit_keep,
+            doc="audit entries kept in etcd (older ones are deleted)",
+        ),
+    ),
+    doc="several DNS nodes sharing admin state, audit and health verdicts through etcd v3; "
+    "absent = one node, admin state in state.path",
+)
 
 SETTINGS = Table(
     "gslb.yaml",
@@ -306,6 +398,7 @@ SETTINGS = Table(
         Field("api", API_SETTINGS),
         Field("geoip", GEOIP_SETTINGS),
         Field("state", STATE_SETTINGS),
+        Field("cluster", CLUSTER_SETTINGS),
         Field("workers", Int(1, 1024, label="workers"), default=_SETTINGS.workers),
     ),
     doc="server settings; every key has a default",

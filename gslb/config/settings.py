@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+import socket
+
 from gslb.config.tables import Parsed
-from gslb.model import ServerSettings
+from gslb.model import ClusterSettings, ServerSettings, TcpSettings
+
+
+def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
+    if parsed is None:
+        return None
+    etcd: Parsed | None = parsed["etcd"]
+    defaults = ClusterSettings(node="")
+    return ClusterSettings(
+        node=parsed["node"] or socket.gethostname(),
+        etcd_endpoints=tuple(url for url, _ in etcd["endpoints"])
+        if etcd and etcd.given("endpoints")
+        else defaults.etcd_endpoints,
+        prefix=etcd["prefix"] if etcd else defaults.prefix,
+        health_quorum=parsed["health_quorum"],
+        lease_ttl=parsed["lease_ttl"],
+        audit_keep=parsed["audit_keep"],
+    )
+
+
+def build_tcp(parsed: Parsed | None) -> TcpSettings:
+    if parsed is None:
+        return TcpSettings()
+    return TcpSettings(
+        max_connections=parsed["max_connections"],
+        max_per_client=parsed["max_per_client"],
+        io_timeout=parsed["io_timeout"],
+    )
 
 
 def build_settings(parsed: Parsed | None) -> ServerSettings:
@@ -23,6 +52,8 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         state_path=state["path"] if state else defaults.state_path,
         max_udp_size=dns["max_udp_size"] if dns else defaults.max_udp_size,
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
+        tcp=build_tcp(dns["tcp"] if dns else None),
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
+        cluster=build_cluster(parsed["cluster"]),
     )

@@ -59,7 +59,7 @@ so across queries the answers follow the weights exactly in expectation, and any
 client), so filling them costs little: 128 full-path answers (~100 µs each) per random
 key after each plan or state change, then one per 1000 hits.
 
-Memory is bounded: at most `max_answers` routes, variants and parsed queries and
+Memory is bounded: at most `max_answers` variants, routes and parsed queries and
 `max_clients` client entries and rankings; when a table is full it is cleared and refills
 from the hot keys (one full-path answer each).
 """
@@ -319,11 +319,12 @@ class AnswerCache:
         return known
 
     def add_route(self, key: bytes, route: Route) -> None:
-        # One route per distinct (name, type) asked: bounded like the answers, or every
-        # new name a client makes up would cost memory for good.
+        """Learn the route of a (name, type): one per distinct name asked, so bounded like the
+        answers (a flood of random names must not grow memory; links stay valid, as a route
+        is only read on the way to an entry)."""
         routes = self.routes
-        if key not in routes and len(routes) >= self.max_answers:
-            routes.clear()  # links (Known) point at entries, not routes: they stay valid
+        if len(routes) >= self.max_answers and key not in routes:
+            routes.clear()
         routes[key] = route
 
     def client_part(self, route: Route, info: ClientInfo) -> object:
@@ -371,8 +372,6 @@ class AnswerCache:
         )
         table = self.steered if route.steered else self.static
         entry = table.get(key)
-        if entry is not None and not route.random:
-            return  # one answer per key: the one kept is the same (routes were refilled)
         if entry is None:
             if self.size >= self.max_answers:
                 self.static.clear()

@@ -14,8 +14,9 @@ from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSRecord
 from dnslib.dns import EDNSOption
 
 from gslb.dns.ecs import OPTION_CODE, ClientSubnet, EcsError, parse_ecs
+from gslb.dns.layout import Layout, OptionError, layout, options
 from gslb.plan import RRSet
-from gslb.select import FORMERR, NOTIMP, SERVFAIL
+from gslb.select import FORMERR, NOTIMP
 
 TYPE_OPT = 41
 CLASS_IN = 1
@@ -28,8 +29,8 @@ FLAG_RD = 0x0100
 FLAG_CD = 0x0010
 EDNS_DO = 0x8000
 MIN_UDP = 512
-MAX_NAME = 255  # octets of a name on the wire (RFC 1035 §2.3.4)
 QUESTION_POINTER = 0xC00C  # a compression pointer to the name at offset 12
+MAX_NAME = 255  # octets of a name on the wire (RFC 1035 §2.3.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,119 +72,25 @@ class Drop(Exception):
     """Not worth an answer: too short for a header, or a response rather than a query."""
 
 
-def _skip_name(wire: bytes, pos: int) -> int:
-    """The offset just past the name at `pos`; ValueError when it runs off the end."""
-    size = len(wire)
-    while pos < size:
-        length = wire[pos]
-        if length >= 0xC0:
-            if pos + 2 > size:
-                break
-            return pos + 2
-        if length > 63:
-            break
-        pos += 1 + length
-        if length == 0:
-            return pos
-    raise ValueError("name runs off the end")
-
-
-def _question(wire: bytes) -> tuple[tuple[bytes, ...], int, int, int] | None:
-    """The one question as (labels, qtype, qclass, end), read by hand; None when it
-    cannot be read (compressed, over 255 octets, or cut short)."""
-    labels: list[bytes] = []
-    pos = HEADER.size
-    size = len(wire)
-    while True:
-        if pos >= size or wire[pos] > 63:
-            return None
-        length = wire[pos]
-        if length == 0:
-            break
-        labels.append(wire[pos + 1 : pos + 1 + length])
-        pos += 1 + length
-    if pos + 1 - HEADER.size > MAX_NAME or pos + 5 > size:
+def _edns(record: DNSRecord, shape: Layout, header: tuple[int, int]) -> Edns | None:
+    if shape.opt_count == 0:
         return None
-    qtype, qclass = struct.unpack_from("!HH", wire, pos + 1)
-    return tuple(labels), qtype, qclass, pos + 5
-
-
-def _opt_record(wire: bytes, pos: int) -> tuple[int, int, bytes] | None:
-    """The first OPT record's (class, TTL, RDATA) after the question ending at `pos`; None
-    without one. ValueError when a record runs off the end or RDATA overruns it."""
-    _, _, _, ancount, nscount, arcount = HEADER.unpack_from(wire)
-    for index in range(ancount + nscount + arcount):
-        pos = _skip_name(wire, pos)
-        if pos + 10 > len(wire):
-            raise ValueError("record header runs off the end")
-        rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", wire, pos)
-        pos += 10
-        if pos + rdlength > len(wire):
-            raise ValueError("RDATA runs off the end")
-        if rtype == TYPE_OPT and index >= ancount + nscount:
-            return rclass, ttl, wire[pos : pos + rdlength]
-        pos += rdlength
-    return None
-
-
-def _options(rdata: bytes, header: tuple[int, int]) -> list[tuple[int, bytes]]:
-    """An OPT record's options; FORMERR when one overruns RDLENGTH (RFC 6891 §6.1.2)."""
-    options = []
-    pos = 0
-    while pos < len(rdata):
-        if pos + 4 > len(rdata):
-            raise WireError(FORMERR, "OPT option header overruns RDLENGTH", header=header)
-        code, length = struct.unpack_from("!HH", rdata, pos)
-        pos += 4
-        if pos + length > len(rdata):
-            raise WireError(FORMERR, "OPT option overruns RDLENGTH", header=header)
-        options.append((code, rdata[pos : pos + length]))
-        pos += length
-    return options
-
-
-def echo_query(wire: bytes, header: tuple[int, int]) -> Query | None:
-    """What an error reply can echo (RFC 6891 §7): the question, when it can be read, and
-    an OPT record when the query had one; None when the question cannot be read."""
-    try:
-        qdcount = HEADER.unpack_from(wire)[2]
-        found = _question(wire) if qdcount == 1 else None
-        if found is None:
-            return None
-        labels, qtype, qclass, end = found
-        try:
-            opt = _opt_record(wire, end)
-        except ValueError:
-            opt = None
-        edns = None if opt is None else Edns(opt[0], 0, bool(opt[1] & EDNS_DO), None)
-        qname = DNSLabel(list(labels))
-        return Query(header[0], header[1], qname, "", qtype, qclass, edns)
-    except Exception:  # best effort: never let the echo stop the error reply
-        return None
-
-
-def _edns(record: DNSRecord, wire: bytes, header: tuple[int, int]) -> Edns | None:
-    opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
-    if any(rr.rtype == TYPE_OPT for rr in list(record.rr) + list(record.auth)):
-        raise WireError(FORMERR, "OPT outside the additional section", header=header)
-    if not opts:
-        return None
-    if len(opts) > 1:
+    if shape.opt_count > 1:
         raise WireError(FORMERR, "more than one OPT record", header=header)
-    opt = opts[0]
-    if str(opt.rname) != ".":
+    opt = shape.opt
+    if opt is None or not any(rr.rtype == TYPE_OPT for rr in record.ar):
+        raise WireError(FORMERR, "OPT outside the additional section", header=header)
+    if not opt.at_root:
         raise WireError(FORMERR, "OPT owner is not the root", header=header)
-    # The options from the wire, not from dnslib, which reads past RDLENGTH silently.
-    found = _question(wire)
+    # The options are read from the raw RDATA: dnslib skips an option of four bytes or
+    # less and trailing bytes that do not make an option, which must be FORMERR instead.
     try:
-        raw = _opt_record(wire, found[3]) if found is not None else None
-    except ValueError as exc:
-        raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
-    if raw is None:
-        raise WireError(FORMERR, "OPT record not where dnslib found it", header=header)
+        found = options(opt.rdata)
+    except OptionError as exc:
+        raise WireError(FORMERR, str(exc), header=header) from exc
     ecs = None
     seen_ecs = False
-    for code, data in _options(raw[2], header):
+    for code, data in found:
         if code != OPTION_CODE:
             continue  # unknown options are ignored and never echoed (RFC 6891 §6.1.2)
         if seen_ecs:
@@ -194,7 +101,7 @@ def _edns(record: DNSRecord, wire: bytes, header: tuple[int, int]) -> Edns | Non
         except EcsError as exc:
             raise WireError(FORMERR, str(exc), header=header) from exc
     return Edns(
-        udp_size=opt.rclass,
+        udp_size=opt.udp_size,
         version=(opt.ttl >> 16) & 0xFF,
         do=bool(opt.ttl & EDNS_DO),
         ecs=ecs,
@@ -202,19 +109,7 @@ def _edns(record: DNSRecord, wire: bytes, header: tuple[int, int]) -> Edns | Non
 
 
 def decode_query(wire: bytes) -> Query:
-    """Decode a query; raise Drop or WireError for everything that gets no normal answer.
-
-    A WireError carries the question (and an OPT) to echo whenever the question can be
-    read, so error replies are not bare headers (RFC 6891 §7)."""
-    try:
-        return _decode_query(wire)
-    except WireError as exc:
-        if exc.query is None and exc.header is not None:
-            exc.query = echo_query(wire, exc.header)
-        raise
-
-
-def _decode_query(wire: bytes) -> Query:
+    """Decode a query; raise Drop or WireError for everything that gets no normal answer."""
     if len(wire) < HEADER.size:
         raise Drop("shorter than a DNS header")
     qid, flags, qdcount, _, _, _ = HEADER.unpack_from(wire)
@@ -233,7 +128,7 @@ def _decode_query(wire: bytes) -> Query:
     question = record.questions[0]
     if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
         raise WireError(FORMERR, "question name longer than 255 octets", header=header)
-    edns = _edns(record, wire, header)
+    edns = _edns(record, layout(wire), header)
     name = str(question.qname).lower()
     if not name.endswith("."):
         name += "."
@@ -343,8 +238,12 @@ def encode_reply(
     return header + wire[HEADER.size :]
 
 
-def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
-    """The reply for a query that failed to decode or validate."""
+def encode_error(exc: WireError, wire: bytes, udp_cap: int) -> bytes | None:
+    """The reply for a query that failed to decode or validate.
+
+    It carries the question and an OPT record whenever the query had them and they can be
+    read (RFC 6891 §7): a bare header makes resolvers such as dig retry without EDNS.
+    """
     if exc.query is not None:
         return encode_reply(
             exc.query, exc.rcode, False, ((), (), ()), max_size=65535, udp_cap=udp_cap
@@ -352,15 +251,15 @@ def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
     if exc.header is None:
         return None
     qid, qflags = exc.header
-    return HEADER.pack(qid, _reply_flags(qflags, exc.rcode, False), 0, 0, 0, 0)
-
-
-def encode_servfail(wire: bytes) -> bytes | None:
-    """A bare SERVFAIL header for a query nothing else could answer; never raises."""
-    if len(wire) < HEADER.size:
-        return None
-    qid, qflags = HEADER.unpack_from(wire)[:2]
-    return HEADER.pack(qid, _reply_flags(qflags, SERVFAIL, False), 0, 0, 0, 0)
+    shape = layout(wire)
+    question = b"" if shape.question_end is None else wire[HEADER.size : shape.question_end]
+    tail = b""
+    if shape.opt is not None:
+        ttl = ((exc.rcode >> 4) << 24) | (shape.opt.ttl & EDNS_DO)
+        tail = b"\x00" + struct.pack("!HHIH", TYPE_OPT, udp_cap, ttl, 0)
+    flags = _reply_flags(qflags, exc.rcode, False)
+    head = HEADER.pack(qid, flags, 1 if question else 0, 0, 0, 1 if tail else 0)
+    return head + question + tail
 
 
 def qtype_name(qtype: int) -> str:

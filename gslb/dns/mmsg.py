@@ -123,7 +123,7 @@ class BatchedUdp:
         self._handle = handle
         self._cached = cached or (lambda wire: None)
         self._max_query = max_query
-        self._log = RateLog(log)  # hostile datagrams reach these lines: one per kind per interval
+        self._log = RateLog(log)
         self._peers: dict[bytes, str] = {}
         # One contiguous buffer each for datagrams in, replies out and peer addresses;
         # message i of either array points at slot i.
@@ -163,7 +163,7 @@ class BatchedUdp:
                 if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                     return
                 # An ICMP error reported for an earlier reply: skip it, read on.
-                self._log.debug("recv", "UDP receive error: %s", os.strerror(code))
+                log.debug("UDP receive error: %s", os.strerror(code))
                 continue
             self._answer(count)
             if count < BATCH:
@@ -205,14 +205,14 @@ class BatchedUdp:
                         continue  # not an IP address: nothing to answer to
                 try:
                     reply = handle(wire, peer, False)
-                except Exception:  # one query's failure must not cost the batch its replies
-                    self._log.exception("query", "query failed; no reply")
+                except Exception:  # one query must cost only its own answer, never the batch
+                    self._log.exception("handle", "query from %s not answered", peer)
                     continue
                 if reply is None:
                     continue
             size = len(reply)
             if size > MAX_REPLY:  # cannot happen: UDP replies are capped at max_udp_size
-                self._log.error("oversize", "UDP reply of %d bytes dropped", size)
+                self._log.log(logging.ERROR, "size", "UDP reply of %d bytes dropped", size)
                 continue
             at = replies * MAX_REPLY
             outbox[at : at + size] = reply
@@ -236,5 +236,5 @@ class BatchedUdp:
             if code in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return  # the send buffer is full: drop the rest, the clients retry
             if code != errno.EINTR:
-                self._log.debug("send", "UDP send error: %s", os.strerror(code))
+                log.debug("UDP send error: %s", os.strerror(code))
                 sent += 1  # this one failed (e.g. an ICMP error for its peer): skip it

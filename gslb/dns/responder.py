@@ -37,7 +37,6 @@ from gslb.dns.codec import (
     decode_query,
     encode_error,
     encode_reply,
-    encode_servfail,
     max_reply_size,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
@@ -134,11 +133,8 @@ class Responder:
         observer: QueryObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
         cache: AnswerCache | None = None,
-        ratelog: RateLog | None = None,
     ) -> None:
         self._view = view
-        # Hostile queries reach every log line here: one line per kind per interval.
-        self._log = ratelog if ratelog is not None else RateLog(log)
         self._geo = geo
         self.udp_cap = udp_cap
         self._rng = rng or random.Random()
@@ -147,6 +143,7 @@ class Responder:
         self._clock = clock
         self.cache = cache if cache is not None else AnswerCache()
         self._known = self.cache.queries  # cleared in place, never replaced
+        self._log = RateLog(log)  # any client can make the query path log: one line per kind
 
     def decide(self, query: Query, peer: str, view: View | None = None) -> Decision:
         if view is None:
@@ -185,7 +182,7 @@ class Responder:
         try:
             return self._fast(wire, known, peer, view, started)
         except Exception:
-            self._log.exception("fast-path", "fast path failed; answering by the full path")
+            self._log.exception("fast", "fast path failed; answering by the full path")
             return self._full(wire, peer, tcp, view, started)[0]
 
     def answer_cached(self, wire: bytes) -> bytes | None:
@@ -412,27 +409,32 @@ class Responder:
         except Drop:
             return None, None, None
         except WireError as exc:
-            reply_or_none = encode_error(exc, self.udp_cap)
+            reply_or_none = encode_error(exc, wire, self.udp_cap)
             self._observe(exc.query or query, exc.rcode, None, started)
             return reply_or_none, None, None
         except Exception:
             self._log.exception("servfail", "SERVFAIL: unexpected error answering %r", wire[:64])
-            return self._servfail(wire, query, started), None, None
+            if query is None:
+                return None, None, None
+            self._observe(query, SERVFAIL, None, started)
+            return self._servfail(query, wire), None, None
         self._observe(query, rcode, decision, started)
         return reply, query, decision
 
-    def _servfail(self, wire: bytes, query: Query | None, started: float) -> bytes | None:
-        """SERVFAIL with the question when it encodes, else a bare header; never raises."""
+    def _servfail(self, query: Query, wire: bytes) -> bytes | None:
+        """SERVFAIL for a query whose answer failed; never raises (whatever made the answer
+        fail may make this fail too, e.g. a name too long to encode)."""
         try:
-            if query is None:
-                return None
-            reply = encode_reply(
+            return encode_reply(
                 query, SERVFAIL, False, ((), (), ()), max_size=512, udp_cap=self.udp_cap
             )
-            self._observe(query, SERVFAIL, None, started)
-            return reply
         except Exception:
-            return encode_servfail(wire)
+            try:
+                return encode_error(
+                    WireError(SERVFAIL, "", header=(query.id, query.flags)), wire, self.udp_cap
+                )
+            except Exception:
+                return None
 
     def _observe(
         self, query: Query | None, rcode: int, decision: Decision | None, started: float

@@ -1,0 +1,1 @@
+"""Several DNS nodes as one: shared admin state, audit and health verdicts in etcd v3."""
