@@ -19,7 +19,11 @@ from gslb.plan import RRSet
 from gslb.select import FORMERR, NOTIMP
 
 TYPE_OPT = 41
+TYPE_TSIG = 250
 CLASS_IN = 1
+CLASS_ANY = 255
+NOTAUTH = 9
+BADKEY = 17  # TSIG error: the key is not known (RFC 8945 §5.2)
 BADVERS = 16  # extended rcode: upper 8 bits go in the OPT TTL
 HEADER = struct.Struct("!HHHHHH")
 FLAG_QR = 0x8000
@@ -61,11 +65,83 @@ class WireError(Exception):
         message: str,
         query: Query | None = None,
         header: tuple[int, int] | None = None,
+        tsig: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.rcode = rcode
+        self.tsig = tsig  # a TSIG record the reply ends with (NOTAUTH for a key we lack)
         self.query = query  # set when the question and EDNS were understood
         self.header = header  # (id, flags) when only the header was
+
+
+def _escape(label: bytes) -> str:
+    # A dot, a backslash or a byte outside printable ASCII as \DDD (RFC 4343 §2.1), so
+    # the text has dots only between labels and no config name (letters, digits, - and _)
+    # can ever equal a name that holds such a label.
+    if all(0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) for b in label):
+        return label.decode("ascii")
+    return "".join(
+        chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in label
+    )
+
+
+def _question_labels(wire: bytes) -> tuple[bytes, ...] | None:
+    """The question name's labels when it is plain labels (no pointer) that fit."""
+    labels: list[bytes] = []
+    pos = HEADER.size
+    while pos < len(wire):
+        length = wire[pos]
+        if length == 0:
+            return tuple(labels)
+        if length > 63 or pos + 1 + length > len(wire):
+            return None
+        labels.append(wire[pos + 1 : pos + 1 + length])
+        pos += 1 + length
+    return None
+
+
+def _all_utf8(labels: tuple[bytes, ...]) -> bool:
+    try:
+        for label in labels:
+            label.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _with_stand_ins(wire: bytes, labels: tuple[bytes, ...]) -> bytes:
+    name = b"".join(bytes((len(label),)) + b"x" * len(label) for label in labels)
+    return wire[: HEADER.size] + name + wire[HEADER.size + len(name) :]
+
+
+def lookup_name(labels: tuple[bytes, ...]) -> str:
+    """The absolute, lower-case text of a name that lookups use, compared label by label:
+    `www\\.gslb.example.com.` (first label "www.gslb") is not `www.gslb.example.com.`."""
+    if not labels:
+        return "."
+    return ".".join(_escape(label.lower()) for label in labels) + "."
+
+
+def _tsig_badkey(record: DNSRecord, qid: int) -> bytes | None:
+    """The TSIG record of a NOTAUTH/BADKEY reply when the query is signed (we hold no
+    keys: RFC 8945 §5.2), else None. Unsigned, as §5.3.2 requires for BADKEY."""
+    signed = [rr for rr in record.ar if rr.rtype == TYPE_TSIG]
+    if not signed:
+        return None
+    rr = signed[-1]
+    rdata = bytes(getattr(rr.rdata, "data", b""))
+    pos = 0
+    while pos < len(rdata) and rdata[pos]:  # the algorithm name: plain labels
+        pos += rdata[pos] + 1
+    pos += 1
+    algorithm, times = rdata[:pos], rdata[pos : pos + 8]  # time signed (6) and fudge (2)
+    if len(times) != 8:
+        times = bytes(8)
+        algorithm = b"\x00"
+    body = algorithm + times + struct.pack("!HHHH", 0, qid, BADKEY, 0)
+    owner = DNSBuffer()
+    owner.encode_name_nocompress(rr.rname)
+    return bytes(owner.data) + struct.pack("!HHIH", TYPE_TSIG, CLASS_ANY, 0, len(body)) + body
 
 
 class Drop(Exception):
@@ -121,17 +197,28 @@ def decode_query(wire: bytes) -> Query:
         raise WireError(NOTIMP, f"opcode {opcode} is not implemented", header=header)
     if qdcount != 1:
         raise WireError(FORMERR, f"QDCOUNT is {qdcount}, not 1", header=header)
+    labels = _question_labels(wire)
     try:
-        record = DNSRecord.parse(wire)
+        try:
+            record = DNSRecord.parse(wire)
+        except Exception:
+            if labels is None or _all_utf8(labels):
+                raise
+            # dnslib refuses labels that are not UTF-8; to DNS they are ordinary bytes
+            # (RFC 2181 §11). Parse with same-length stand-ins, keep the labels as sent.
+            record = DNSRecord.parse(_with_stand_ins(wire, labels))
+            record.questions[0].qname = DNSLabel(list(labels))
     except Exception as exc:  # dnslib raises several types for malformed input
         raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
     question = record.questions[0]
     if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
         raise WireError(FORMERR, "question name longer than 255 octets", header=header)
     edns = _edns(record, layout(wire), header)
-    name = str(question.qname).lower()
-    if not name.endswith("."):
-        name += "."
+    name = lookup_name(question.qname.label)
+    tsig = _tsig_badkey(record, qid)
+    if tsig is not None:
+        echo = Query(qid, flags, question.qname, name, question.qtype, question.qclass, edns)
+        raise WireError(NOTAUTH, "TSIG with a key we do not have", query=echo, tsig=tsig)
     query = Query(qid, flags, question.qname, name, question.qtype, question.qclass, edns)
     if edns is not None and edns.version > 0:
         # RFC 6891 §6.1.3: answer BADVERS with our version (0) and nothing else.
@@ -210,12 +297,17 @@ def encode_reply(
         ecs_data = query.edns.ecs.reply_option(ecs_scope)
     buffer = DNSBuffer()
     buffer.pack("!HHHHHH", query.id, 0, 1, 0, 0, 0)  # counts patched below
-    # The question is written without entering its names in the compression table: later
-    # names never point into it (only the owner that is the query name does, always at
-    # offset 12), so the bytes after the question do not depend on the case the query was
-    # spelled in. The fast path (gslb/dns/fast.py) relies on that to share one cached
-    # reply between 0x20-randomised spellings of a name.
+    # The question's name and its suffixes are compression targets (as in Knot and NSD),
+    # entered in lower case: which names point into it, and where, depends only on the
+    # name in lower case, never on how the query spelled it, so the bytes after the
+    # question are the same for every 0x20 spelling. The fast path (gslb/dns/answers.py)
+    # relies on that to share one cached reply between spellings of a name.
     buffer.encode_name_nocompress(query.qname)
+    labels = [label.lower() for label in query.qname.label]
+    at = HEADER.size
+    for i, label in enumerate(labels):
+        buffer.names[tuple(labels[i:])] = at
+        at += len(label) + 1
     buffer.pack("!HH", query.qtype, query.qclass)
     question_end = len(buffer.data)
     counts = [_pack_rrsets(buffer, section, query) for section in sections]
@@ -245,9 +337,13 @@ def encode_error(exc: WireError, wire: bytes, udp_cap: int) -> bytes | None:
     read (RFC 6891 §7): a bare header makes resolvers such as dig retry without EDNS.
     """
     if exc.query is not None:
-        return encode_reply(
+        reply = encode_reply(
             exc.query, exc.rcode, False, ((), (), ()), max_size=65535, udp_cap=udp_cap
         )
+        if exc.tsig is None:
+            return reply
+        arcount = int.from_bytes(reply[10:12], "big") + 1
+        return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + exc.tsig
     if exc.header is None:
         return None
     qid, qflags = exc.header

@@ -29,8 +29,10 @@ from gslb.dns.answers import (
     variant_of,
 )
 from gslb.dns.codec import (
+    CLASS_ANY,
     CLASS_IN,
     MIN_UDP,
+    NOTAUTH,
     Drop,
     Query,
     WireError,
@@ -44,7 +46,7 @@ from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_qu
 from gslb.histogram import Histogram
 from gslb.plan import Plan
 from gslb.ratelog import RateLog
-from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
@@ -145,11 +147,20 @@ class Responder:
         self._known = self.cache.queries  # cleared in place, never replaced
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
 
-    def decide(self, query: Query, peer: str, view: View | None = None) -> Decision:
+    def decide(
+        self, query: Query, peer: str, view: View | None = None, tcp: bool = False
+    ) -> Decision:
         if view is None:
             view = self._view()
-        if query.qclass != CLASS_IN or query.qtype in ZONE_TRANSFERS:
-            # Zone transfers are never served: zone data is steered, not static.
+        if query.qclass not in (CLASS_IN, CLASS_ANY):  # ANY is answered like IN, as Knot does
+            return Decision(REFUSED, False)
+        if query.qtype in ZONE_TRANSFERS:
+            # Never served (zone data is steered, not static). As Knot: not over UDP at
+            # all; over TCP, NOTAUTH outside our zones, REFUSED inside.
+            if not tcp:
+                return Decision(NOTIMP, False)
+            if view.plan.find_zone(query.name) is None:
+                return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
         client = client_for(query, peer, self._geo)
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
@@ -395,7 +406,7 @@ class Responder:
         decision: Decision | None = None
         try:
             query = decode_query(wire)
-            decision = self.decide(query, peer, view)
+            decision = self.decide(query, peer, view, tcp)
             reply = encode_reply(
                 query,
                 decision.rcode,

@@ -32,6 +32,7 @@ from gslb.state import State
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 MAX_CHAIN = 8  # CNAME hops followed inside our zones
 TYPE_MX, TYPE_SRV = 15, 33
+TYPE_DS = 43
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,11 @@ def select(
         return Decision(REFUSED, False, trace=tuple(trace.steps))
     trace("zone", zone.name)
     cut = _cut_above(zone, qname)
+    if cut == qname and qtype == TYPE_DS:
+        # DS lives on the parent side of a cut: answered here, not referred (RFC 4035
+        # §3.1.4.1); we hold none, so NODATA with the SOA.
+        trace("referral", f"DS at the delegation {cut} is the parent's: answered here")
+        cut = None
     if cut is not None:
         ns = zone.nodes[cut].rrsets[TYPE_NS]
         trace("referral", f"{qname} is delegated at {cut}")
