@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 Cached = Callable[[bytes], bytes | None]
+Limit = Callable[[str, bytes], bytes | None]  # RRL: (peer, reply) -> what to send
 UDP_SOCKET_BUFFER = 4 << 20
 UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
 MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FORMERR
@@ -42,17 +43,26 @@ MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FO
 class UdpListener:
     """One bound UDP socket, drained by the event loop's reader callback."""
 
-    def __init__(self, sock: socket.socket, handle: Handler, cached: Cached | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handle: Handler,
+        cached: Cached | None,
+        limit: Limit | None = None,
+    ) -> None:
         self.sock = sock
         self._handle = handle
         self._cached = cached
+        self._limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = RateLog(log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         if mmsg.available():
-            batched = mmsg.BatchedUdp(self.sock, self._handle, self._cached, MAX_UDP_QUERY)
+            batched = mmsg.BatchedUdp(
+                self.sock, self._handle, self._cached, MAX_UDP_QUERY, self._limit
+            )
             loop.add_reader(self.sock.fileno(), batched.drain, UDP_BATCH // mmsg.BATCH)
         else:
             loop.add_reader(self.sock.fileno(), self._drain)
@@ -62,6 +72,7 @@ class UdpListener:
         send = self.sock.sendto
         handle = self._handle
         cached = self._cached or (lambda wire: None)
+        limit = self._limit
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recv(MAX_UDP_QUERY)
@@ -77,6 +88,8 @@ class UdpListener:
             except Exception:  # one query must cost only its own answer
                 self._log.exception("handle", "query from %s not answered", addr[0])
                 continue
+            if reply is not None and limit is not None:
+                reply = limit(addr[0], reply)
             if reply is None:
                 continue
             try:
@@ -276,7 +289,8 @@ class DnsServer:
 
     `cached(wire)`, when given, is tried first for UDP queries and answers the common ones
     without the peer's address (which then need not be made), or returns None;
-    `handle(wire, peer, tcp)` answers the rest, and every TCP query.
+    `handle(wire, peer, tcp)` answers the rest, and every TCP query; `limit`, when given,
+    filters UDP replies (response rate limiting, gslb/dns/rrl.py).
     """
 
     def __init__(
@@ -287,6 +301,7 @@ class DnsServer:
         cached: Cached | None = None,
         tcp_idle_timeout: float = 10.0,
         tcp: TcpSettings | None = None,
+        limit: Limit | None = None,
         reuse_port: bool = False,
     ) -> None:
         self._handle = handle
@@ -296,6 +311,7 @@ class DnsServer:
         self._reuse_port = reuse_port
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
+        self._limit = limit  # UDP only: TCP is where a limited client is answered
         self.tcp = TcpConnections(tcp if tcp is not None else TcpSettings())
         self._tcp_log = RateLog(log)
         self.bound: list[Bound] = []
@@ -317,7 +333,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
         sock = udp_socket(hp.host, hp.port, self._reuse_port)
-        udp = UdpListener(sock, self._handle, self._cached)
+        udp = UdpListener(sock, self._handle, self._cached, self._limit)
         port = udp.sock.getsockname()[1]
         try:
             server = await loop.create_server(
