@@ -177,6 +177,7 @@ class Runtime:
             "revision": self.cluster.revision,
             "live_nodes": 1 + len(peers),
             "health_quorum": self.cluster.settings.health_quorum,
+            "nodes": self.cluster.view()["nodes"],
             "disagreements": [
                 {
                     "endpoint": d.endpoint,
