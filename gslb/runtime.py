@@ -191,6 +191,13 @@ class Runtime:
             ],
         }
 
+    def cluster_health_notes(self) -> dict[str, Any] | None:
+        """For /v1/explain: where this node's own health verdicts are outvoted."""
+        if self.cluster is None:
+            return None
+        status = self._cluster_status()
+        return {k: status[k] for k in ("health_quorum", "live_nodes", "disagreements")}
+
     def cluster_view(self) -> dict[str, Any] | None:
         return None if self.cluster is None else self.cluster.view()
 

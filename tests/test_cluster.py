@@ -211,6 +211,9 @@ def test_health_consensus_and_a_killed_node_leaving(
         return texts.get("eu-west/127.0.2.1") == "down here, up on 2 of 3 nodes"
 
     wait_until(split_reported, 5, "ns1 reports its lone view")
+    _, explained = a.api("GET", "/v1/explain?name=www.gslb.example.com&client=81.2.69.0")
+    texts = [d["text"] for d in explained["cluster"]["disagreements"]]
+    assert texts == ["down here, up on 2 of 3 nodes"] * 2
     for node in (a, b, c):
         assert is_eu(node.answer())  # one node's failing checks do not fail eu-west over
     # ns1's config differs (its check port): the cluster view flags it.
