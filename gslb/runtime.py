@@ -28,6 +28,7 @@ from gslb.config import load_config
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.responder import Responder, View
+from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.workers import WorkerPool, WorkerSpec
 from gslb.errors import ConfigError
@@ -403,6 +404,8 @@ class Runtime:
                 settings.geoip_database,
                 udp_cap=settings.max_udp_size,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
+                rate_limit=settings.rate_limit,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
@@ -413,6 +416,8 @@ class Runtime:
                 listen,
                 cached=self.responder.answer_cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
+                tcp=settings.tcp,
+                limit=rate_limit_filter(settings.rate_limit, self.stats),
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:

@@ -45,8 +45,13 @@ class Served:
         return self.process.returncode
 
 
-def start_serve(config_dir: Path, *args: str, env: dict[str, str] | None = None) -> Served:
-    """Run `gslb serve` on loopback with port 0 and read the bound ports from its output."""
+def start_serve(
+    config_dir: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Served:
+    """Run `gslb serve` on loopback with port 0 and read the bound ports from its output.
+
+    `log`: a file that receives the server's stderr (its log), else the test's stderr.
+    """
     command = [
         sys.executable,
         "-m",
@@ -60,14 +65,19 @@ def start_serve(config_dir: Path, *args: str, env: dict[str, str] | None = None)
         "127.0.0.1:0",
         *args,
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=None,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
+    log_file = None if log is None else log.open("w")
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+    finally:
+        if log_file is not None:
+            log_file.close()  # the child has its own copy
     assert process.stdout is not None
     dns_port = api_port = None
     for line in process.stdout:

@@ -416,3 +416,23 @@ def test_a_failing_cached_answer_falls_back_to_the_full_path(
     assert responder.answer_cached(wire) is None  # no exception escapes
     reply = responder.handle_wire(wire, "127.0.0.1")
     assert reply == responder.answer_full(wire, "127.0.0.1")
+
+
+def test_every_table_the_query_path_fills_stays_bounded(plan_dir: Path, geo: GeoDatabase) -> None:
+    """Distinct names (NXDOMAIN each), distinct ECS networks and distinct resolvers: no table
+    of the answer cache grows past its configured size."""
+    view = make_view(plan_dir)
+    cache = AnswerCache(max_answers=50, max_clients=40)
+    responder = Responder(lambda: view, geo, cache=cache)
+    rng = random.Random(3)
+    for i in range(600):
+        subnet = dns.edns.ECSOption(f"{rng.randrange(1, 223)}.{i % 256}.{i // 256}.0", 24)
+        name = f"n{i}.gslb.example.com" if i % 2 else "www.gslb.example.com"
+        query = dns.message.make_query(name, "A", use_edns=0, options=[subnet])
+        reply = responder.handle_wire(query.to_wire(), f"127.0.{i % 256}.{i // 256 + 1}")
+        assert reply is not None
+        assert len(cache.routes) <= 50
+        assert len(cache.queries) <= 50
+        assert cache.size <= 50
+        assert len(cache.clients) <= 40
+        assert len(cache.rankings) <= 40

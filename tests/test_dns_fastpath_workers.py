@@ -107,3 +107,16 @@ async def test_a_dead_worker_is_started_again_with_the_current_view(
         assert time.monotonic() < deadline, "the worker was not started again"
         await asyncio.sleep(0.05)
     await answers_become(port, ["192.0.2.2"])  # the new worker got the published state
+
+
+def test_frames_come_out_whole_however_the_stream_is_cut() -> None:
+    from gslb.dns.channel import Frames, frame
+
+    messages = [b"", b"x", bytes(range(256)) * 3000, b"last"]
+    stream = b"".join(frame(m) for m in messages)
+    for cut in (1, 7, 8, 9, 4096, 200_000):
+        frames = Frames()
+        out: list[bytes] = []
+        for at in range(0, len(stream), cut):
+            out += frames.feed(stream[at : at + cut])
+        assert out == messages

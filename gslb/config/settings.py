@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from gslb.config.tables import Parsed
-from gslb.model import ClusterSettings, ServerSettings
+from gslb.model import ClusterSettings, RateLimitSettings, ServerSettings, TcpSettings
 
 
 def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
@@ -22,6 +22,30 @@ def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
         health_quorum=parsed["health_quorum"],
         lease_ttl=parsed["lease_ttl"],
         audit_keep=parsed["audit_keep"],
+    )
+
+
+def build_tcp(parsed: Parsed | None) -> TcpSettings:
+    if parsed is None:
+        return TcpSettings()
+    return TcpSettings(
+        max_connections=parsed["max_connections"],
+        max_per_client=parsed["max_per_client"],
+        io_timeout=parsed["io_timeout"],
+    )
+
+
+def build_rate_limit(parsed: Parsed | None) -> RateLimitSettings | None:
+    if parsed is None:
+        return None
+    return RateLimitSettings(
+        responses_per_second=float(parsed["responses_per_second"]),
+        window=parsed["window"],
+        slip=parsed["slip"],
+        ipv4_prefix=parsed["ipv4_prefix"],
+        ipv6_prefix=parsed["ipv6_prefix"],
+        exempt=tuple(parsed["exempt"]),
+        max_accounts=parsed["max_accounts"],
     )
 
 
@@ -42,6 +66,8 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         state_path=state["path"] if state else defaults.state_path,
         max_udp_size=dns["max_udp_size"] if dns else defaults.max_udp_size,
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
+        tcp=build_tcp(dns["tcp"] if dns else None),
+        rate_limit=build_rate_limit(dns["rate_limit"] if dns else None),
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),

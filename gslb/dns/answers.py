@@ -59,9 +59,9 @@ so across queries the answers follow the weights exactly in expectation, and any
 client), so filling them costs little: 128 full-path answers (~100 µs each) per random
 key after each plan or state change, then one per 1000 hits.
 
-Memory is bounded: at most `max_answers` variants and parsed queries and `max_clients`
-client entries; when a table is full it is cleared and refills from the hot keys (one
-full-path answer each).
+Memory is bounded: at most `max_answers` variants, routes and parsed queries and
+`max_clients` client entries and rankings; when a table is full it is cleared and refills
+from the hot keys (one full-path answer each).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gslb.dns.codec import qtype_label
 from gslb.dns.ecs import ClientSubnet
 from gslb.dns.fastparse import Parsed
 from gslb.plan import Plan
@@ -164,7 +165,7 @@ class Tally:
 
     def __init__(self, zone: str | None, qtype: int, rcode: int, steering: Steering | None) -> None:
         self.n = 0
-        self.query = (zone, qtype, rcode)  # gslb_dns_queries_total
+        self.query = (zone, qtype_label(qtype), rcode)  # gslb_dns_queries_total: bounded
         self.answer: tuple[str, str] | None = None  # (service, region) when steered
         self.endpoints: tuple[tuple[str, str, str], ...] = ()  # (service, region, address)
         self.fail_open: str | None = None  # the service, when it answered failing open
@@ -316,6 +317,15 @@ class AnswerCache:
             self.queries.clear()
         known = self.queries[key] = Known(parsed)
         return known
+
+    def add_route(self, key: bytes, route: Route) -> None:
+        """Learn the route of a (name, type): one per distinct name asked, so bounded like the
+        answers (a flood of random names must not grow memory; links stay valid, as a route
+        is only read on the way to an entry)."""
+        routes = self.routes
+        if len(routes) >= self.max_answers and key not in routes:
+            routes.clear()
+        routes[key] = route
 
     def client_part(self, route: Route, info: ClientInfo) -> object:
         """What of the client the answers of `route` depend on (see the module docstring);

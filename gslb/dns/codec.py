@@ -14,6 +14,7 @@ from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSRecord
 from dnslib.dns import EDNSOption
 
 from gslb.dns.ecs import OPTION_CODE, ClientSubnet, EcsError, parse_ecs
+from gslb.dns.layout import Layout, OptionError, layout, options
 from gslb.plan import RRSet
 from gslb.select import FORMERR, NOTIMP
 
@@ -29,6 +30,7 @@ FLAG_CD = 0x0010
 EDNS_DO = 0x8000
 MIN_UDP = 512
 QUESTION_POINTER = 0xC00C  # a compression pointer to the name at offset 12
+MAX_NAME = 255  # octets of a name on the wire (RFC 1035 §2.3.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,31 +72,36 @@ class Drop(Exception):
     """Not worth an answer: too short for a header, or a response rather than a query."""
 
 
-def _edns(record: DNSRecord, header: tuple[int, int]) -> Edns | None:
-    opts = [rr for rr in record.ar if rr.rtype == TYPE_OPT]
-    if any(rr.rtype == TYPE_OPT for rr in list(record.rr) + list(record.auth)):
-        raise WireError(FORMERR, "OPT outside the additional section", header=header)
-    if not opts:
+def _edns(record: DNSRecord, shape: Layout, header: tuple[int, int]) -> Edns | None:
+    if shape.opt_count == 0:
         return None
-    if len(opts) > 1:
+    if shape.opt_count > 1:
         raise WireError(FORMERR, "more than one OPT record", header=header)
-    opt = opts[0]
-    if str(opt.rname) != ".":
+    opt = shape.opt
+    if opt is None or not any(rr.rtype == TYPE_OPT for rr in record.ar):
+        raise WireError(FORMERR, "OPT outside the additional section", header=header)
+    if not opt.at_root:
         raise WireError(FORMERR, "OPT owner is not the root", header=header)
+    # The options are read from the raw RDATA: dnslib skips an option of four bytes or
+    # less and trailing bytes that do not make an option, which must be FORMERR instead.
+    try:
+        found = options(opt.rdata)
+    except OptionError as exc:
+        raise WireError(FORMERR, str(exc), header=header) from exc
     ecs = None
     seen_ecs = False
-    for option in opt.rdata or ():
-        if option.code != OPTION_CODE:
+    for code, data in found:
+        if code != OPTION_CODE:
             continue  # unknown options are ignored and never echoed (RFC 6891 §6.1.2)
         if seen_ecs:
             raise WireError(FORMERR, "more than one ECS option", header=header)
         seen_ecs = True
         try:
-            ecs = parse_ecs(bytes(option.data))
+            ecs = parse_ecs(data)
         except EcsError as exc:
             raise WireError(FORMERR, str(exc), header=header) from exc
     return Edns(
-        udp_size=opt.rclass,
+        udp_size=opt.udp_size,
         version=(opt.ttl >> 16) & 0xFF,
         do=bool(opt.ttl & EDNS_DO),
         ecs=ecs,
@@ -119,7 +126,9 @@ def decode_query(wire: bytes) -> Query:
     except Exception as exc:  # dnslib raises several types for malformed input
         raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
     question = record.questions[0]
-    edns = _edns(record, header)
+    if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
+        raise WireError(FORMERR, "question name longer than 255 octets", header=header)
+    edns = _edns(record, layout(wire), header)
     name = str(question.qname).lower()
     if not name.endswith("."):
         name += "."
@@ -229,8 +238,12 @@ def encode_reply(
     return header + wire[HEADER.size :]
 
 
-def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
-    """The reply for a query that failed to decode or validate."""
+def encode_error(exc: WireError, wire: bytes, udp_cap: int) -> bytes | None:
+    """The reply for a query that failed to decode or validate.
+
+    It carries the question and an OPT record whenever the query had them and they can be
+    read (RFC 6891 §7): a bare header makes resolvers such as dig retry without EDNS.
+    """
     if exc.query is not None:
         return encode_reply(
             exc.query, exc.rcode, False, ((), (), ()), max_size=65535, udp_cap=udp_cap
@@ -238,11 +251,33 @@ def encode_error(exc: WireError, udp_cap: int) -> bytes | None:
     if exc.header is None:
         return None
     qid, qflags = exc.header
-    return HEADER.pack(qid, _reply_flags(qflags, exc.rcode, False), 0, 0, 0, 0)
+    shape = layout(wire)
+    question = b"" if shape.question_end is None else wire[HEADER.size : shape.question_end]
+    tail = b""
+    if shape.opt is not None:
+        ttl = ((exc.rcode >> 4) << 24) | (shape.opt.ttl & EDNS_DO)
+        tail = b"\x00" + struct.pack("!HHIH", TYPE_OPT, udp_cap, ttl, 0)
+    flags = _reply_flags(qflags, exc.rcode, False)
+    head = HEADER.pack(qid, flags, 1 if question else 0, 0, 0, 1 if tail else 0)
+    return head + question + tail
 
 
 def qtype_name(qtype: int) -> str:
     return str(QTYPE.get(qtype, f"TYPE{qtype}"))
+
+
+OTHER_QTYPE = -1  # the metric label of every type we do not know by name
+_KNOWN_QTYPES = frozenset(QTYPE.forward)
+
+
+def qtype_label(qtype: int) -> int:
+    """`qtype` for metric labels: itself when we know its name, else OTHER_QTYPE, so any
+    number of raw types a client sends makes a bounded set of series."""
+    return qtype if qtype in _KNOWN_QTYPES else OTHER_QTYPE
+
+
+def qtype_label_name(qtype: int) -> str:
+    return "other" if qtype == OTHER_QTYPE else qtype_name(qtype)
 
 
 RCODE_NAMES = {

@@ -103,7 +103,7 @@ def _with_opt(wire: bytes, qend: int, key: bytes, qtype: int) -> Parsed | None:
         if pos + length > size:
             return None
         if code == ECS_CODE:
-            if ecs is not None:
+            if ecs is not None or length < 4:  # the full path answers FORMERR
                 return None
             ecs = wire[pos : pos + length]
         pos += length

@@ -43,6 +43,7 @@ from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
 from gslb.histogram import Histogram
 from gslb.plan import Plan
+from gslb.ratelog import RateLog
 from gslb.select import REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
@@ -142,6 +143,7 @@ class Responder:
         self._clock = clock
         self.cache = cache if cache is not None else AnswerCache()
         self._known = self.cache.queries  # cleared in place, never replaced
+        self._log = RateLog(log)  # any client can make the query path log: one line per kind
 
     def decide(self, query: Query, peer: str, view: View | None = None) -> Decision:
         if view is None:
@@ -180,7 +182,7 @@ class Responder:
         try:
             return self._fast(wire, known, peer, view, started)
         except Exception:
-            log.exception("fast path failed; answering by the full path")
+            self._log.exception("fast", "fast path failed; answering by the full path")
             return self._full(wire, peer, tcp, view, started)[0]
 
     def answer_cached(self, wire: bytes) -> bytes | None:
@@ -242,7 +244,7 @@ class Responder:
             latency.total += seconds
             return reply
         except Exception:  # a bug must cost this answer its speed, not the answer
-            log.exception("cached answer failed; answering by the full path")
+            self._log.exception("cached", "cached answer failed; answering by the full path")
             return None
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
@@ -367,7 +369,7 @@ class Responder:
             return reply  # not the question as sent: never the case, but never cache it
         cache = self.cache
         route = route_of(decision, view.plan)
-        cache.routes[q.key] = route
+        cache.add_route(q.key, route)
         ecs = q.ecs
         if ecs is not None:
             info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
@@ -407,20 +409,32 @@ class Responder:
         except Drop:
             return None, None, None
         except WireError as exc:
-            reply_or_none = encode_error(exc, self.udp_cap)
+            reply_or_none = encode_error(exc, wire, self.udp_cap)
             self._observe(exc.query or query, exc.rcode, None, started)
             return reply_or_none, None, None
         except Exception:
-            log.exception("SERVFAIL: unexpected error answering %r", wire[:64])
+            self._log.exception("servfail", "SERVFAIL: unexpected error answering %r", wire[:64])
             if query is None:
                 return None, None, None
-            reply = encode_reply(
-                query, SERVFAIL, False, ((), (), ()), max_size=512, udp_cap=self.udp_cap
-            )
             self._observe(query, SERVFAIL, None, started)
-            return reply, None, None
+            return self._servfail(query, wire), None, None
         self._observe(query, rcode, decision, started)
         return reply, query, decision
+
+    def _servfail(self, query: Query, wire: bytes) -> bytes | None:
+        """SERVFAIL for a query whose answer failed; never raises (whatever made the answer
+        fail may make this fail too, e.g. a name too long to encode)."""
+        try:
+            return encode_reply(
+                query, SERVFAIL, False, ((), (), ()), max_size=512, udp_cap=self.udp_cap
+            )
+        except Exception:
+            try:
+                return encode_error(
+                    WireError(SERVFAIL, "", header=(query.id, query.flags)), wire, self.udp_cap
+                )
+            except Exception:
+                return None
 
     def _observe(
         self, query: Query | None, rcode: int, decision: Decision | None, started: float

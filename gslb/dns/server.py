@@ -11,7 +11,10 @@ DNS servers do; the client asks again.
 
 TCP follows RFC 7766: two-byte length framing, pipelined queries answered in
 order on one connection, idle connections closed after a timeout, and reading
-paused while a slow reader has not taken its replies.
+paused while a slow reader has not taken its replies. Connections are capped in all
+and per client address (`dns.tcp`), and a query that trickles in, or replies left
+unread, cost the connection after `io_timeout`: a few cheap clients cannot hold
+every slot and lock legitimate TCP clients (the fallback after TC=1) out.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from gslb.dns import mmsg
-from gslb.model import HostPort
+from gslb.model import HostPort, TcpSettings
+from gslb.ratelog import RateLog
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 Cached = Callable[[bytes], bytes | None]
-MAX_TCP_CONNECTIONS = 4096
+Limit = Callable[[str, bytes], bytes | None]  # RRL: (peer, reply) -> what to send
 UDP_SOCKET_BUFFER = 4 << 20
 UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
 MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FORMERR
@@ -39,16 +43,26 @@ MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FO
 class UdpListener:
     """One bound UDP socket, drained by the event loop's reader callback."""
 
-    def __init__(self, sock: socket.socket, handle: Handler, cached: Cached | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handle: Handler,
+        cached: Cached | None,
+        limit: Limit | None = None,
+    ) -> None:
         self.sock = sock
         self._handle = handle
         self._cached = cached
+        self._limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = RateLog(log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         if mmsg.available():
-            batched = mmsg.BatchedUdp(self.sock, self._handle, self._cached, MAX_UDP_QUERY)
+            batched = mmsg.BatchedUdp(
+                self.sock, self._handle, self._cached, MAX_UDP_QUERY, self._limit
+            )
             loop.add_reader(self.sock.fileno(), batched.drain, UDP_BATCH // mmsg.BATCH)
         else:
             loop.add_reader(self.sock.fileno(), self._drain)
@@ -58,6 +72,7 @@ class UdpListener:
         send = self.sock.sendto
         handle = self._handle
         cached = self._cached or (lambda wire: None)
+        limit = self._limit
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recv(MAX_UDP_QUERY)
@@ -66,9 +81,15 @@ class UdpListener:
             except OSError as exc:  # an ICMP error reported for an earlier reply
                 log.debug("UDP receive error: %s", exc)
                 continue
-            reply = cached(data)
-            if reply is None:
-                reply = handle(data, addr[0], False)
+            try:
+                reply = cached(data)
+                if reply is None:
+                    reply = handle(data, addr[0], False)
+            except Exception:  # one query must cost only its own answer
+                self._log.exception("handle", "query from %s not answered", addr[0])
+                continue
+            if reply is not None and limit is not None:
+                reply = limit(addr[0], reply)
             if reply is None:
                 continue
             try:
@@ -104,65 +125,157 @@ def udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+class TcpConnections:
+    """The open DNS-over-TCP connections of a server, oldest first, and their limits.
+
+    `dns.tcp`: at most `max_per_client` from one source address (more are refused) and
+    `max_connections` in all; when full, the oldest idle connection gives way to the new
+    one (as Knot does), and only when none is idle is the new one refused. A connection is
+    idle when it holds no part of a query and no reply waits for the client to read it.
+    """
+
+    def __init__(self, limits: TcpSettings) -> None:
+        self.limits = limits
+        self.open: dict[TcpProtocol, None] = {}  # insertion order: oldest first
+        self._per_client: dict[str, int] = {}
+        self.refused = 0
+        self.evicted = 0
+        self.timed_out = 0
+
+    def admit(self, connection: TcpProtocol, peer: str) -> bool:
+        if self._per_client.get(peer, 0) >= self.limits.max_per_client:
+            self.refused += 1
+            return False
+        if len(self.open) >= self.limits.max_connections:
+            victim = next((c for c in self.open if c.idle), None)
+            if victim is None:
+                self.refused += 1
+                return False
+            self.evicted += 1
+            victim.abort()
+        self.open[connection] = None
+        self._per_client[peer] = self._per_client.get(peer, 0) + 1
+        return True
+
+    def remove(self, connection: TcpProtocol, peer: str) -> None:
+        if connection in self.open:
+            del self.open[connection]
+            left = self._per_client[peer] - 1
+            if left:
+                self._per_client[peer] = left
+            else:
+                del self._per_client[peer]
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+
 class TcpProtocol(asyncio.Protocol):
-    def __init__(self, handle: Handler, idle_timeout: float, registry: set[TcpProtocol]) -> None:
+    """One DNS-over-TCP connection (RFC 7766) under the limits of `TcpConnections`.
+
+    One deadline at a time: idle (nothing pending) for `idle_timeout`; a query begun must
+    arrive whole within `io_timeout` of its first byte, however it trickles in; replies
+    the client does not read (the transport paused us) must be taken within `io_timeout`.
+    """
+
+    def __init__(
+        self,
+        handle: Handler,
+        idle_timeout: float,
+        connections: TcpConnections,
+        ratelog: RateLog,
+    ) -> None:
         self._handle = handle
+        self._log = ratelog
         self._idle_timeout = idle_timeout
-        self._registry = registry
+        self._io_timeout = connections.limits.io_timeout
+        self._connections = connections
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._peer = ""
-        self._idle: asyncio.TimerHandle | None = None
+        self._admitted = False
+        self._paused = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not self._buffer and not self._paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        if len(self._registry) >= MAX_TCP_CONNECTIONS:
-            self._transport.abort()
-            return
-        self._registry.add(self)
         peer = self._transport.get_extra_info("peername")
         self._peer = str(peer[0]) if peer else ""
-        self._arm_idle()
+        if not self._connections.admit(self, self._peer):
+            self._transport.abort()
+            return
+        self._admitted = True
+        self._wait(self._idle_timeout)
 
-    def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self._idle_timeout, self.close)
+    def _wait(self, seconds: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = asyncio.get_running_loop().call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        if not self.idle:
+            self._connections.timed_out += 1
+        self.abort()
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
     def data_received(self, data: bytes) -> None:
+        began_empty = not self._buffer
         self._buffer += data
-        self._arm_idle()
+        answered = False
         while len(self._buffer) >= 2:
             size = int.from_bytes(self._buffer[:2], "big")
             if len(self._buffer) < 2 + size:
                 break
             message = bytes(self._buffer[2 : 2 + size])
             del self._buffer[: 2 + size]
-            reply = self._handle(message, self._peer, True)
+            try:
+                reply = self._handle(message, self._peer, True)
+            except Exception:  # a bug costs this connection, never the server
+                self._log.exception("tcp", "TCP query from %s not answered", self._peer)
+                reply = None
             if reply is None:
                 # RFC 7766 §6.2.4: a framing or header error leaves the stream unusable.
                 self.close()
                 return
             assert self._transport is not None
             self._transport.write(len(reply).to_bytes(2, "big") + reply)
+            answered = True
+        if self._paused:
+            return  # the client has replies to read first: that deadline stands
+        if not self._buffer:
+            self._wait(self._idle_timeout)
+        elif began_empty or answered:
+            self._wait(self._io_timeout)  # a new query began: it must arrive whole in time
+        # else: more bytes of the query already timed; a trickle does not extend it
 
     def pause_writing(self) -> None:
+        self._paused = True
         if self._transport is not None:
             self._transport.pause_reading()
+        self._wait(self._io_timeout)
 
     def resume_writing(self) -> None:
+        self._paused = False
         if self._transport is not None:
             self._transport.resume_reading()
+        self._wait(self._io_timeout if self._buffer else self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._registry.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._admitted:
+            self._connections.remove(self, self._peer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +289,8 @@ class DnsServer:
 
     `cached(wire)`, when given, is tried first for UDP queries and answers the common ones
     without the peer's address (which then need not be made), or returns None;
-    `handle(wire, peer, tcp)` answers the rest, and every TCP query.
+    `handle(wire, peer, tcp)` answers the rest, and every TCP query; `limit`, when given,
+    filters UDP replies (response rate limiting, gslb/dns/rrl.py).
     """
 
     def __init__(
@@ -186,6 +300,8 @@ class DnsServer:
         *,
         cached: Cached | None = None,
         tcp_idle_timeout: float = 10.0,
+        tcp: TcpSettings | None = None,
+        limit: Limit | None = None,
         reuse_port: bool = False,
     ) -> None:
         self._handle = handle
@@ -195,7 +311,9 @@ class DnsServer:
         self._reuse_port = reuse_port
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
-        self._connections: set[TcpProtocol] = set()
+        self._limit = limit  # UDP only: TCP is where a limited client is answered
+        self.tcp = TcpConnections(tcp if tcp is not None else TcpSettings())
+        self._tcp_log = RateLog(log)
         self.bound: list[Bound] = []
 
     async def start(self) -> list[Bound]:
@@ -215,11 +333,11 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
         sock = udp_socket(hp.host, hp.port, self._reuse_port)
-        udp = UdpListener(sock, self._handle, self._cached)
+        udp = UdpListener(sock, self._handle, self._cached, self._limit)
         port = udp.sock.getsockname()[1]
         try:
             server = await loop.create_server(
-                lambda: TcpProtocol(self._handle, self._idle, self._connections),
+                lambda: TcpProtocol(self._handle, self._idle, self.tcp, self._tcp_log),
                 host=hp.host,
                 port=port,
                 family=family,
@@ -239,7 +357,7 @@ class DnsServer:
             udp.close()
         for server in self._tcp:
             server.close()
-        for connection in list(self._connections):
+        for connection in list(self.tcp.open):
             connection.close()
         for server in self._tcp:
             await server.wait_closed()

@@ -10,8 +10,9 @@ workers, which answer from it; the kernel spreads queries over the workers' sock
                                    # the state changed (the plan is sent once per generation)
     await pool.stop()
 
-Protocol over one pipe per worker (multiprocessing Connection, pickled values; the
-frozen maps inside plan and state travel as dicts and come back as read-only views):
+Protocol over one pipe per worker (a multiprocessing Pipe, framed by gslb.dns.channel so
+that a message of any size arrives whole; pickled values; the frozen maps inside plan and
+state travel as dicts and come back as read-only views):
 parent → worker: ("plan", Plan), ("state", State), ("stop",); worker → parent:
 ("ready", [Bound, ...]), then ("stats", {...}) every second. A worker that dies is
 started again with the current view (after `restart_delay`, so a worker that cannot start
@@ -25,14 +26,13 @@ adds them up for /metrics and the status page, keeping those of workers that die
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copyreg
 import io
 import logging
 import multiprocessing
 import pickle
 import signal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import MappingProxyType
@@ -40,11 +40,13 @@ from typing import Any
 
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
+from gslb.dns.channel import Channel
 from gslb.dns.responder import Responder, View
+from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
-from gslb.model import HostPort
+from gslb.model import HostPort, RateLimitSettings, TcpSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class WorkerSpec:
     geo_path: str | None
     udp_cap: int = 1232
     tcp_idle_timeout: float = 10.0
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    rate_limit: RateLimitSettings | None = None
     cache_entries: int = 100_000
 
 
@@ -118,19 +122,15 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         spec.listen,
         cached=responder.answer_cached,
         tcp_idle_timeout=spec.tcp_idle_timeout,
+        tcp=spec.tcp,
+        limit=rate_limit_filter(spec.rate_limit, stats),
         reuse_port=True,
     )
     bound = await server.start()
-    conn.send_bytes(dumps(("ready", bound)))
     stopped = asyncio.Event()
-    running = asyncio.get_running_loop()
 
-    def on_message() -> None:
-        try:
-            message = loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            stopped.set()  # the parent is gone: so is the reason to answer
-            return
+    def on_message(data: bytes) -> None:
+        message = loads(data)
         kind = message[0]
         if kind == "plan":
             current[0] = View(message[1], current[0].state)
@@ -139,23 +139,22 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         elif kind == "stop":
             stopped.set()
 
+    # The parent gone (its end closed) is the end of the reason to answer.
+    channel = Channel(conn.fileno(), on_message, stopped.set)
+    channel.send(dumps(("ready", bound)))
+
     async def report() -> None:
         """This worker's counters to the parent, for its /metrics and status page."""
-        while True:
+        while not channel.closed:
             await asyncio.sleep(STATS_EVERY)
-            try:
-                conn.send_bytes(dumps(("stats", stats.query_snapshot())))
-            except OSError:
-                stopped.set()
-                return
+            channel.send(dumps(("stats", stats.query_snapshot())))
 
-    running.add_reader(conn.fileno(), on_message)
-    reporter = running.create_task(report())
+    reporter = asyncio.get_running_loop().create_task(report())
     try:
         await stopped.wait()
     finally:
         reporter.cancel()
-        running.remove_reader(conn.fileno())
+        channel.close()
         await server.close()
         geo.close()
 
@@ -167,7 +166,18 @@ class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
+        self.channel: Channel | None = None  # set once the loop watches the pipe
         self.snapshot: dict[str, Any] | None = None  # its latest counters
+
+    def send(self, message: bytes) -> None:
+        # A worker that died gets the current view when the supervisor starts it again.
+        if self.channel is not None:
+            self.channel.send(message)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        self.conn.close()
 
 
 class WorkerPool:
@@ -206,24 +216,29 @@ class WorkerPool:
         )
         process.start()
         child_end.close()
+        worker = _Worker(process, parent_end)
+        ready: asyncio.Future[list[Bound]] = asyncio.get_running_loop().create_future()
+
+        def on_message(data: bytes) -> None:
+            message = loads(data)
+            if message[0] == "ready" and not ready.done():
+                ready.set_result(message[1])
+            elif message[0] == "stats":
+                worker.snapshot = message[1]
+
+        def on_close() -> None:
+            if not ready.done():
+                ready.set_exception(EOFError("the worker closed its pipe"))
+
+        worker.channel = Channel(parent_end.fileno(), on_message, on_close)
         try:
-            ready = await asyncio.wait_for(_receive(parent_end), START_TIMEOUT)
+            bound = await asyncio.wait_for(ready, START_TIMEOUT)
         except (TimeoutError, EOFError, OSError) as exc:
             process.kill()
+            worker.close()
             raise RuntimeError(f"DNS worker {index} did not start: {exc!r}") from exc
-        worker = self._workers[index] = _Worker(process, parent_end)
-        asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_message, worker)
-        bound: list[Bound] = ready[1]
+        self._workers[index] = worker
         return bound
-
-    def _on_message(self, worker: _Worker) -> None:
-        try:
-            message = loads(worker.conn.recv_bytes())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            return
-        if message[0] == "stats":
-            worker.snapshot = message[1]
 
     def snapshots(self) -> list[dict[str, Any]]:
         """The DNS counters of every worker, those that died included (`DnsStats` data)."""
@@ -250,24 +265,27 @@ class WorkerPool:
             if worker is None:
                 continue
             for message in messages:
-                # A worker that died gets this view when the supervisor starts it again.
-                with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(message)
+                worker.send(message)
 
     async def _supervise(self) -> None:
         while not self._stopping:
             await asyncio.sleep(0.2)
             for index, worker in enumerate(self._workers):
-                if worker is None or worker.process.is_alive() or self._stopping:
+                if worker is None or self._stopping:
+                    continue
+                if worker.process.is_alive():
+                    if worker.channel is not None and worker.channel.closed:
+                        # It stopped reading (its outbox overflowed) or closed its end:
+                        # it would answer from a stale view. Start it afresh.
+                        log.warning("DNS worker %d stopped taking updates; restarting it", index)
+                        worker.process.kill()
                     continue
                 log.warning(
                     "DNS worker %d exited (code %s); starting it again",
                     index,
                     worker.process.exitcode,
                 )
-                with contextlib.suppress(ValueError, OSError):
-                    asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-                worker.conn.close()
+                worker.close()
                 if worker.snapshot is not None:
                     self._retired.append(worker.snapshot)
                 self._workers[index] = None
@@ -287,33 +305,13 @@ class WorkerPool:
             self._supervisor.cancel()
         for worker in self._workers:
             if worker is not None:
-                with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(dumps(("stop",)))
+                worker.send(dumps(("stop",)))
         for worker in self._workers:
             if worker is None:
                 continue
-            with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(worker.conn.fileno())
             await asyncio.to_thread(worker.process.join, STOP_TIMEOUT)
             if worker.process.is_alive():
                 worker.process.kill()
                 await asyncio.to_thread(worker.process.join)
-            worker.conn.close()
+            worker.close()
         self._workers = [None] * self._count
-
-
-async def _receive(conn: Connection) -> Any:
-    """One message from a worker, without blocking the loop."""
-    running = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = running.create_future()
-
-    def on_readable() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    running.add_reader(conn.fileno(), on_readable)
-    try:
-        await ready
-    finally:
-        running.remove_reader(conn.fileno())
-    return loads(conn.recv_bytes())

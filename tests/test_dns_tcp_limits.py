@@ -1,0 +1,148 @@
+"""DNS over TCP under the `dns.tcp` limits, with real sockets against `gslb serve`: cheap
+clients (idle, trickling, not reading) cannot lock a legitimate TCP client out."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.conftest import Served, copy_sample, start_serve
+
+MAX_CONNECTIONS = 12
+PER_CLIENT = 4
+IO_TIMEOUT = 0.5
+IDLE_TIMEOUT = 30  # long: only the limits under test may close a connection
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    zones = copy_sample(tmp_path_factory.mktemp("tcp"))
+    settings = zones / "gslb.yaml"
+    settings.write_text(
+        settings.read_text().replace(
+            "  max_udp_size: 1232\n",
+            f"  max_udp_size: 1232\n  tcp_idle_timeout: {IDLE_TIMEOUT}s\n"
+            f"  tcp: {{max_connections: {MAX_CONNECTIONS}, max_per_client: {PER_CLIENT}, "
+            f"io_timeout: {int(IO_TIMEOUT * 1000)}ms}}\n",
+        )
+    )
+    zone = zones / "gslb.example.com.yaml"
+    big = ", ".join(f'"{i:02d} {"x" * 200}"' for i in range(15))  # a 3 KB answer
+    zone.write_text(zone.read_text().replace("records:\n", f"records:\n  big: {{TXT: [{big}]}}\n"))
+    server = start_serve(zones)
+    yield server
+    server.stop()
+
+
+def connect(served: Served, source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", served.dns_port))
+    return sock
+
+
+def framed(name: str = "ns1.gslb.example.com", qid: int = 1, rdtype: str = "A") -> bytes:
+    wire = dns.message.make_query(name, rdtype, id=qid).to_wire()
+    return struct.pack("!H", len(wire)) + wire
+
+
+def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """Whether the server closes `sock` (EOF or reset) within `timeout`."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65535):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def answered(served: Served, source: str) -> bool:
+    with connect(served, source) as sock:
+        sock.sendall(framed())
+        size = struct.unpack("!H", sock.recv(2))[0]
+        reply = b""
+        while len(reply) < size:
+            reply += sock.recv(size - len(reply))
+    return dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
+
+
+def test_one_address_gets_at_most_max_per_client(served: Served) -> None:
+    held = [connect(served, "127.0.0.2") for _ in range(PER_CLIENT)]
+    try:
+        extra = connect(served, "127.0.0.2")
+        assert closed_by_server(extra)  # refused: the address holds its share
+        extra.close()
+        assert answered(served, "127.0.0.3")  # another address is served
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_trickled_query_loses_its_connection_after_io_timeout(served: Served) -> None:
+    query = framed()
+    with connect(served, "127.0.0.4") as sock:
+        started = time.monotonic()
+        sock.sendall(query[:3])
+        closed = False
+        for byte in query[3:-1]:  # one byte every IO_TIMEOUT / 3: never idle, never whole
+            time.sleep(IO_TIMEOUT / 3)
+            try:
+                sock.sendall(bytes([byte]))
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+                break
+        closed = closed or closed_by_server(sock, timeout=IO_TIMEOUT * 4)
+        elapsed = time.monotonic() - started
+    assert closed and elapsed < len(query) * IO_TIMEOUT / 3  # before the query was whole
+
+
+def test_a_full_server_closes_the_oldest_idle_connection_for_a_new_client(
+    served: Served,
+) -> None:
+    idle = [connect(served, f"127.0.1.{1 + i // PER_CLIENT}") for i in range(MAX_CONNECTIONS)]
+    try:
+        # Each is known to the server once it answered on it: then the table is full.
+        for sock in idle:
+            sock.sendall(framed())
+            size = struct.unpack("!H", sock.recv(2))[0]
+            sock.recv(size)
+        assert answered(served, "127.0.2.1")  # a legitimate client still gets its answer
+        assert closed_by_server(idle[0])  # the oldest idle connection made room
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_client_that_never_reads_loses_its_slot(served: Served) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("127.0.0.5", 0))
+    sock.connect(("127.0.0.1", served.dns_port))
+    sock.setblocking(False)
+    pipelined = b"".join(framed("big.gslb.example.com", i % 65536, "TXT") for i in range(5000))
+    sent = 0
+    deadline = time.monotonic() + 10
+    try:
+        while sent < len(pipelined) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(pipelined[sent : sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)  # the server stopped reading: its replies wait for us
+            except (ConnectionResetError, BrokenPipeError):
+                break
+        time.sleep(IO_TIMEOUT * 3)  # the deadline for taking the replies passes unread
+        assert closed_by_server(sock, timeout=5)
+    finally:
+        sock.close()
+    assert answered(served, "127.0.0.5")
