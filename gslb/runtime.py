@@ -178,6 +178,7 @@ class Runtime:
             "revision": self.cluster.revision,
             "live_nodes": 1 + len(peers),
             "health_quorum": self.cluster.settings.health_quorum,
+            "nodes": self.cluster.view()["nodes"],
             "disagreements": [
                 {
                     "endpoint": d.endpoint,
@@ -190,6 +191,13 @@ class Runtime:
                 for d in split
             ],
         }
+
+    def cluster_health_notes(self) -> dict[str, Any] | None:
+        """For /v1/explain: where this node's own health verdicts are outvoted."""
+        if self.cluster is None:
+            return None
+        status = self._cluster_status()
+        return {k: status[k] for k in ("health_quorum", "live_nodes", "disagreements")}
 
     def cluster_view(self) -> dict[str, Any] | None:
         return None if self.cluster is None else self.cluster.view()
