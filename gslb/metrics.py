@@ -49,6 +49,7 @@ class DnsStats:
     checks: dict[tuple[str, bool], int] = field(default_factory=dict)  # (region, ok)
     check_latency: dict[str, Histogram] = field(default_factory=dict)
     reloads: dict[str, int] = field(default_factory=dict)  # "ok" / "error"
+    rate_limited: dict[str, int] = field(default_factory=dict)  # RRL action -> replies
 
     def observe_query(
         self, zone: str | None, qtype: int, rcode: int, steering: Steering | None, seconds: float
@@ -102,6 +103,7 @@ class DnsStats:
             "endpoint_answers": [[*k, v] for k, v in self.endpoint_answers.items()],
             "fail_open": [[k, v] for k, v in self.fail_open.items()],
             "latency": [list(self.latency.counts), self.latency.total],
+            "rate_limited": dict(self.rate_limited),
         }
 
     def add_query_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -116,6 +118,8 @@ class DnsStats:
             self.endpoint_answers[triple] = self.endpoint_answers.get(triple, 0) + n
         for service, n in snapshot["fail_open"]:
             self.fail_open[service] = self.fail_open.get(service, 0) + n
+        for action, n in snapshot.get("rate_limited", {}).items():
+            self.rate_limited[action] = self.rate_limited.get(action, 0) + n
         counts, total = snapshot["latency"]
         for i, n in enumerate(counts):
             self.latency.counts[i] += n
@@ -129,6 +133,7 @@ class DnsStats:
             answers=dict(self.answers),
             endpoint_answers=dict(self.endpoint_answers),
             fail_open=dict(self.fail_open),
+            rate_limited=dict(self.rate_limited),
             checks=self.checks,
             check_latency=self.check_latency,
             reloads=self.reloads,
@@ -163,6 +168,14 @@ class ServeCollector(Collector):
         for labels, count in sorted(by_labels.items()):
             queries.add_metric(list(labels), count)
         yield queries
+        limited = CounterMetricFamily(
+            "gslb_dns_rate_limited",
+            "UDP replies held back by response rate limiting: dropped, or sent truncated (slip)",
+            labels=["action"],
+        )
+        for action in ("drop", "slip"):
+            limited.add_metric([action], stats.rate_limited.get(action, 0))
+        yield limited
         answers = CounterMetricFamily(
             "gslb_dns_answers",
             "Steered answers by service and the region chosen",

@@ -8,6 +8,7 @@ spelling for the reply.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -203,6 +204,21 @@ class TcpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """`dns.rate_limit:`: response rate limiting over UDP (gslb/dns/rrl.py)."""
+
+    responses_per_second: float = 20.0  # per account: client block and response kind
+    window: float = 5.0  # the burst an account holds: rate x window
+    slip: int = 2  # every Nth limited reply goes out truncated (TC=1); 0: drop them all
+    ipv4_prefix: int = 24  # the client block of the source address (never the ECS)
+    ipv6_prefix: int = 56
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.IPv4Network("127.0.0.0/8"),
+    )
+    max_accounts: int = 100_000  # the table of accounts is bounded: oldest go first
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
     api_listen: HostPort = HostPort("127.0.0.1", 8053)
@@ -213,6 +229,7 @@ class ServerSettings:
     max_udp_size: int = 1232  # DNS Flag Day 2020
     tcp_idle_timeout: float = 10.0
     tcp: TcpSettings = TcpSettings()
+    rate_limit: RateLimitSettings | None = None  # None: replies are not rate-limited
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path

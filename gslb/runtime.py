@@ -28,6 +28,7 @@ from gslb.config import load_config
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.responder import Responder, View
+from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.workers import WorkerPool, WorkerSpec
 from gslb.errors import ConfigError
@@ -177,6 +178,7 @@ class Runtime:
             "revision": self.cluster.revision,
             "live_nodes": 1 + len(peers),
             "health_quorum": self.cluster.settings.health_quorum,
+            "nodes": self.cluster.view()["nodes"],
             "disagreements": [
                 {
                     "endpoint": d.endpoint,
@@ -189,6 +191,13 @@ class Runtime:
                 for d in split
             ],
         }
+
+    def cluster_health_notes(self) -> dict[str, Any] | None:
+        """For /v1/explain: where this node's own health verdicts are outvoted."""
+        if self.cluster is None:
+            return None
+        status = self._cluster_status()
+        return {k: status[k] for k in ("health_quorum", "live_nodes", "disagreements")}
 
     def cluster_view(self) -> dict[str, Any] | None:
         return None if self.cluster is None else self.cluster.view()
@@ -396,6 +405,7 @@ class Runtime:
                 udp_cap=settings.max_udp_size,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
                 tcp=settings.tcp,
+                rate_limit=settings.rate_limit,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
@@ -407,6 +417,7 @@ class Runtime:
                 cached=self.responder.answer_cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
                 tcp=settings.tcp,
+                limit=rate_limit_filter(settings.rate_limit, self.stats),
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:

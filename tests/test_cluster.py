@@ -28,6 +28,7 @@ from tests.cluster_harness import (
     wait_until,
 )
 from tests.helpers_http import HealthServer, free_port
+from tests.test_status_page import CHROMIUM, render
 
 __all__ = ["etcd"]  # the module-scoped fixture
 _prefixes = itertools.count()
@@ -159,7 +160,7 @@ def test_one_etcd_member_killed_everything_works(etcd: EtcdCluster, make_nodes: 
         wait_until(lambda: etcd.healthy(etcd.members[0]), 20, "member back")
 
 
-def test_quorum_lost_then_back(etcd: EtcdCluster, make_nodes: MakeNodes) -> None:
+def test_quorum_lost_then_back(etcd: EtcdCluster, make_nodes: MakeNodes, tmp_path: Path) -> None:
     a, b = make_nodes(2)
     status, _ = a.api("POST", "/v1/regions/eu-west/disable")
     assert status == 200
@@ -177,6 +178,11 @@ def test_quorum_lost_then_back(etcd: EtcdCluster, make_nodes: MakeNodes) -> None
         _, status_body = a.api("GET", "/v1/status")
         assert status_body["cluster"]["connected"] is False
         assert metric(a, "gslb_cluster_connected") == 0.0
+        if CHROMIUM is not None:  # the status page's cluster panel says so too
+            page = render(f"http://127.0.0.1:{a.served.api_port}/", tmp_path / "chromium")
+            assert "cluster" not in page.hidden_ids
+            assert "node ns1: etcd DISCONNECTED since" in page.all_text()
+            assert "ns2 alive" in page.all_text() or "ns2 gone" in page.all_text()
         # A node (re)started while etcd is down answers from its last state (state.path).
         b.stop()
         b.start()
@@ -205,6 +211,9 @@ def test_health_consensus_and_a_killed_node_leaving(
         return texts.get("eu-west/127.0.2.1") == "down here, up on 2 of 3 nodes"
 
     wait_until(split_reported, 5, "ns1 reports its lone view")
+    _, explained = a.api("GET", "/v1/explain?name=www.gslb.example.com&client=81.2.69.0")
+    texts = [d["text"] for d in explained["cluster"]["disagreements"]]
+    assert texts == ["down here, up on 2 of 3 nodes"] * 2
     for node in (a, b, c):
         assert is_eu(node.answer())  # one node's failing checks do not fail eu-west over
     # ns1's config differs (its check port): the cluster view flags it.

@@ -176,7 +176,12 @@ def test_compose_topology_matches_its_config() -> None:
         for t in sc["targets"]
     }
     api_port = config.settings.api_listen.port
-    expected = {f"dns:{api_port}"} | {
+    nodes = {n for n, s in SERVICES.items() if s.get("command", [""])[0] == "serve"}
+    assert nodes == {"dns", "dns2"}
+    assert config.settings.cluster is not None  # the two nodes share state through etcd
+    assert config.settings.cluster.etcd_endpoints == ("http://etcd:2379",)
+    assert "etcd" in SERVICES
+    expected = {f"{n}:{api_port}" for n in nodes} | {
         f"{name}:{config.regions[s['command'][4]].proxy.admin.port}"  # type: ignore[union-attr]
         for name, s in proxies.items()
     }

@@ -3,6 +3,8 @@ clients (idle, trickling, not reading) cannot lock a legitimate TCP client out."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
 import time
@@ -146,3 +148,46 @@ def test_a_client_that_never_reads_loses_its_slot(served: Served) -> None:
     finally:
         sock.close()
     assert answered(served, "127.0.0.5")
+
+
+def test_pipelined_tcp_queries_do_not_hold_up_udp(served: Served) -> None:
+    """Thousands of queries in one TCP read are answered a share per loop turn: a UDP query
+    that arrives meanwhile is answered long before the TCP replies are all out. The server
+    is stopped while the TCP queries arrive (so its first read holds thousands), and
+    stopped again the moment the UDP reply is in, to count the TCP replies made by then."""
+    count = 4000
+    pipelined = b"".join(framed("ns1.gslb.example.com", i) for i in range(count))
+    pid = served.process.pid
+    with (
+        connect(served, "127.0.0.6") as tcp_sock,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp_sock,
+    ):
+        tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        udp_sock.settimeout(5)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            tcp_sock.sendall(pipelined)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # The server is busy with the TCP queries when this arrives.
+        udp_sock.sendto(framed("ns2.gslb.example.com", 7)[2:], ("127.0.0.1", served.dns_port))
+        try:
+            reply = udp_sock.recv(65535)
+        finally:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            assert dns.message.from_wire(reply).id == 7
+            tcp_sock.setblocking(False)
+            received = b""
+            try:
+                while chunk := tcp_sock.recv(1 << 22):
+                    received += chunk
+            except BlockingIOError:
+                pass
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    replies = 0
+    while len(received) >= 2 + int.from_bytes(received[:2], "big"):
+        received = received[2 + int.from_bytes(received[:2], "big") :]
+        replies += 1
+    assert replies < count // 2, replies  # the UDP answer did not wait for them

@@ -36,6 +36,7 @@ class Controller(Protocol):
     def geo_lookup(self) -> GeoLookup | None: ...
     def status(self) -> dict[str, Any]: ...
     def cluster_view(self) -> dict[str, Any] | None: ...
+    def cluster_health_notes(self) -> dict[str, Any] | None: ...
     async def set_region(
         self, region: str, admin: str, actor: str, reason: str
     ) -> dict[str, Any]: ...
@@ -138,6 +139,9 @@ class AdminApi:
             )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
+        notes = self.c.cluster_health_notes()
+        if notes is not None:
+            result["cluster"] = notes  # health as the cluster decided, and where this node differs
         return web.json_response(result)
 
     async def region_action(self, request: web.Request) -> web.Response:

@@ -227,6 +227,27 @@ class Address(Kind):
         return {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
 
 
+@dataclass(frozen=True, slots=True)
+class NetworkKind(Kind):
+    """An IPv4 or IPv6 network in CIDR form (host bits must be clear)."""
+
+    def parse(self, node: YNode, ctx: Ctx) -> Any:
+        scalar = self.scalar(node, ctx)
+        if scalar is None:
+            return INVALID
+        try:
+            return ipaddress.ip_network(scalar.text.strip())
+        except ValueError as exc:
+            ctx.report.add(node.line, f"bad network {scalar.text!r}: {exc}")
+            return INVALID
+
+    def describe(self) -> str:
+        return "a network like 192.0.2.0/24 or 2001:db8::/32"
+
+    def schema(self) -> JsonSchema:
+        return {"type": "string", "pattern": "^[0-9A-Fa-f:.]+/[0-9]{1,3}$"}
+
+
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 
 

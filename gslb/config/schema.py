@@ -17,6 +17,7 @@ from gslb.config.fields import (
     HostPortKind,
     HttpUrl,
     Int,
+    NetworkKind,
     Number,
     Path,
     Text,
@@ -32,6 +33,7 @@ from gslb.model import (
     ClusterSettings,
     HostPort,
     ProxySpec,
+    RateLimitSettings,
     ServerSettings,
     TcpSettings,
 )
@@ -289,6 +291,52 @@ TCP_SETTINGS = Table(
     doc="limits of the DNS server's TCP side",
 )
 
+_RRL = RateLimitSettings()
+RATE_LIMIT_SETTINGS = Table(
+    "rate_limit",
+    (
+        Field(
+            "responses_per_second",
+            Number(0.1, 1_000_000),
+            default=_RRL.responses_per_second,
+            doc="UDP replies per second per account: client block and response kind "
+            "(name+type; NXDOMAIN per zone; errors)",
+        ),
+        Field(
+            "window",
+            Duration(positive=True),
+            default=_RRL.window,
+            doc="the burst an account holds: responses_per_second x window",
+        ),
+        Field(
+            "slip",
+            Int(0, 10, label="slip"),
+            default=_RRL.slip,
+            doc="every Nth limited reply goes out as an empty TC=1 reply (0: drop all)",
+        ),
+        Field(
+            "ipv4_prefix",
+            Int(8, 32, label="prefix"),
+            default=_RRL.ipv4_prefix,
+            doc="client block of the source address (never the ECS)",
+        ),
+        Field("ipv6_prefix", Int(16, 128, label="prefix"), default=_RRL.ipv6_prefix),
+        Field(
+            "exempt",
+            ListOf(NetworkKind(), single_ok=True),
+            default=_RRL.exempt,
+            doc="networks never limited",
+        ),
+        Field(
+            "max_accounts",
+            Int(1000, 10_000_000),
+            default=_RRL.max_accounts,
+            doc="accounts kept; when full the oldest go first",
+        ),
+    ),
+    doc="response rate limiting (BIND/Knot RRL); absent = off",
+)
+
 DNS_SETTINGS = Table(
     "dns",
     (
@@ -301,6 +349,7 @@ DNS_SETTINGS = Table(
         Field("max_udp_size", Int(512, 4096), default=_SETTINGS.max_udp_size),
         Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
         Field("tcp", TCP_SETTINGS),
+        Field("rate_limit", RATE_LIMIT_SETTINGS),
         Field(
             "cache_entries",
             Int(1000, 10_000_000),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from gslb.config.tables import Parsed
-from gslb.model import ClusterSettings, ServerSettings, TcpSettings
+from gslb.model import ClusterSettings, RateLimitSettings, ServerSettings, TcpSettings
 
 
 def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
@@ -35,6 +35,20 @@ def build_tcp(parsed: Parsed | None) -> TcpSettings:
     )
 
 
+def build_rate_limit(parsed: Parsed | None) -> RateLimitSettings | None:
+    if parsed is None:
+        return None
+    return RateLimitSettings(
+        responses_per_second=float(parsed["responses_per_second"]),
+        window=parsed["window"],
+        slip=parsed["slip"],
+        ipv4_prefix=parsed["ipv4_prefix"],
+        ipv6_prefix=parsed["ipv6_prefix"],
+        exempt=tuple(parsed["exempt"]),
+        max_accounts=parsed["max_accounts"],
+    )
+
+
 def build_settings(parsed: Parsed | None) -> ServerSettings:
     defaults = ServerSettings()
     if parsed is None:
@@ -53,6 +67,7 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         max_udp_size=dns["max_udp_size"] if dns else defaults.max_udp_size,
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
         tcp=build_tcp(dns["tcp"] if dns else None),
+        rate_limit=build_rate_limit(dns["rate_limit"] if dns else None),
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),

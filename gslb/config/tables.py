@@ -8,6 +8,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -211,11 +212,11 @@ class Table(Kind):
 
 
 def json_value(value: Any) -> Any:
-    """A default as JSON: tuples → lists, HostPort → "host:port"."""
+    """A default as JSON: tuples → lists, HostPort → "host:port", networks → CIDR text."""
     if isinstance(value, tuple | list | frozenset):
         items = sorted(value) if isinstance(value, frozenset) else value
         return [json_value(item) for item in items]
-    if isinstance(value, HostPort):
+    if isinstance(value, HostPort | ipaddress.IPv4Network | ipaddress.IPv6Network):
         return str(value)
     return value
 

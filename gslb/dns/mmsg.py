@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 Cached = Callable[[bytes], bytes | None]
+Limit = Callable[[str, bytes], bytes | None]  # (peer, reply) -> what to send, if anything
 
 BATCH = 64  # datagrams per system call
 MAX_REPLY = 4096  # dns.max_udp_size is at most 4096, so every UDP reply fits a slot
@@ -112,17 +113,24 @@ class BatchedUdp:
     """Preallocated buffers for one socket: `drain` answers what is waiting, in batches."""
 
     def __init__(
-        self, sock: socket.socket, handle: Handler, cached: Cached | None, max_query: int
+        self,
+        sock: socket.socket,
+        handle: Handler,
+        cached: Cached | None,
+        max_query: int,
+        limit: Limit | None = None,
     ) -> None:
         """`handle(wire, peer, tcp)` answers any query; `cached(wire)`, when given, answers
         the common ones without the peer's address, or returns None to leave it to
-        `handle`."""
+        `handle`; `limit(peer, reply)`, when given (response rate limiting), says what of
+        each reply goes out."""
         assert _CALLS is not None, "check available() first"
         self._recvmmsg, self._sendmmsg = _CALLS
         self._fd = sock.fileno()
         self._handle = handle
         self._cached = cached or (lambda wire: None)
         self._max_query = max_query
+        self._limit = limit
         self._log = RateLog(log)
         self._peers: dict[bytes, str] = {}
         # One contiguous buffer each for datagrams in, replies out and peer addresses;
@@ -170,10 +178,8 @@ class BatchedUdp:
                 return  # drained: the loop calls again when more arrives
 
     def _answer(self, count: int) -> None:
-        handle, cached = self._handle, self._cached
-        peers = self._peers
+        handle, cached, limit = self._handle, self._cached, self._limit
         inbox = self._inbox
-        names = self._names
         in_words = self._in_words
         out_quads = self._out_quads
         out_lengths = self._out_iov_quads
@@ -190,24 +196,24 @@ class BatchedUdp:
             except Exception:  # a bug must cost one answer, not the batch: log, go on
                 self._log.exception("cached", "cached answer failed; answering by the full path")
                 reply = None
+            peer = None
             if reply is None:
-                # The kernel wrote the sender's address and its length (which stays the
-                # same for a socket of one family, so it needs no reset).
-                name_length = in_words[i * stride_i + _NAMELEN_I]
-                name = bytes(names[i * NAME_SIZE : i * NAME_SIZE + name_length])
-                peer = peers.get(name)
+                peer = self._peer(i)
                 if peer is None:
-                    if len(peers) >= PEERS_KEPT:
-                        peers.clear()
-                    try:
-                        peer = peers[name] = _address(name)
-                    except (OSError, ValueError):
-                        continue  # not an IP address: nothing to answer to
+                    continue  # not an IP address: nothing to answer to
                 try:
                     reply = handle(wire, peer, False)
                 except Exception:  # one query must cost only its own answer, never the batch
                     self._log.exception("handle", "query from %s not answered", peer)
                     continue
+                if reply is None:
+                    continue
+            if limit is not None:
+                if peer is None:
+                    peer = self._peer(i)
+                    if peer is None:
+                        continue
+                reply = limit(peer, reply)
                 if reply is None:
                     continue
             size = len(reply)
@@ -222,6 +228,24 @@ class BatchedUdp:
             out_quads[replies * stride_q + _NAME_Q] = name_addresses[i]
             replies += 1
         self._send(replies)
+
+    def _peer(self, i: int) -> str | None:
+        """The sender of datagram `i` of the batch as text (None: not an IP address)."""
+        # The kernel wrote the sender's address and its length (which stays the same for a
+        # socket of one family, so it needs no reset).
+        stride_i = _STRIDE // 4
+        name_length = self._in_words[i * stride_i + _NAMELEN_I]
+        name = bytes(self._names[i * NAME_SIZE : i * NAME_SIZE + name_length])
+        peers = self._peers
+        peer = peers.get(name)
+        if peer is None:
+            if len(peers) >= PEERS_KEPT:
+                peers.clear()
+            try:
+                peer = peers[name] = _address(name)
+            except (OSError, ValueError):
+                return None
+        return peer
 
     def _send(self, replies: int) -> None:
         sent = 0

@@ -34,25 +34,36 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 Cached = Callable[[bytes], bytes | None]
+Limit = Callable[[str, bytes], bytes | None]  # RRL: (peer, reply) -> what to send
 UDP_SOCKET_BUFFER = 4 << 20
 UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
+TCP_QUERIES_PER_TURN = 16  # pipelined TCP queries answered before UDP gets a turn
 MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FORMERR
 
 
 class UdpListener:
     """One bound UDP socket, drained by the event loop's reader callback."""
 
-    def __init__(self, sock: socket.socket, handle: Handler, cached: Cached | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handle: Handler,
+        cached: Cached | None,
+        limit: Limit | None = None,
+    ) -> None:
         self.sock = sock
         self._handle = handle
         self._cached = cached
+        self._limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = RateLog(log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         if mmsg.available():
-            batched = mmsg.BatchedUdp(self.sock, self._handle, self._cached, MAX_UDP_QUERY)
+            batched = mmsg.BatchedUdp(
+                self.sock, self._handle, self._cached, MAX_UDP_QUERY, self._limit
+            )
             loop.add_reader(self.sock.fileno(), batched.drain, UDP_BATCH // mmsg.BATCH)
         else:
             loop.add_reader(self.sock.fileno(), self._drain)
@@ -62,6 +73,7 @@ class UdpListener:
         send = self.sock.sendto
         handle = self._handle
         cached = self._cached or (lambda wire: None)
+        limit = self._limit
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recv(MAX_UDP_QUERY)
@@ -77,6 +89,8 @@ class UdpListener:
             except Exception:  # one query must cost only its own answer
                 self._log.exception("handle", "query from %s not answered", addr[0])
                 continue
+            if reply is not None and limit is not None:
+                reply = limit(addr[0], reply)
             if reply is None:
                 continue
             try:
@@ -168,11 +182,14 @@ class TcpProtocol(asyncio.Protocol):
     def __init__(
         self,
         handle: Handler,
+        cached: Cached | None,
         idle_timeout: float,
         connections: TcpConnections,
         ratelog: RateLog,
     ) -> None:
         self._handle = handle
+        # A cached reply is never truncated, so it is the TCP reply too (None: no memo).
+        self._cached: Cached = cached or (lambda wire: None)
         self._log = ratelog
         self._idle_timeout = idle_timeout
         self._io_timeout = connections.limits.io_timeout
@@ -181,7 +198,8 @@ class TcpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer = ""
         self._admitted = False
-        self._paused = False
+        self._paused = False  # the client has not read its replies: answer nothing more
+        self._turn_pending = False  # queries left for the loop's next turn
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -219,32 +237,61 @@ class TcpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         began_empty = not self._buffer
         self._buffer += data
-        answered = False
-        while len(self._buffer) >= 2:
-            size = int.from_bytes(self._buffer[:2], "big")
-            if len(self._buffer) < 2 + size:
+        if not self._turn_pending:
+            self._answer_some(began_empty)
+
+    def _answer_some(self, began_empty: bool = False) -> None:
+        """Answer the whole queries buffered, at most `TCP_QUERIES_PER_TURN` of them now.
+
+        One read can hold thousands of pipelined queries; answered in one go they would
+        hold every UDP answer up for hundreds of ms. So after a turn's share the rest
+        waits for the loop's next turn (reading paused meanwhile, so the buffer stays
+        bounded), and while the client has not read its replies, nothing more is answered.
+        """
+        self._turn_pending = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        buffer = self._buffer
+        replies: list[bytes] = []
+        while len(buffer) >= 2 and not self._paused:
+            if len(replies) == TCP_QUERIES_PER_TURN:
+                self._turn_pending = True
+                transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._next_turn)
                 break
-            message = bytes(self._buffer[2 : 2 + size])
-            del self._buffer[: 2 + size]
+            size = int.from_bytes(buffer[:2], "big")
+            if len(buffer) < 2 + size:
+                break
+            message = bytes(buffer[2 : 2 + size])
+            del buffer[: 2 + size]
             try:
-                reply = self._handle(message, self._peer, True)
+                reply = self._cached(message) or self._handle(message, self._peer, True)
             except Exception:  # a bug costs this connection, never the server
                 self._log.exception("tcp", "TCP query from %s not answered", self._peer)
                 reply = None
             if reply is None:
                 # RFC 7766 §6.2.4: a framing or header error leaves the stream unusable.
+                transport.writelines(replies)
                 self.close()
                 return
-            assert self._transport is not None
-            self._transport.write(len(reply).to_bytes(2, "big") + reply)
-            answered = True
-        if self._paused:
-            return  # the client has replies to read first: that deadline stands
-        if not self._buffer:
+            replies.append(len(reply).to_bytes(2, "big") + reply)
+        if replies:
+            transport.writelines(replies)  # may pause us (pause_writing) at once
+        if self._paused or self._turn_pending:
+            return  # that deadline stands / the next turn sets it
+        if not buffer:
             self._wait(self._idle_timeout)
-        elif began_empty or answered:
+        elif began_empty or replies:
             self._wait(self._io_timeout)  # a new query began: it must arrive whole in time
         # else: more bytes of the query already timed; a trickle does not extend it
+
+    def _next_turn(self) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        if not self._paused:
+            self._transport.resume_reading()
+        self._answer_some()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -254,9 +301,13 @@ class TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._transport is not None:
+        if self._transport is None:
+            return
+        if not self._turn_pending:
             self._transport.resume_reading()
-        self._wait(self._io_timeout if self._buffer else self._idle_timeout)
+            self._answer_some()
+            if not self._buffer and not self._turn_pending:
+                self._wait(self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadline is not None:
@@ -276,7 +327,8 @@ class DnsServer:
 
     `cached(wire)`, when given, is tried first for UDP queries and answers the common ones
     without the peer's address (which then need not be made), or returns None;
-    `handle(wire, peer, tcp)` answers the rest, and every TCP query.
+    `handle(wire, peer, tcp)` answers the rest, and every TCP query; `limit`, when given,
+    filters UDP replies (response rate limiting, gslb/dns/rrl.py).
     """
 
     def __init__(
@@ -287,6 +339,7 @@ class DnsServer:
         cached: Cached | None = None,
         tcp_idle_timeout: float = 10.0,
         tcp: TcpSettings | None = None,
+        limit: Limit | None = None,
         reuse_port: bool = False,
     ) -> None:
         self._handle = handle
@@ -296,6 +349,7 @@ class DnsServer:
         self._reuse_port = reuse_port
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
+        self._limit = limit  # UDP only: TCP is where a limited client is answered
         self.tcp = TcpConnections(tcp if tcp is not None else TcpSettings())
         self._tcp_log = RateLog(log)
         self.bound: list[Bound] = []
@@ -317,11 +371,13 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
         sock = udp_socket(hp.host, hp.port, self._reuse_port)
-        udp = UdpListener(sock, self._handle, self._cached)
+        udp = UdpListener(sock, self._handle, self._cached, self._limit)
         port = udp.sock.getsockname()[1]
         try:
             server = await loop.create_server(
-                lambda: TcpProtocol(self._handle, self._idle, self.tcp, self._tcp_log),
+                lambda: TcpProtocol(
+                    self._handle, self._cached, self._idle, self.tcp, self._tcp_log
+                ),
                 host=hp.host,
                 port=port,
                 family=family,

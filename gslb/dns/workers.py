@@ -42,10 +42,11 @@ from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.channel import Channel
 from gslb.dns.responder import Responder, View
+from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
-from gslb.model import HostPort, TcpSettings
+from gslb.model import HostPort, RateLimitSettings, TcpSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class WorkerSpec:
     udp_cap: int = 1232
     tcp_idle_timeout: float = 10.0
     tcp: TcpSettings = field(default_factory=TcpSettings)
+    rate_limit: RateLimitSettings | None = None
     cache_entries: int = 100_000
 
 
@@ -121,6 +123,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         cached=responder.answer_cached,
         tcp_idle_timeout=spec.tcp_idle_timeout,
         tcp=spec.tcp,
+        limit=rate_limit_filter(spec.rate_limit, stats),
         reuse_port=True,
     )
     bound = await server.start()

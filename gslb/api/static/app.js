@@ -149,6 +149,38 @@ function drawActions(actions) {
   );
 }
 
+function drawCluster(cluster) {
+  const section = document.getElementById("cluster");
+  if (!cluster) {
+    section.hidden = true;
+    return;
+  }
+  section.hidden = false;
+  const since = new Date(cluster.since * 1000).toLocaleString();
+  const etcd = document.getElementById("cluster-etcd");
+  etcd.dataset.state = cluster.connected ? "connected" : "disconnected";
+  etcd.textContent = cluster.connected
+    ? `node ${cluster.node}: etcd connected since ${since} (revision ${cluster.revision}),` +
+      ` ${cluster.live_nodes} live node(s), health quorum ${cluster.health_quorum}`
+    : `node ${cluster.node}: etcd DISCONNECTED since ${since} (${cluster.problem});` +
+      " answering from the last state, changes are refused";
+  document.querySelector("#cluster-nodes tbody").replaceChildren(
+    ...cluster.nodes.map((n) =>
+      el(
+        "tr",
+        { class: "node", "data-node": n.name },
+        el("td", {}, n.self ? `${n.name} (this node)` : n.name),
+        el("td", {}, n.alive ? "alive" : "gone"),
+        el("td", {}, `generation ${n.config_generation}` + (n.config_differs ? " · DIFFERENT config" : "")),
+        el("td", {}, n.down.length ? n.down.join(", ") : "nothing"),
+      ),
+    ),
+  );
+  document.getElementById("cluster-split").replaceChildren(
+    ...cluster.disagreements.map((d) => el("li", {}, `${d.endpoint}: ${d.text}`)),
+  );
+}
+
 function draw(status) {
   document.getElementById("meta").textContent =
     `config generation ${status.generation} · state version ${status.state_version}` +
@@ -173,6 +205,7 @@ function draw(status) {
   drawMarkers(status.regions);
   drawRegions(status.regions);
   drawActions(status.recent_actions);
+  drawCluster(status.cluster);
 }
 
 async function refresh() {

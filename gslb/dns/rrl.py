@@ -1,0 +1,190 @@
+"""Response rate limiting (RRL) for UDP, with the semantics of BIND's and Knot's.
+
+An authoritative server's UDP replies can be aimed at a victim by spoofing its address,
+and one client can ask far more than a resolver would. RRL counts replies, not queries,
+per *account*: the client's block of the source address (its /24 or /56 by default: not
+the ECS subnet, which anyone can write) and the response's kind:
+
+* an answer (or NODATA, or a referral): its question name and type;
+* NXDOMAIN: the zone (the owner of the SOA the reply carries), so a flood of random
+  names under one zone is one account;
+* an error (REFUSED, FORMERR, SERVFAIL, ...): one account per client block.
+
+Each account is a token bucket holding at most `responses_per_second * window` replies and
+refilled at `responses_per_second`. A reply with no token left is not sent; every
+`slip`-th of them goes out instead as an empty truncated reply (TC=1, the question only,
+no larger than the query), so a real client behind a spoofed flood retries over TCP and
+is answered there (TCP is never limited). `slip: 0` drops them all. Exempt networks are
+never limited. The table of accounts is bounded (oldest accounts go first).
+
+Pure: bytes and a clock in, a verdict out (gslb/dns/server.py and mmsg.py call it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from gslb.model import RateLimitSettings
+
+FLAG_TC = 0x02  # in the third byte of the header
+
+
+class _Counted(Protocol):
+    rate_limited: dict[str, int]
+
+
+MAX_PEERS = 65_536  # source addresses remembered with their block (or exemption)
+KIND_ANSWER, KIND_NXDOMAIN, KIND_ERROR = b"a", b"n", b"e"
+
+
+def _name_end(wire: bytes, pos: int) -> int:
+    """Offset past the (uncompressed, or pointer-ended) name at `pos`; -1 when cut."""
+    size = len(wire)
+    while pos < size:
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            return pos + 2
+        pos += length + 1
+    return -1
+
+
+def _name_at(wire: bytes, pos: int) -> bytes:
+    """The name at `pos` in lower case, compression pointers followed (a few hops at most)."""
+    out = bytearray()
+    size = len(wire)
+    for _ in range(128):
+        if pos >= size:
+            break
+        length = wire[pos]
+        if length == 0:
+            break
+        if length >= 0xC0:
+            if pos + 1 >= size:
+                break
+            pos = ((length & 0x3F) << 8) | wire[pos + 1]
+            continue
+        out += wire[pos : pos + length + 1]
+        pos += length + 1
+    return bytes(out).lower()
+
+
+def response_kind(reply: bytes) -> bytes:
+    """The response kind part of an account key, read from the reply gslb wrote."""
+    rcode = reply[3] & 0x0F
+    qend = 12
+    if reply[5]:  # QDCOUNT: our replies carry the question, uncompressed
+        name_end = _name_end(reply, 12)
+        if name_end < 0:
+            return KIND_ERROR
+        qend = name_end + 4
+    if rcode == 0:
+        return KIND_ANSWER + reply[12:qend].lower()
+    if rcode == 3:
+        # The SOA's owner, the zone, is the first name after the question.
+        return KIND_NXDOMAIN + _name_at(reply, qend)
+    return KIND_ERROR
+
+
+def truncated(reply: bytes) -> bytes:
+    """The slip reply: the header with TC=1 and no records, and the question."""
+    qend = 12
+    if reply[5]:
+        name_end = _name_end(reply, 12)
+        qend = name_end + 4 if name_end > 0 else 12
+    question_count = 1 if qend > 12 else 0
+    head = reply[:2] + bytes((reply[2] | FLAG_TC, reply[3]))
+    return head + bytes((0, question_count, 0, 0, 0, 0, 0, 0)) + reply[12:qend]
+
+
+class RateLimiter:
+    """The accounts of one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        clock: Callable[[], float] = time.monotonic,
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        """`counts`: where limited replies are counted, by action ("drop", "slip")."""
+        self.settings = settings
+        self._clock = clock
+        self._rate = settings.responses_per_second
+        self._burst = settings.responses_per_second * settings.window
+        # account -> [tokens, time of the last refill, replies limited so far]
+        self._accounts: dict[bytes, list[float]] = {}
+        self._blocks: dict[str, bytes | None] = {}  # peer -> block (None: exempt)
+        self.counts = counts if counts is not None else {}
+
+    def _block(self, peer: str) -> bytes | None:
+        block = self._blocks.get(peer, b"")
+        if block != b"":
+            return block
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        settings = self.settings
+        if any(address in network for network in settings.exempt):
+            block = None
+        else:
+            prefix = settings.ipv4_prefix if address.version == 4 else settings.ipv6_prefix
+            network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+            block = network.network_address.packed
+        if len(self._blocks) >= MAX_PEERS:
+            self._blocks.clear()
+        self._blocks[peer] = block
+        return block
+
+    def filter(self, peer: str, reply: bytes) -> bytes | None:
+        """The reply to send to `peer`: `reply`, a truncated slip reply, or None (drop)."""
+        block = self._block(peer)
+        if block is None:
+            return reply
+        key = block + response_kind(reply)
+        now = self._clock()
+        accounts = self._accounts
+        account = accounts.get(key)
+        if account is None:
+            if len(accounts) >= self.settings.max_accounts:
+                self._evict()
+            accounts[key] = [self._burst - 1.0, now, 0.0]
+            return reply
+        tokens = min(self._burst, account[0] + (now - account[1]) * self._rate)
+        account[1] = now
+        if tokens >= 1.0:
+            account[0] = tokens - 1.0
+            return reply
+        account[0] = tokens
+        account[2] += 1
+        slip = self.settings.slip
+        if slip and int(account[2]) % slip == 0:
+            self.counts["slip"] = self.counts.get("slip", 0) + 1
+            return truncated(reply)
+        self.counts["drop"] = self.counts.get("drop", 0) + 1
+        return None
+
+    def _evict(self) -> None:
+        """Make room: drop the oldest eighth of the accounts (dicts keep insertion order)."""
+        accounts = self._accounts
+        for key in list(accounts)[: max(1, len(accounts) // 8)]:
+            del accounts[key]
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+
+def rate_limit_filter(
+    settings: RateLimitSettings | None, stats: _Counted
+) -> Callable[[str, bytes], bytes | None] | None:
+    """The UDP servers' `limit` for `dns.rate_limit` (None when it is off), counting into
+    `stats.rate_limited`."""
+    if settings is None:
+        return None
+    return RateLimiter(settings, counts=stats.rate_limited).filter
