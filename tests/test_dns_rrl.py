@@ -8,6 +8,8 @@ import select
 import socket
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -38,17 +40,9 @@ def reply_for(name: str, rcode: int = 0, soa_zone: str | None = None) -> bytes:
     return response.to_wire(max_size=65535)
 
 
-def limiter(clock: Clock, **changes: object) -> RateLimiter:
+def limiter(clock: Clock, **changes: Any) -> RateLimiter:
     settings = RateLimitSettings(responses_per_second=10, window=2.0, slip=2, exempt=())
-    for key, value in changes.items():
-        settings = dataclass_replace(settings, key, value)
-    return RateLimiter(settings, clock)
-
-
-def dataclass_replace(settings: RateLimitSettings, key: str, value: object) -> RateLimitSettings:
-    from dataclasses import replace
-
-    return replace(settings, **{key: value})
+    return RateLimiter(replace(settings, **changes), clock)
 
 
 def outcomes(rrl: RateLimiter, peer: str, reply: bytes, n: int) -> list[str]:

@@ -35,7 +35,7 @@ class Layout:
     opt_count: int  # OPT records anywhere in the message (only one is allowed)
 
 
-def _skip_name(wire: bytes, pos: int) -> tuple[int, bool]:
+def skip_name(wire: bytes, pos: int) -> tuple[int, bool]:
     """(offset past the name, whether it is plain labels with no pointer); -1 if cut."""
     size = len(wire)
     while pos < size:
@@ -60,7 +60,7 @@ def layout(wire: bytes) -> Layout:
     question_end = None
     name_length = 0
     for index in range(qdcount):
-        end, plain = _skip_name(wire, pos)
+        end, plain = skip_name(wire, pos)
         if end < 0 or end + 4 > size:
             return Layout(question_end, name_length, None, 0)
         if index == 0 and qdcount == 1 and plain and end - pos <= MAX_NAME:
@@ -73,7 +73,7 @@ def layout(wire: bytes) -> Layout:
     records = counts[0] + counts[1] + counts[2]
     additional_from = counts[0] + counts[1]
     for index in range(records):
-        end, _ = _skip_name(wire, pos)
+        end, _ = skip_name(wire, pos)
         if end < 0 or end + 10 > size:
             break
         rtype = int.from_bytes(wire[end : end + 2], "big")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from gslb.dns.layout import skip_name
 from gslb.model import RateLimitSettings
 
 FLAG_TC = 0x02  # in the third byte of the header
@@ -40,17 +41,12 @@ MAX_PEERS = 65_536  # source addresses remembered with their block (or exemption
 KIND_ANSWER, KIND_NXDOMAIN, KIND_ERROR = b"a", b"n", b"e"
 
 
-def _name_end(wire: bytes, pos: int) -> int:
-    """Offset past the (uncompressed, or pointer-ended) name at `pos`; -1 when cut."""
-    size = len(wire)
-    while pos < size:
-        length = wire[pos]
-        if length == 0:
-            return pos + 1
-        if length >= 0xC0:
-            return pos + 2
-        pos += length + 1
-    return -1
+def _question_end(reply: bytes) -> int:
+    """Offset past the reply's question (12 when it has none, or it cannot be read)."""
+    if not reply[5]:  # QDCOUNT 0
+        return 12
+    end, _ = skip_name(reply, 12)
+    return end + 4 if end > 0 else 12
 
 
 def _name_at(wire: bytes, pos: int) -> bytes:
@@ -76,12 +72,7 @@ def _name_at(wire: bytes, pos: int) -> bytes:
 def response_kind(reply: bytes) -> bytes:
     """The response kind part of an account key, read from the reply gslb wrote."""
     rcode = reply[3] & 0x0F
-    qend = 12
-    if reply[5]:  # QDCOUNT: our replies carry the question, uncompressed
-        name_end = _name_end(reply, 12)
-        if name_end < 0:
-            return KIND_ERROR
-        qend = name_end + 4
+    qend = _question_end(reply)
     if rcode == 0:
         return KIND_ANSWER + reply[12:qend].lower()
     if rcode == 3:
@@ -92,10 +83,7 @@ def response_kind(reply: bytes) -> bytes:
 
 def truncated(reply: bytes) -> bytes:
     """The slip reply: the header with TC=1 and no records, and the question."""
-    qend = 12
-    if reply[5]:
-        name_end = _name_end(reply, 12)
-        qend = name_end + 4 if name_end > 0 else 12
+    qend = _question_end(reply)
     question_count = 1 if qend > 12 else 0
     head = reply[:2] + bytes((reply[2] | FLAG_TC, reply[3]))
     return head + bytes((0, question_count, 0, 0, 0, 0, 0, 0)) + reply[12:qend]
