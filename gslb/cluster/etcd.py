@@ -12,6 +12,7 @@ or pull grpcio (a large native wheel) in; the gateway ships with every etcd.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -111,9 +112,15 @@ def mod_revision_is(key: bytes, revision: int) -> dict[str, Any]:
 
 
 class EtcdClient:
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, endpoints: Sequence[str], *, timeout: float = 2.0, retry_for: float = 0.0
+    ) -> None:
         self.endpoints = tuple(e.rstrip("/") for e in endpoints)
         self.timeout = timeout
+        # A leader election (a member died) makes every member refuse for about one
+        # election timeout; a call goes round the members again until `retry_for` is up
+        # rather than failing an operator's request over a blip the cluster heals alone.
+        self.retry_for = retry_for
         self._current = 0  # the member that answered last; tried first
         self._session: aiohttp.ClientSession | None = None
 
@@ -131,7 +138,23 @@ class EtcdClient:
         return self._session
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to one member after another until one answers without an error."""
+        """POST to one member after another until one answers without an error, going
+        round again (with a short backoff) until `retry_for` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        pause = 0.05
+        while True:
+            problems = await self._round(path, body)
+            if isinstance(problems, dict):
+                return problems
+            left = deadline - loop.time()
+            if left <= 0:
+                raise EtcdUnavailable("; ".join(problems) or "no etcd endpoints")
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.4)
+
+    async def _round(self, path: str, body: dict[str, Any]) -> dict[str, Any] | list[str]:
+        """One try on each member: the first good answer, or what each member said."""
         problems: list[str] = []
         for step in range(len(self.endpoints)):
             index = (self._current + step) % len(self.endpoints)
@@ -158,7 +181,7 @@ class EtcdClient:
                 continue
             self._current = index
             return parsed
-        raise EtcdUnavailable("; ".join(problems) or "no etcd endpoints")
+        return problems
 
     async def range_prefix(self, prefix: bytes) -> Range:
         body = await self._call(

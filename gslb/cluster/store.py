@@ -83,7 +83,9 @@ class ClusterStore:
         self.name = settings.node
         self.keys = Keys(settings.prefix)
         ttl = settings.lease_ttl
-        self.client = EtcdClient(settings.etcd_endpoints, timeout=max(0.5, min(2.0, ttl / 3)))
+        self.client = EtcdClient(
+            settings.etcd_endpoints, timeout=max(0.5, min(2.0, ttl / 3)), retry_for=min(ttl, 3.0)
+        )
         self._on_change = on_change
         self._observe = observe_propagation
         self._clock = clock
