@@ -219,6 +219,13 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """`dns.cookies:`: DNS Cookies (RFC 7873), server cookies as RFC 9018 (gslb/dns/cookies.py)."""
+
+    secret_env: str = "GSLB_DNS_COOKIE_SECRET"  # 32 hex digits; more, comma-separated: rollover
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
     api_listen: HostPort = HostPort("127.0.0.1", 8053)
@@ -230,6 +237,8 @@ class ServerSettings:
     tcp_idle_timeout: float = 10.0
     tcp: TcpSettings = TcpSettings()
     rate_limit: RateLimitSettings | None = None  # None: replies are not rate-limited
+    cookies: CookieSettings | None = None  # None: COOKIE options are ignored
+    identity: str | None = None  # NSID and CH TXT id.server/hostname.bind; None: not answered
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path

@@ -27,15 +27,17 @@ from gslb.cluster.store import ClusterStore
 from gslb.config import load_config
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
+from gslb.dns.cookies import SECRET_SIZE, parse_secrets
 from gslb.dns.responder import Responder, View
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
+from gslb.dns.server_options import dns_handlers
 from gslb.dns.workers import WorkerPool, WorkerSpec
-from gslb.errors import ConfigError
+from gslb.errors import ConfigError, GslbError
 from gslb.geo import GeoDatabase, NoGeo, open_geo
 from gslb.health import Health, Prober, ProbeResult, Scheduler, Target
 from gslb.metrics import DnsStats, make_registry
-from gslb.model import Config, HostPort
+from gslb.model import Config, CookieSettings, HostPort
 from gslb.persist import StateFile
 from gslb.plan import compile_plan
 from gslb.select.client import GeoLookup
@@ -77,6 +79,27 @@ def read_config_digest(directory: str) -> str:
     return config_digest(files)
 
 
+def cookie_secrets(
+    settings: CookieSettings | None, environ: Mapping[str, str], clustered: bool
+) -> tuple[bytes, ...] | None:
+    """`dns.cookies`' secrets, read once at start (None: cookies are off)."""
+    if settings is None:
+        return None
+    text = environ.get(settings.secret_env, "").strip()
+    if not text:
+        # Fine for one node; nodes of a cluster then reject each other's cookies.
+        log.log(
+            logging.WARNING if clustered else logging.INFO,
+            "dns.cookies: %s is not set: a random secret for this run",
+            settings.secret_env,
+        )
+        return (os.urandom(SECRET_SIZE),)
+    try:
+        return parse_secrets(text)
+    except ValueError as exc:
+        raise GslbError(f"dns.cookies: {settings.secret_env}: {exc}") from exc
+
+
 class Runtime:
     def __init__(
         self,
@@ -93,6 +116,9 @@ class Runtime:
         self._environ = environ if environ is not None else os.environ
         config = load_config(config_dir)
         self.generation = 1
+        self.cookie_secrets = cookie_secrets(
+            config.settings.cookies, self._environ, config.settings.cluster is not None
+        )
         self.state_file = StateFile(config.settings.state_path)
         loaded = self.state_file.load()
         self.state_problem = loaded.problem
@@ -111,6 +137,7 @@ class Runtime:
             udp_cap=config.settings.max_udp_size,
             observer=self.stats,
             cache=AnswerCache(max_answers=entries, max_clients=entries),
+            identity=config.settings.identity,
         )
         self.prober = Prober()
         self.scheduler = Scheduler(self.prober, self._on_health, on_result=self._on_result)
@@ -406,18 +433,28 @@ class Runtime:
                 tcp_idle_timeout=settings.tcp_idle_timeout,
                 tcp=settings.tcp,
                 rate_limit=settings.rate_limit,
+                cookie_secrets=self.cookie_secrets,
+                identity=settings.identity,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
             self.dns_bound = await self.pool.start()
         else:
-            self.dns = DnsServer(
+            handle, cached, limit = dns_handlers(
                 self.responder.answer_uncached,
+                self.responder.answer_cached,
+                rate_limit_filter(settings.rate_limit, self.stats),
+                udp_cap=settings.max_udp_size,
+                cookie_secrets=self.cookie_secrets,
+                identity=settings.identity,
+            )
+            self.dns = DnsServer(
+                handle,
                 listen,
-                cached=self.responder.answer_cached,
+                cached=cached,
                 tcp_idle_timeout=settings.tcp_idle_timeout,
                 tcp=settings.tcp,
-                limit=rate_limit_filter(settings.rate_limit, self.stats),
+                limit=limit,
             )
             self.dns_bound = await self.dns.start()
         for bound in self.dns_bound:

@@ -31,6 +31,7 @@ from gslb.model import (
     PROXY_METHODS,
     CheckSpec,
     ClusterSettings,
+    CookieSettings,
     HostPort,
     ProxySpec,
     RateLimitSettings,
@@ -43,6 +44,7 @@ CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
 RECORD_KEYS = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS")
 REGION_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+IDENTITY = r"[!-~]([ -~]{0,253}[!-~])?"  # one TXT string: printable, no outer spaces
 BACKEND_NAME = r"[A-Za-z0-9][A-Za-z0-9_.:\[\]-]*"
 COOKIE_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # an RFC 6265 token
 
@@ -337,6 +339,22 @@ RATE_LIMIT_SETTINGS = Table(
     doc="response rate limiting (BIND/Knot RRL); absent = off",
 )
 
+COOKIE_SETTINGS = Table(
+    "cookies",
+    (
+        Field(
+            "secret_env",
+            Text(ENV_NAME, "an environment variable name"),
+            default=CookieSettings().secret_env,
+            doc="the variable holding the server secret: 32 hex digits, the same on every "
+            "node; several comma-separated during a rollover (the first makes cookies, all "
+            "are accepted); unset: a random secret per start",
+        ),
+    ),
+    doc="DNS Cookies (RFC 7873, server cookies per RFC 9018); a client with a valid server "
+    "cookie is never rate-limited; absent = cookies are ignored",
+)
+
 DNS_SETTINGS = Table(
     "dns",
     (
@@ -350,6 +368,13 @@ DNS_SETTINGS = Table(
         Field("tcp_idle_timeout", Duration(positive=True), default=_SETTINGS.tcp_idle_timeout),
         Field("tcp", TCP_SETTINGS),
         Field("rate_limit", RATE_LIMIT_SETTINGS),
+        Field("cookies", COOKIE_SETTINGS),
+        Field(
+            "identity",
+            Text(IDENTITY, "printable ASCII, at most 255 characters"),
+            doc="answers NSID (RFC 5001) and CH TXT id.server / hostname.bind; "
+            "absent = not answered",
+        ),
         Field(
             "cache_entries",
             Int(1000, 10_000_000),

@@ -5,7 +5,13 @@ from __future__ import annotations
 import socket
 
 from gslb.config.tables import Parsed
-from gslb.model import ClusterSettings, RateLimitSettings, ServerSettings, TcpSettings
+from gslb.model import (
+    ClusterSettings,
+    CookieSettings,
+    RateLimitSettings,
+    ServerSettings,
+    TcpSettings,
+)
 
 
 def build_cluster(parsed: Parsed | None) -> ClusterSettings | None:
@@ -49,6 +55,10 @@ def build_rate_limit(parsed: Parsed | None) -> RateLimitSettings | None:
     )
 
 
+def build_cookies(parsed: Parsed | None) -> CookieSettings | None:
+    return None if parsed is None else CookieSettings(secret_env=parsed["secret_env"])
+
+
 def build_settings(parsed: Parsed | None) -> ServerSettings:
     defaults = ServerSettings()
     if parsed is None:
@@ -68,6 +78,8 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         tcp_idle_timeout=dns["tcp_idle_timeout"] if dns else defaults.tcp_idle_timeout,
         tcp=build_tcp(dns["tcp"] if dns else None),
         rate_limit=build_rate_limit(dns["rate_limit"] if dns else None),
+        cookies=build_cookies(dns["cookies"] if dns else None),
+        identity=dns["identity"] if dns else None,
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),

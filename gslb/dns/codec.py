@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSRecord
 from dnslib.dns import EDNSOption
 
+from gslb.dns.cookies import COOKIE_CODE, well_formed
 from gslb.dns.ecs import OPTION_CODE, ClientSubnet, EcsError, parse_ecs
 from gslb.dns.layout import Layout, OptionError, layout, options
 from gslb.plan import RRSet
@@ -21,6 +22,7 @@ from gslb.select import FORMERR, NOTIMP
 TYPE_OPT = 41
 TYPE_TSIG = 250
 CLASS_IN = 1
+CLASS_CH = 3  # CHAOS: only the server's identity (id.server, hostname.bind) is answered
 CLASS_ANY = 255
 NOTAUTH = 9
 BADKEY = 17  # TSIG error: the key is not known (RFC 8945 §5.2)
@@ -165,8 +167,15 @@ def _edns(record: DNSRecord, shape: Layout, header: tuple[int, int]) -> Edns | N
     except OptionError as exc:
         raise WireError(FORMERR, str(exc), header=header) from exc
     ecs = None
-    seen_ecs = False
+    seen_ecs = seen_cookie = False
     for code, data in found:
+        if code == COOKIE_CODE:
+            # RFC 7873 §5.2.2: a length no cookie can have is FORMERR (the cookie itself is
+            # answered by gslb/dns/server_options.py, when cookies are on).
+            if seen_cookie or not well_formed(data):
+                raise WireError(FORMERR, "malformed COOKIE option", header=header)
+            seen_cookie = True
+            continue
         if code != OPTION_CODE:
             continue  # unknown options are ignored and never echoed (RFC 6891 §6.1.2)
         if seen_ecs:
@@ -259,6 +268,7 @@ def _opt(query: Query, rcode: int, cap: int, ecs_data: bytes | None) -> RR:
 
 def _pack_rrsets(buffer: DNSBuffer, rrsets: tuple[RRSet, ...], query: Query) -> int:
     count = 0
+    rclass = CLASS_CH if query.qclass == CLASS_CH else CLASS_IN  # ANY is answered as IN
     for rrset in rrsets:
         # The owner that is the query name points at the question, so it takes the query's
         # spelling (RFC 1034 §3.1); every other name is compressed only against names
@@ -268,15 +278,15 @@ def _pack_rrsets(buffer: DNSBuffer, rrsets: tuple[RRSet, ...], query: Query) -> 
         for rdata in rrset.rdatas:
             if at_question:
                 buffer.pack("!H", QUESTION_POINTER)
-                buffer.pack("!HHI", rrset.rtype, CLASS_IN, rrset.ttl)
+                buffer.pack("!HHI", rrset.rtype, rclass, rrset.ttl)
                 length_at = buffer.offset
                 buffer.pack("!H", 0)
                 rdata.pack(buffer)
                 buffer.update(length_at, "!H", buffer.offset - length_at - 2)
             else:
-                RR(
-                    rname=owner, rtype=rrset.rtype, rclass=CLASS_IN, ttl=rrset.ttl, rdata=rdata
-                ).pack(buffer)
+                RR(rname=owner, rtype=rrset.rtype, rclass=rclass, ttl=rrset.ttl, rdata=rdata).pack(
+                    buffer
+                )
             count += 1
     return count
 

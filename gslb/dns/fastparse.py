@@ -10,7 +10,8 @@ ever made by the full path from a query of the same shape.
 What passes: a query (QR clear) with opcode QUERY, exactly one question and nothing in the
 answer and authority sections; an uncompressed question name of at most 255 bytes and class
 IN; no additional record, or exactly one OPT record of EDNS version 0 at the root that ends
-the packet, whose options parse as (code, length, data) and hold ECS at most once. The ECS
+the packet, whose options parse as (code, length, data) and hold ECS at most once (and
+a COOKIE, of a length a cookie can have, at most once). The ECS
 data is returned raw; the responder validates it (gslb.dns.ecs) before using it.
 """
 
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 NO_EDNS, EDNS, EDNS_DO = 0, 1, 2  # `Parsed.edns`: the reply's OPT record differs in each
 ECS_CODE = 8
+COOKIE_CODE = 10
 COUNTS_OF_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 MAX_NAME = 255
 KEY_NO_EDNS, KEY_EDNS, KEY_EDNS_DO = b"\x00", b"\x01", b"\x02"
@@ -94,6 +96,7 @@ def _with_opt(wire: bytes, qend: int, key: bytes, qtype: int) -> Parsed | None:
     if pos + rdlength != size:
         return None
     ecs = None
+    cookie = False
     while pos < size:
         if pos + 4 > size:
             return None
@@ -106,5 +109,10 @@ def _with_opt(wire: bytes, qend: int, key: bytes, qtype: int) -> Parsed | None:
             if ecs is not None or length < 4:  # the full path answers FORMERR
                 return None
             ecs = wire[pos : pos + length]
+        elif code == COOKIE_CODE:
+            # A length no cookie can have, or two cookies: the full path answers FORMERR.
+            if cookie or not (length == 8 or 16 <= length <= 40):
+                return None
+            cookie = True
         pos += length
     return Parsed(qend, key, qtype, edns, udp_size, ecs)

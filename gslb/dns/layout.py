@@ -25,6 +25,8 @@ class Opt:
     ttl: int  # extended rcode, version, flags
     rdata: bytes
     at_root: bool
+    at: int  # offset of the record (its owner name)
+    rdata_at: int  # offset of its RDATA (RDLENGTH is the two bytes before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ def layout(wire: bytes) -> Layout:
                     ttl=int.from_bytes(wire[end + 4 : end + 8], "big"),
                     rdata=wire[rdata_at : rdata_at + rdlength],
                     at_root=end - pos == 1,
+                    at=pos,
+                    rdata_at=rdata_at,
                 )
         pos = rdata_at + rdlength
     return Layout(question_end, name_length, opt, opt_count)

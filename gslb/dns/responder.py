@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dnslib import TXT
+
 from gslb.dns.answers import (
     AnswerCache,
     ClientInfo,
@@ -30,6 +32,7 @@ from gslb.dns.answers import (
 )
 from gslb.dns.codec import (
     CLASS_ANY,
+    CLASS_CH,
     CLASS_IN,
     MIN_UDP,
     NOTAUTH,
@@ -44,7 +47,7 @@ from gslb.dns.codec import (
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
 from gslb.histogram import Histogram
-from gslb.plan import Plan
+from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
 from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
@@ -53,6 +56,7 @@ from gslb.state import State
 log = logging.getLogger(__name__)
 
 ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
+QTYPE_TXT, QTYPE_ANY = 16, 255
 NO_OPTIONS = b"\x00\x00"  # an OPT record's RDLENGTH without options
 
 
@@ -114,6 +118,21 @@ def client_from(ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None) -> C
     return locate(address, ecs.source if ecs is not None else None, geo)
 
 
+IDENTITY_NAMES = ("id.server.", "hostname.bind.")  # RFC 4892 §2.3; BIND's older name
+CHAOS_REFUSED = Decision(REFUSED, False)
+CHAOS_NODATA = Decision(0, True)
+
+
+def identity_answers(identity: str | None) -> dict[str, Decision]:
+    """The CH TXT answer per name for `dns.identity` (TTL 0, as NSD); none without it."""
+    if identity is None:
+        return {}
+    return {
+        name: Decision(0, True, (RRSet(name, QTYPE_TXT, 0, (TXT([identity.encode("ascii")]),)),))
+        for name in IDENTITY_NAMES
+    }
+
+
 class Responder:
     """Answers queries: common ones from the answer cache (fast path), the rest by dnslib.
 
@@ -135,6 +154,7 @@ class Responder:
         observer: QueryObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
         cache: AnswerCache | None = None,
+        identity: str | None = None,
     ) -> None:
         self._view = view
         self._geo = geo
@@ -146,6 +166,7 @@ class Responder:
         self.cache = cache if cache is not None else AnswerCache()
         self._known = self.cache.queries  # cleared in place, never replaced
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
+        self._identity = identity_answers(identity)
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -153,6 +174,11 @@ class Responder:
         if view is None:
             view = self._view()
         if query.qclass not in (CLASS_IN, CLASS_ANY):  # ANY is answered like IN, as Knot does
+            if query.qclass == CLASS_CH:  # only the identity, when configured (as NSD)
+                answer = self._identity.get(query.name)
+                if answer is None:
+                    return CHAOS_REFUSED
+                return answer if query.qtype in (QTYPE_TXT, QTYPE_ANY) else CHAOS_NODATA
             return Decision(REFUSED, False)
         if query.qtype in ZONE_TRANSFERS:
             # Never served (zone data is steered, not static). As Knot: not over UDP at

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gslb.dns.layout import skip_name
+from gslb.dns.peers import peer_address
 from gslb.model import RateLimitSettings
 
 FLAG_TC = 0x02  # in the third byte of the header
@@ -112,12 +113,9 @@ class RateLimiter:
         block = self._blocks.get(peer, b"")
         if block != b"":
             return block
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
+        address = peer_address(peer)
+        if address is None:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         settings = self.settings
         if any(address in network for network in settings.exempt):
             block = None

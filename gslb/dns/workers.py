@@ -44,6 +44,7 @@ from gslb.dns.channel import Channel
 from gslb.dns.responder import Responder, View
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
+from gslb.dns.server_options import dns_handlers
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
 from gslb.model import HostPort, RateLimitSettings, TcpSettings
@@ -66,6 +67,8 @@ class WorkerSpec:
     tcp_idle_timeout: float = 10.0
     tcp: TcpSettings = field(default_factory=TcpSettings)
     rate_limit: RateLimitSettings | None = None
+    cookie_secrets: tuple[bytes, ...] | None = None  # the parent's, so every worker agrees
+    identity: str | None = None
     cache_entries: int = 100_000
 
 
@@ -116,14 +119,23 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         udp_cap=spec.udp_cap,
         observer=stats,
         cache=AnswerCache(max_answers=spec.cache_entries, max_clients=spec.cache_entries),
+        identity=spec.identity,
+    )
+    handle, cached, limit = dns_handlers(
+        responder.answer_uncached,
+        responder.answer_cached,
+        rate_limit_filter(spec.rate_limit, stats),
+        udp_cap=spec.udp_cap,
+        cookie_secrets=spec.cookie_secrets,
+        identity=spec.identity,
     )
     server = DnsServer(
-        responder.answer_uncached,
+        handle,
         spec.listen,
-        cached=responder.answer_cached,
+        cached=cached,
         tcp_idle_timeout=spec.tcp_idle_timeout,
         tcp=spec.tcp,
-        limit=rate_limit_filter(spec.rate_limit, stats),
+        limit=limit,
         reuse_port=True,
     )
     bound = await server.start()
