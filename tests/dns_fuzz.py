@@ -39,6 +39,11 @@ def seeds() -> list[bytes]:
         cookie = dns.edns.GenericOption(10, b"\x01" * 8)
         q = dns.message.make_query(name, "AAAA", id=4, use_edns=0, options=[ecs6, cookie])
         out.append(q.to_wire())
+        # A client and server cookie (RFC 9018 form) and an NSID request.
+        both = dns.edns.GenericOption(10, b"\x01" * 8 + b"\x01\x00\x00\x00" + b"\x02" * 12)
+        nsid = dns.edns.GenericOption(3, b"")
+        q = dns.message.make_query(name, "A", id=5, use_edns=0, options=[both, nsid, ecs])
+        out.append(q.to_wire())
     return out
 
 
@@ -165,9 +170,12 @@ def run(
     *,
     window: int = 63,
     pause_pid: int | None = None,
+    pause_pids: tuple[int, ...] = (),
 ) -> Outcome:
-    """Send `packets` in windows, each followed by a valid query; `pause_pid`: stop that
-    process while a window is sent, so the window and its valid query are read together."""
+    """Send `packets` in windows, each followed by a valid query; `pause_pid` (or each of
+    `pause_pids`): stop that process while a window is sent, so the window and its valid
+    query are read together."""
+    paused = (pause_pid,) if pause_pid is not None else pause_pids
     fuzz = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for sock in (fuzz, probe):
@@ -188,15 +196,15 @@ def run(
             if not batch:
                 break
             valid.id = outcome.windows & 0xFFFF
-            if pause_pid is not None:
-                os.kill(pause_pid, signal.SIGSTOP)
+            for pid in paused:
+                os.kill(pid, signal.SIGSTOP)
             try:
                 for wire in batch:
                     fuzz.sendto(wire, (host, port))
                 probe.sendto(valid.to_wire(), (host, port))
             finally:
-                if pause_pid is not None:
-                    os.kill(pause_pid, signal.SIGCONT)
+                for pid in paused:
+                    os.kill(pid, signal.SIGCONT)
             outcome.sent += len(batch)
             outcome.windows += 1
             if not _await_valid(probe, valid.id):

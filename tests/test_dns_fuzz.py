@@ -26,6 +26,8 @@ location: {lat: 50, lon: 8}
 services:
   www.gslb.example.com: [192.0.2.10, "2001:db8::10"]
 """
+# Cookies and an identity on: the options layer (gslb/dns/server_options.py) is fuzzed too.
+SETTINGS = "dns: {cookies: {secret_env: GSLB_FUZZ_COOKIE}, identity: ns1.fuzz.test}\n"
 PACKETS = 20_000
 
 
@@ -37,7 +39,7 @@ def server(
     directory = tmp_path_factory.mktemp("fuzz")
     write_config(
         directory,
-        {"gslb.yaml": "{}\n", "gslb.example.com.yaml": ZONE, "regions/r1.yaml": REGION},
+        {"gslb.yaml": SETTINGS, "gslb.example.com.yaml": ZONE, "regions/r1.yaml": REGION},
     )
     served = start_serve(
         directory,

@@ -73,6 +73,21 @@ def test_long_name_is_formerr(served: tuple[Served, Path]) -> None:
     assert reply[:2] == b"\x00\x07" and reply[3] & 0x0F == dns.rcode.FORMERR
 
 
+@pytest.mark.parametrize("length", [0x40, 0x80, 0xBF])
+def test_a_label_length_of_the_reserved_types_is_formerr(
+    served: tuple[Served, Path], length: int
+) -> None:
+    # Lengths 64-191 are the reserved label types 01 and 10 (RFC 6891 §5), not labels:
+    # dnslib read them as long labels, and encoding the reply then raised (SERVFAIL and a
+    # traceback; found by bench/dns/fuzz.py).
+    server, log = served
+    name = bytes([length]) + b"a" * length + wire_name([b"gslb", b"example", b"com"])
+    reply = exchange(server.dns_port, raw_query(9, name))
+    assert reply is not None
+    assert reply[:2] == b"\x00\x09" and reply[3] & 0x0F == dns.rcode.FORMERR
+    assert "Traceback" not in log.read_text()
+
+
 def test_one_bad_query_costs_only_its_own_answer(served: tuple[Served, Path]) -> None:
     """All queries land in the same receive batches (the server is stopped while they are
     sent); the one whose name cannot be encoded must not lose the others' replies."""

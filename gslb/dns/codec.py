@@ -22,6 +22,7 @@ from gslb.select import FORMERR, NOTIMP
 TYPE_OPT = 41
 TYPE_TSIG = 250
 CLASS_IN = 1
+MAX_LABEL = 63
 CLASS_CH = 3  # CHAOS: only the server's identity (id.server, hostname.bind) is answered
 CLASS_ANY = 255
 NOTAUTH = 9
@@ -220,6 +221,9 @@ def decode_query(wire: bytes) -> Query:
     except Exception as exc:  # dnslib raises several types for malformed input
         raise WireError(FORMERR, f"malformed: {exc}", header=header) from exc
     question = record.questions[0]
+    if any(len(label) > MAX_LABEL for label in question.qname.label):
+        # dnslib reads the reserved label types (lengths 64-191) as long labels.
+        raise WireError(FORMERR, "label longer than 63 octets", header=header)
     if sum(len(label) + 1 for label in question.qname.label) + 1 > MAX_NAME:
         raise WireError(FORMERR, "question name longer than 255 octets", header=header)
     edns = _edns(record, layout(wire), header)
