@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.dns.gslb_process import start, stop  # noqa: E402
 from tests.dns_fuzz import corpus, run  # noqa: E402  (the suite's corpus, shared)
 from tests.test_dns_fuzz import REGION, SETTINGS, ZONE  # noqa: E402
 
@@ -35,24 +35,6 @@ def children(pid: int) -> tuple[int, ...]:
     return tuple(found)
 
 
-def serve(directory: Path, workers: int, log: Path) -> tuple[subprocess.Popen[str], int]:
-    command = [sys.executable, "-m", "gslb", "serve", "--config", str(directory)]
-    command += ["--dns", "127.0.0.1:0", "--api", "127.0.0.1:0", "--workers", str(workers)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, cwd=ROOT
-    )
-    assert process.stdout is not None
-    port = None
-    for line in process.stdout:
-        if line.startswith("dns ") and port is None:
-            port = int(line.split()[2])
-        if line.startswith("gslb serving"):
-            break
-    if port is None:
-        raise SystemExit(f"gslb serve did not start: {log.read_text()[-2000:]}")
-    return process, port
-
-
 def one_run(packets: int, workers: int, seed: int) -> None:
     directory = Path(tempfile.mkdtemp(prefix="gslb-bench-fuzz-"))
     (directory / "regions").mkdir()
@@ -60,14 +42,13 @@ def one_run(packets: int, workers: int, seed: int) -> None:
     (directory / "gslb.example.com.yaml").write_text(ZONE)
     (directory / "regions/r1.yaml").write_text(REGION)
     log = directory / "serve.log"
-    process, port = serve(directory, workers, log)
+    process, port, _ = start(directory, log, "--workers", str(workers))
     try:
         pids = (process.pid,) if workers == 1 else children(process.pid)
         outcome = run("127.0.0.1", port, corpus(seed, packets), pause_pids=pids)
         alive = process.poll() is None
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
     text = log.read_text()
     print(
         f"workers {workers}: {outcome.sent:,} packets in {outcome.seconds:.0f} s, "
@@ -77,6 +58,8 @@ def one_run(packets: int, workers: int, seed: int) -> None:
         f"server {'alive' if alive else 'DEAD'}",
         flush=True,
     )
+    for wire in outcome.unparsable[:5]:
+        print(f"  unparsable reply: {wire.hex()}")
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from gslb.select import FORMERR, NOTIMP
 TYPE_OPT = 41
 TYPE_TSIG = 250
 CLASS_IN = 1
+OPCODE_UPDATE = 5
+TYPE_SOA_BYTES = b"\x00\x06"
 MAX_LABEL = 63
 CLASS_CH = 3  # CHAOS: only the server's identity (id.server, hostname.bind) is answered
 CLASS_ANY = 255
@@ -363,6 +365,10 @@ def encode_error(exc: WireError, wire: bytes, udp_cap: int) -> bytes | None:
     qid, qflags = exc.header
     shape = layout(wire)
     question = b"" if shape.question_end is None else wire[HEADER.size : shape.question_end]
+    if (qflags >> 11) & 0xF == OPCODE_UPDATE and question[-4:-2] != TYPE_SOA_BYTES:
+        # An UPDATE's question is its zone section, which must be of type SOA (RFC 2136
+        # §2.3); echoed otherwise, it makes a reply that parsers reject (dnspython does).
+        question = b""
     tail = b""
     if shape.opt is not None:
         ttl = ((exc.rcode >> 4) << 24) | (shape.opt.ttl & EDNS_DO)
