@@ -171,10 +171,12 @@ def run(
     window: int = 63,
     pause_pid: int | None = None,
     pause_pids: tuple[int, ...] = (),
+    settle: float = 0.0,
 ) -> Outcome:
     """Send `packets` in windows, each followed by a valid query; `pause_pid` (or each of
     `pause_pids`): stop that process while a window is sent, so the window and its valid
-    query are read together."""
+    query are read together. `settle`: after each window, read replies until none came for
+    that long (with several workers the valid query's answer can come before the window's)."""
     paused = (pause_pid,) if pause_pid is not None else pause_pids
     fuzz = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -209,7 +211,7 @@ def run(
             outcome.windows += 1
             if not _await_valid(probe, valid.id):
                 outcome.valid_missed += 1
-            _collect(fuzz, outcome)
+            _collect(fuzz, outcome, wait=settle)
         _collect(fuzz, outcome, wait=0.2)
     finally:
         fuzz.close()

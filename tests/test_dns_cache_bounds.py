@@ -55,3 +55,24 @@ def test_many_distinct_names_never_grow_a_table_past_its_bound(tmp_path: Path) -
             sizes = table_sizes(cache)
             assert max(sizes.values()) <= BOUND, sizes
         assert cache.fills > BOUND  # the tables were filled past their bound many times
+
+
+def test_tcp_queries_are_answered_from_the_cache_and_axfr_never_is(tmp_path: Path) -> None:
+    # TCP answers are the UDP ones, never truncated: TCP took the full path for every
+    # query (~10x the cost), so four pipelining connections held UDP up for milliseconds.
+    directory = write_config(tmp_path, {"gslb.example.com.yaml": ZONE})
+    view = View(compile_plan(load_config(str(directory))), State())
+    cache = AnswerCache()
+    responder = Responder(lambda: view, None, cache=cache)
+    with serving(responder) as port:
+        query = dns.message.make_query("www.gslb.example.com", "A")
+        first = dns.query.tcp(query, "127.0.0.1", port=port, timeout=3)
+        hits = cache.hits
+        for _ in range(20):
+            again = dns.query.tcp(query, "127.0.0.1", port=port, timeout=3)
+            assert again.answer == first.answer
+        assert cache.hits >= hits + 20
+        # A zone transfer is answered by transport, so never from what the other one got.
+        axfr = dns.message.make_query("gslb.example.com", "AXFR")
+        assert dns.query.udp(axfr, "127.0.0.1", port=port, timeout=3).rcode() == 4  # NOTIMP
+        assert dns.query.tcp(axfr, "127.0.0.1", port=port, timeout=3).rcode() == 5  # REFUSED

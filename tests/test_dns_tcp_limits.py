@@ -3,10 +3,12 @@ clients (idle, trickling, not reading) cannot lock a legitimate TCP client out."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,6 +17,8 @@ import dns.query
 import dns.rcode
 import pytest
 
+from gslb.dns.server import TCP_QUERIES_BETWEEN_UDP, DnsServer
+from gslb.model import HostPort
 from tests.conftest import Served, copy_sample, start_serve
 
 MAX_CONNECTIONS = 12
@@ -191,3 +195,44 @@ def test_pipelined_tcp_queries_do_not_hold_up_udp(served: Served) -> None:
         received = received[2 + int.from_bytes(received[:2], "big") :]
         replies += 1
     assert replies < count // 2, replies  # the UDP answer did not wait for them
+
+
+def test_udp_is_answered_between_tcp_queries_of_busy_connections() -> None:
+    """The order a DnsServer answers in, recorded by its handler: four connections with
+    hundreds of pipelined queries each and one UDP query, all waiting when the loop
+    resumes. The UDP query is answered within TCP_QUERIES_BETWEEN_UDP TCP queries, not
+    after a loop turn of every busy connection (8 each: 32)."""
+    order: list[str] = []
+
+    def handle(wire: bytes, peer: str, tcp: bool) -> bytes:
+        order.append("tcp" if tcp else "udp")
+        return wire[:2] + bytes((wire[2] | 0x80, wire[3])) + wire[4:]
+
+    loop = asyncio.new_event_loop()
+    server = DnsServer(handle, [HostPort("127.0.0.1", 0)])
+    port = loop.run_until_complete(server.start())[0].port
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for sock in connections:  # accepted and answering before the test proper
+            sock.sendall(framed("ns1.gslb.example.com", 1))
+            assert len(sock.recv(1 << 16)) > 2
+        order.clear()
+        held = threading.Event()
+        loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(0.5)))  # hold the loop
+        assert held.wait(5)
+        for sock in connections:
+            sock.sendall(b"".join(framed("ns1.gslb.example.com", i) for i in range(300)))
+        udp.sendto(framed("ns2.gslb.example.com", 7)[2:], ("127.0.0.1", port))
+        udp.settimeout(5)
+        assert udp.recv(65535)[:2] == b"\x00\x07"
+        assert "udp" in order and order.index("udp") <= TCP_QUERIES_BETWEEN_UDP, order[:40]
+    finally:
+        for sock in [*connections, udp]:
+            sock.close()
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

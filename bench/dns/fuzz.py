@@ -45,7 +45,7 @@ def one_run(packets: int, workers: int, seed: int) -> None:
     process, port, _ = start(directory, log, "--workers", str(workers))
     try:
         pids = (process.pid,) if workers == 1 else children(process.pid)
-        outcome = run("127.0.0.1", port, corpus(seed, packets), pause_pids=pids)
+        outcome = run("127.0.0.1", port, corpus(seed, packets), pause_pids=pids, settle=0.005)
         alive = process.poll() is None
     finally:
         stop(process)

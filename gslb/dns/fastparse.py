@@ -22,6 +22,7 @@ from typing import NamedTuple
 NO_EDNS, EDNS, EDNS_DO = 0, 1, 2  # `Parsed.edns`: the reply's OPT record differs in each
 ECS_CODE = 8
 COOKIE_CODE = 10
+ZONE_TRANSFERS = (251, 252)  # IXFR, AXFR
 COUNTS_OF_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 MAX_NAME = 255
 KEY_NO_EDNS, KEY_EDNS, KEY_EDNS_DO = b"\x00", b"\x01", b"\x02"
@@ -70,6 +71,8 @@ def parse_query(wire: bytes) -> Parsed | None:
     if qend > size or wire[pos + 3] != 0 or wire[pos + 4] != 1:  # class IN only
         return None
     qtype = (wire[pos + 1] << 8) | wire[pos + 2]
+    if qtype in ZONE_TRANSFERS:
+        return None  # answered by transport (NOTIMP over UDP), so never from the cache
     # Lower case only the name: bytes.lower() would change type bytes 0x41-0x5a too.
     name = wire[12 : pos + 1].lower()
     if arcount == 0:

@@ -203,7 +203,8 @@ class Responder:
         """`handle_wire` for a query `answer_cached` did not answer (or any TCP query)."""
         # QR clear, opcode QUERY, one question, no answer or authority records: a query the
         # fast path may answer (fastparse.is_plain_query, inlined as this runs per query).
-        if tcp or len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
+        # TCP takes it too: its replies are the UDP ones, never truncated.
+        if len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
             return self._full(wire, peer, tcp, self._view(), self._clock())[0]
         started = self._clock()
         rest = wire[2:]
@@ -217,7 +218,7 @@ class Responder:
         if view.plan is not self.cache.plan or view.state is not self.cache.state:
             self.cache.sync(view.plan, view.state)
         try:
-            return self._fast(wire, known, peer, view, started)
+            return self._fast(wire, known, peer, view, started, tcp)
         except Exception:
             self._log.exception("fast", "fast path failed; answering by the full path")
             return self._full(wire, peer, tcp, view, started)[0]
@@ -291,23 +292,23 @@ class Responder:
     # The fast path.
 
     def _fast(
-        self, wire: bytes, known: Known, peer: str, view: View, started: float
+        self, wire: bytes, known: Known, peer: str, view: View, started: float, tcp: bool
     ) -> bytes | None:
         """A query not linked to its entry: look the answer up by its parts."""
         q = known.parsed
         found = self._lookup(known, wire, peer)
         if found is None:
-            return self._fill(wire, q, peer, view, started)
+            return self._fill(wire, q, peer, view, started, tcp)
         route, entry, tail = found
         cache = self.cache
         hits = entry.hits = entry.hits + 1
         if route.random and hits >= entry.next_draw:
             cache.schedule_draw(entry)
-            return self._fill(wire, q, peer, view, started)  # a fresh draw, kept by store()
+            return self._fill(wire, q, peer, view, started, tcp)  # a fresh draw, kept
         variants = entry.variants
         variant = variants[hits % len(variants)]
         size = variant.length + len(tail) + q.qend - 12
-        if size > MIN_UDP and self._too_big(size, q):
+        if size > MIN_UDP and not tcp and self._too_big(size, q):
             return self._full(wire, peer, False, view, started)[0]  # the full path truncates
         cache.hits += 1
         reply = b"".join(
@@ -397,9 +398,12 @@ class Responder:
         self.cache.add_client(key, info)
         return info
 
-    def _fill(self, wire: bytes, q: Parsed, peer: str, view: View, started: float) -> bytes | None:
-        """Answer by the full path and keep the reply for the queries that share its key."""
-        reply, query, decision = self._full(wire, peer, False, view, started)
+    def _fill(
+        self, wire: bytes, q: Parsed, peer: str, view: View, started: float, tcp: bool
+    ) -> bytes | None:
+        """Answer by the full path and keep the reply for the queries that share its key
+        (a TCP reply too: UDP hits check their size limit, the full path truncates)."""
+        reply, query, decision = self._full(wire, peer, tcp, view, started)
         if reply is None or query is None or decision is None:
             return reply  # an error reply (a bad ECS option among them), or none
         if reply[12 : q.qend] != wire[12 : q.qend]:

@@ -37,7 +37,8 @@ Cached = Callable[[bytes], bytes | None]
 Limit = Callable[[str, bytes], bytes | None]  # RRL: (peer, reply) -> what to send
 UDP_SOCKET_BUFFER = 4 << 20
 UDP_BATCH = 256  # datagrams answered per wakeup before other callbacks get a turn
-TCP_QUERIES_PER_TURN = 16  # pipelined TCP queries answered before UDP gets a turn
+TCP_QUERIES_PER_TURN = 8  # pipelined TCP queries answered before the loop's next turn
+TCP_QUERIES_BETWEEN_UDP = 2  # and between two looks at the UDP sockets
 MAX_UDP_QUERY = 4096  # bytes read per datagram: longer ones are cut, and get FORMERR
 
 
@@ -57,6 +58,7 @@ class UdpListener:
         self._limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = RateLog(log)
+        self.drain_now: Callable[[], None] = lambda: None  # answers what waits, from anywhere
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -65,8 +67,10 @@ class UdpListener:
                 self.sock, self._handle, self._cached, MAX_UDP_QUERY, self._limit
             )
             loop.add_reader(self.sock.fileno(), batched.drain, UDP_BATCH // mmsg.BATCH)
+            self.drain_now = lambda: batched.drain(1)
         else:
             loop.add_reader(self.sock.fileno(), self._drain)
+            self.drain_now = self._drain
 
     def _drain(self) -> None:
         recv = self.sock.recvfrom
@@ -101,6 +105,7 @@ class UdpListener:
                 log.debug("UDP send error to %s: %s", addr[0], exc)
 
     def close(self) -> None:
+        self.drain_now = lambda: None
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
@@ -186,8 +191,10 @@ class TcpProtocol(asyncio.Protocol):
         idle_timeout: float,
         connections: TcpConnections,
         ratelog: RateLog,
+        udp_first: Callable[[], None] = lambda: None,
     ) -> None:
         self._handle = handle
+        self._udp_first = udp_first
         # A cached reply is never truncated, so it is the TCP reply too (None: no memo).
         self._cached: Cached = cached or (lambda wire: None)
         self._log = ratelog
@@ -247,6 +254,9 @@ class TcpProtocol(asyncio.Protocol):
         hold every UDP answer up for hundreds of ms. So after a turn's share the rest
         waits for the loop's next turn (reading paused meanwhile, so the buffer stays
         bounded), and while the client has not read its replies, nothing more is answered.
+        Every few TCP queries the UDP sockets are drained first (`udp_first`): UDP, the
+        transport of nearly every query, waits for a few TCP answers at most, not for a
+        loop turn of every busy connection.
         """
         self._turn_pending = False
         transport = self._transport
@@ -260,6 +270,8 @@ class TcpProtocol(asyncio.Protocol):
                 transport.pause_reading()
                 asyncio.get_running_loop().call_soon(self._next_turn)
                 break
+            if len(replies) % TCP_QUERIES_BETWEEN_UDP == 0:
+                self._udp_first()
             size = int.from_bytes(buffer[:2], "big")
             if len(buffer) < 2 + size:
                 break
@@ -376,7 +388,12 @@ class DnsServer:
         try:
             server = await loop.create_server(
                 lambda: TcpProtocol(
-                    self._handle, self._cached, self._idle, self.tcp, self._tcp_log
+                    self._handle,
+                    self._cached,
+                    self._idle,
+                    self.tcp,
+                    self._tcp_log,
+                    self._drain_udp,
                 ),
                 host=hp.host,
                 port=port,
@@ -391,6 +408,10 @@ class DnsServer:
         self._udp.append(udp)
         self._tcp.append(server)
         self.bound.append(Bound(hp.host, port))
+
+    def _drain_udp(self) -> None:
+        for udp in self._udp:
+            udp.drain_now()
 
     async def close(self) -> None:
         for udp in self._udp:
