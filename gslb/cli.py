@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config directory")
     check.add_argument("--config", default="zones")
 
-    explain = sub.add_parser("explain", help="show how a query would be answered, offline")
+    explain = sub.add_parser(
+        "explain", help="show how a query would be answered: offline, or by a running node"
+    )
     explain.add_argument("name")
     explain.add_argument(
         "--client", required=True, help="client IP, or IP/PREFIX to act as an ECS subnet"
@@ -56,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--type", default="A", dest="qtype")
     explain.add_argument("--config", default="zones")
     explain.add_argument("--json", action="store_true", help="print the trace as JSON")
+    explain.add_argument(
+        "--api",
+        metavar="URL",
+        help="ask a running node (e.g. http://127.0.0.1:8053) instead: its live health, "
+        "and in a cluster where its own verdicts are outvoted",
+    )
 
     demo = sub.add_parser("demo", help="the whole topology on loopback")
     demo.add_argument("--config", default="zones")
@@ -92,11 +100,16 @@ def cmd_check(config_dir: str) -> int:
     return 0
 
 
-def cmd_explain(config_dir: str, name: str, client_text: str, qtype: str, as_json: bool) -> int:
-    from gslb.explain import explain_offline
+def cmd_explain(
+    config_dir: str, name: str, client_text: str, qtype: str, as_json: bool, api: str | None
+) -> int:
+    from gslb.explain import explain_offline, explain_online
 
     try:
-        result = explain_offline(config_dir, name, client_text, qtype, random.Random())
+        if api is not None:
+            result = explain_online(api, name, client_text, qtype)
+        else:
+            result = explain_offline(config_dir, name, client_text, qtype, random.Random())
     except ConfigError as exc:
         _print_errors(exc)
         return 1
@@ -129,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"gslb explain: --client {args.client!r} is not an IP address", file=sys.stderr
                 )
                 return 2
-            return cmd_explain(args.config, args.name, args.client, args.qtype, args.json)
+            return cmd_explain(args.config, args.name, args.client, args.qtype, args.json, args.api)
         if args.command == "serve":
             from gslb.runtime import serve
 

@@ -124,6 +124,30 @@ def explain_offline(
         geo.close()
 
 
+def explain_online(api: str, name: str, client_text: str, qtype_text: str) -> dict[str, Any]:
+    """`GET /v1/explain` of a running node: its live health and, in a cluster, the
+    verdicts it is outvoted on. ValueError with the node's error, or why it cannot be reached."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"name": name, "client": client_text, "type": qtype_text})
+    url = f"{api.rstrip('/')}/v1/explain?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ValueError(f"{url}: {exc.code} {message}") from exc
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{url}: {exc}") from exc
+    return result
+
+
 LABEL = 11  # the width of the first column of `format_text`
 
 
@@ -155,4 +179,14 @@ def format_text(result: dict[str, Any]) -> str:
                 rows.append((section, f"{rrset['name']} {rrset['ttl']} {rrset['type']} {data}"))
     if result["ecs_scope"] is not None:
         rows.append(("ecs", f"scope /{result['ecs_scope']}"))
+    cluster = result.get("cluster")
+    if cluster is not None:
+        rows.append(
+            (
+                "cluster",
+                f"health as {cluster['live_nodes']} live node(s) decided "
+                f"(health_quorum: {cluster['health_quorum']})",
+            )
+        )
+        rows += [("cluster", f"{d['endpoint']}: {d['text']}") for d in cluster["disagreements"]]
     return "\n".join(f"{label:<{LABEL - 1}} {text}" for label, text in rows)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +216,26 @@ def test_health_consensus_and_a_killed_node_leaving(
     _, explained = a.api("GET", "/v1/explain?name=www.gslb.example.com&client=81.2.69.0")
     texts = [d["text"] for d in explained["cluster"]["disagreements"]]
     assert texts == ["down here, up on 2 of 3 nodes"] * 2
+    # `gslb explain --api` says so too (the offline explain cannot know it).
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gslb",
+            "explain",
+            "www.gslb.example.com",
+            "--client",
+            "81.2.69.0",
+            "--api",
+            f"http://127.0.0.1:{a.served.api_port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert "cluster    health as 3 live node(s) decided (health_quorum: majority)" in printed
+    assert "cluster    eu-west/127.0.2.1: down here, up on 2 of 3 nodes" in printed, printed
     for node in (a, b, c):
         assert is_eu(node.answer())  # one node's failing checks do not fail eu-west over
     # ns1's config differs (its check port): the cluster view flags it.
