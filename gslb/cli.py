@@ -1,4 +1,4 @@
-"""The `gslb` command: serve, proxy, check, explain, demo."""
+"""The `gslb` command: serve, proxy, check, explain, ctl, demo."""
 
 from __future__ import annotations
 
@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
         help="ask a running node (e.g. http://127.0.0.1:8053) instead: its live health, "
         "and in a cluster where its own verdicts are outvoted",
     )
+
+    from gslb import ctl
+
+    ctl.add_parser(sub)
 
     demo = sub.add_parser("demo", help="the whole topology on loopback")
     demo.add_argument("--config", default="zones")
@@ -143,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 2
             return cmd_explain(args.config, args.name, args.client, args.qtype, args.json, args.api)
+        if args.command == "ctl":
+            from gslb import ctl
+
+            return ctl.run(args)
         if args.command == "serve":
             from gslb.runtime import serve
 
