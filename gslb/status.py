@@ -38,6 +38,22 @@ def _health_text(key: str, checked: bool, health: Mapping[str, Health]) -> tuple
     return ("up" if found.up else "down"), found.last_detail
 
 
+def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
+    """What the status page shows for a region: `up`, `down`, `disabled` or `draining`.
+
+    An operator's word comes first: a region disabled or draining is that, and so is a
+    region whose every endpoint an operator disabled (it is drained, nothing failed). An
+    endpoint an operator disabled never makes a region `down`: `down` is an enabled region
+    whose enabled endpoints are all unhealthy, `up` one where some serve.
+    """
+    if admin != "enabled":
+        return admin
+    enabled = [e for e in endpoints if e["admin"] == "enabled"]
+    if endpoints and not enabled:
+        return "disabled"
+    return "up" if any(e["usable"] for e in enabled) else "down"
+
+
 def build_status(
     view: View,
     health: Mapping[str, Health],
@@ -76,7 +92,8 @@ def build_status(
                     }
                 item["services"].append(service.rstrip("."))
         admin = state.admin.region(name)
-        usable = admin == "enabled" and any(e["usable"] for e in endpoints.values())
+        listed = list(endpoints.values())
+        usable = admin == "enabled" and any(e["usable"] for e in listed)
         answers = region_answers.get(name, 0)
         regions.append(
             {
@@ -87,11 +104,12 @@ def build_status(
                     "countries": sorted(region.countries),
                 },
                 "admin": admin,
+                "state": region_state(admin, listed),
                 "usable": usable,
                 "checked": region.health is not None,
                 "answers": answers,
                 "share": answers / total_answers if total_answers else 0.0,
-                "endpoints": list(endpoints.values()),
+                "endpoints": listed,
             }
         )
     queries = sum(stats.queries.values())
