@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gslb.config.names import plain
 from gslb.dns.answers import Tally
 from gslb.dns.codec import qtype_label, qtype_label_name, rcode_name
 from gslb.dns.responder import View
@@ -182,7 +183,7 @@ class ServeCollector(Collector):
             labels=["service", "region"],
         )
         for (service, region), count in sorted(stats.answers.items()):
-            answers.add_metric([service, region], count)
+            answers.add_metric([plain(service), region], count)
         yield answers
         endpoint = CounterMetricFamily(
             "gslb_dns_endpoint_answers",
@@ -190,7 +191,7 @@ class ServeCollector(Collector):
             labels=["service", "region", "endpoint"],
         )
         for (service, region, address), count in sorted(stats.endpoint_answers.items()):
-            endpoint.add_metric([service, region, address], count)
+            endpoint.add_metric([plain(service), region, address], count)
         yield endpoint
         fail_open = CounterMetricFamily(
             "gslb_dns_fail_open",
@@ -198,7 +199,7 @@ class ServeCollector(Collector):
             labels=["service"],
         )
         for service, count in sorted(stats.fail_open.items()):
-            fail_open.add_metric([service], count)
+            fail_open.add_metric([plain(service)], count)
         yield fail_open
         latency = HistogramMetricFamily(
             "gslb_dns_query_duration_seconds", "Time to answer one DNS query"

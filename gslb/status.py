@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gslb.config.names import plain
 from gslb.dns.responder import View
 from gslb.health import Health
 from gslb.metrics import DnsStats
@@ -25,7 +26,7 @@ def services_failing_open(view: View, state: State | None = None) -> list[str]:
                 for entry in service.regions
             )
             if not usable:
-                out.append(f"{name} IPv{family}")
+                out.append(f"{plain(name)} IPv{family}")
     return out
 
 
@@ -90,7 +91,7 @@ def build_status(
                         "usable": state.endpoint_usable(key),
                         "answers": answered,
                     }
-                item["services"].append(service.rstrip("."))
+                item["services"].append(plain(service))
         admin = state.admin.region(name)
         listed = list(endpoints.values())
         usable = admin == "enabled" and any(e["usable"] for e in listed)

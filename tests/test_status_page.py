@@ -162,7 +162,7 @@ def test_page_shows_fail_open(served: Served, tmp_path: Path) -> None:
             post(served, f"/v1/regions/{region}/enable")
     assert "fail-open" not in dom.hidden_ids
     text = dom.all_text()
-    assert "Fail-open: no usable region for" in text and "www.gslb.example.com. IPv4" in text
+    assert "Fail-open: no usable region for" in text and "www.gslb.example.com IPv4" in text
     assert set(dom.states("tr", "region").values()) == {"disabled"}
 
 
