@@ -179,11 +179,16 @@ class ServeCollector(Collector):
         yield limited
         answers = CounterMetricFamily(
             "gslb_dns_answers",
-            "Steered answers by service and the region chosen",
-            labels=["service", "region"],
+            "Steered answers by service, its policy and the region chosen",
+            labels=["service", "policy", "region"],
         )
+        services = self._view().plan.services
         for (service, region), count in sorted(stats.answers.items()):
-            answers.add_metric([plain(service), region], count)
+            # The policy tells an intended skew (failover: all to the first region) from
+            # mis-steering; a service gone from the config since has "".
+            plan = services.get(service)
+            policy = plan.policy if plan is not None else ""
+            answers.add_metric([plain(service), policy, region], count)
         yield answers
         endpoint = CounterMetricFamily(
             "gslb_dns_endpoint_answers",

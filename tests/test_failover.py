@@ -297,7 +297,10 @@ def test_metrics_scrape(topo: Topology) -> None:
         topo.answer(NA_CLIENT)
     status, text = topo.api("GET", "/metrics")
     assert status == 200
-    assert 'gslb_dns_answers_total{region="us-east",service="www.gslb.example.com"}' in text
+    assert (
+        'gslb_dns_answers_total{policy="geo",region="us-east",service="www.gslb.example.com"}'
+        in text
+    )
     assert 'gslb_dns_queries_total{qtype="A",rcode="NOERROR",zone="gslb.example.com."}' in text
     assert 'gslb_endpoint_up{endpoint="127.0.2.1",region="eu-west"} 1.0' in text
     assert 'gslb_region_admin_state{region="eu-west",state="enabled"} 1.0' in text

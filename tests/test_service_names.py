@@ -1,4 +1,5 @@
-"""A service is spelled one way everywhere: `/metrics` labels, `/v1/status`, the admin API.
+"""A service is spelled one way everywhere: `/metrics` labels, `/v1/status`, the admin API;
+and its answers carry its policy, so alerts can tell failover's intended skew apart.
 
 A real `gslb serve` with the shipped zones/ is asked for every service, then made to answer
 fail-open (every region disabled); the names in the metrics and in the status must agree,
@@ -37,12 +38,16 @@ def api(served: Served, path: str, method: str = "GET") -> Any:
 
 
 def service_labels(exposition: str, family: str) -> set[str]:
-    return {
-        sample.labels["service"]
+    return {sample.labels["service"] for sample in samples(exposition, family)}
+
+
+def samples(exposition: str, family: str) -> list[Any]:
+    return [
+        sample
         for metric in text_string_to_metric_families(exposition)
         if metric.name == family
         for sample in metric.samples
-    }
+    ]
 
 
 def ask(served: Served, name: str) -> None:
@@ -80,3 +85,15 @@ def test_metrics_and_status_spell_service_names_alike(served: Served, tmp_path: 
     status = api(served, "/v1/status")
     assert {entry.split(" IPv")[0] for entry in status["fail_open_now"]} == configured
     assert service_labels(api(served, "/metrics"), "gslb_dns_fail_open") == {"www.gslb.example.com"}
+
+
+def test_answer_metrics_carry_the_service_policy(served: Served, tmp_path: Path) -> None:
+    zone_file = yaml.safe_load((tmp_path / "gslb.example.com.yaml").read_text())
+    policies = {
+        f"{name}.{zone_file['zone']}": s["policy"] for name, s in zone_file["services"].items()
+    }
+    assert set(policies.values()) == {"geo", "failover"}
+    for name in sorted(policies):
+        ask(served, name)
+    found = samples(api(served, "/metrics"), "gslb_dns_answers")
+    assert {s.labels["service"]: s.labels["policy"] for s in found} == policies
