@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gslb.config.names import plain
 from gslb.dns.answers import Tally
 from gslb.dns.codec import qtype_label, qtype_label_name, rcode_name
 from gslb.dns.responder import View
@@ -178,11 +179,16 @@ class ServeCollector(Collector):
         yield limited
         answers = CounterMetricFamily(
             "gslb_dns_answers",
-            "Steered answers by service and the region chosen",
-            labels=["service", "region"],
+            "Steered answers by service, its policy and the region chosen",
+            labels=["service", "policy", "region"],
         )
+        services = self._view().plan.services
         for (service, region), count in sorted(stats.answers.items()):
-            answers.add_metric([service, region], count)
+            # The policy tells an intended skew (failover: all to the first region) from
+            # mis-steering; a service gone from the config since has "".
+            plan = services.get(service)
+            policy = plan.policy if plan is not None else ""
+            answers.add_metric([plain(service), policy, region], count)
         yield answers
         endpoint = CounterMetricFamily(
             "gslb_dns_endpoint_answers",
@@ -190,7 +196,7 @@ class ServeCollector(Collector):
             labels=["service", "region", "endpoint"],
         )
         for (service, region, address), count in sorted(stats.endpoint_answers.items()):
-            endpoint.add_metric([service, region, address], count)
+            endpoint.add_metric([plain(service), region, address], count)
         yield endpoint
         fail_open = CounterMetricFamily(
             "gslb_dns_fail_open",
@@ -198,7 +204,7 @@ class ServeCollector(Collector):
             labels=["service"],
         )
         for service, count in sorted(stats.fail_open.items()):
-            fail_open.add_metric([service], count)
+            fail_open.add_metric([plain(service)], count)
         yield fail_open
         latency = HistogramMetricFamily(
             "gslb_dns_query_duration_seconds", "Time to answer one DNS query"

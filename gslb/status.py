@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gslb.config.names import plain
 from gslb.dns.responder import View
 from gslb.health import Health
 from gslb.metrics import DnsStats
@@ -25,7 +26,7 @@ def services_failing_open(view: View, state: State | None = None) -> list[str]:
                 for entry in service.regions
             )
             if not usable:
-                out.append(f"{name} IPv{family}")
+                out.append(f"{plain(name)} IPv{family}")
     return out
 
 
@@ -36,6 +37,22 @@ def _health_text(key: str, checked: bool, health: Mapping[str, Health]) -> tuple
     if found is None or not found.confirmed:
         return "pending", "no result yet: taken as healthy"
     return ("up" if found.up else "down"), found.last_detail
+
+
+def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
+    """What the status page shows for a region: `up`, `down`, `disabled` or `draining`.
+
+    An operator's word comes first: a region disabled or draining is that, and so is a
+    region whose every endpoint an operator disabled (it is drained, nothing failed). An
+    endpoint an operator disabled never makes a region `down`: `down` is an enabled region
+    whose enabled endpoints are all unhealthy, `up` one where some serve.
+    """
+    if admin != "enabled":
+        return admin
+    enabled = [e for e in endpoints if e["admin"] == "enabled"]
+    if endpoints and not enabled:
+        return "disabled"
+    return "up" if any(e["usable"] for e in enabled) else "down"
 
 
 def build_status(
@@ -74,9 +91,10 @@ def build_status(
                         "usable": state.endpoint_usable(key),
                         "answers": answered,
                     }
-                item["services"].append(service.rstrip("."))
+                item["services"].append(plain(service))
         admin = state.admin.region(name)
-        usable = admin == "enabled" and any(e["usable"] for e in endpoints.values())
+        listed = list(endpoints.values())
+        usable = admin == "enabled" and any(e["usable"] for e in listed)
         answers = region_answers.get(name, 0)
         regions.append(
             {
@@ -87,11 +105,12 @@ def build_status(
                     "countries": sorted(region.countries),
                 },
                 "admin": admin,
+                "state": region_state(admin, listed),
                 "usable": usable,
                 "checked": region.health is not None,
                 "answers": answers,
                 "share": answers / total_answers if total_answers else 0.0,
-                "endpoints": list(endpoints.values()),
+                "endpoints": listed,
             }
         )
     queries = sum(stats.queries.values())

@@ -220,11 +220,11 @@ def test_disabling_every_region_fails_open_and_says_so(topo: Topology) -> None:
         assert topo.api("POST", f"/v1/regions/{region}/disable")[0] == 200
     status, body = topo.api("POST", "/v1/regions/eu-west/disable")
     assert status == 200
-    assert body["fail_open"] == ["www.gslb.example.com. IPv4"]
+    assert body["fail_open"] == ["www.gslb.example.com IPv4"]
     assert "fail-open" in body["warning"]
     assert eu(topo.answer())  # fail open: as if all were healthy, nearest first
     metrics = topo.api("GET", "/metrics")[1]
-    assert 'gslb_dns_fail_open_total{service="www.gslb.example.com."}' in metrics
+    assert 'gslb_dns_fail_open_total{service="www.gslb.example.com"}' in metrics
 
 
 def test_api_auth_and_errors(topo: Topology) -> None:
@@ -297,7 +297,10 @@ def test_metrics_scrape(topo: Topology) -> None:
         topo.answer(NA_CLIENT)
     status, text = topo.api("GET", "/metrics")
     assert status == 200
-    assert 'gslb_dns_answers_total{region="us-east",service="www.gslb.example.com."}' in text
+    assert (
+        'gslb_dns_answers_total{policy="geo",region="us-east",service="www.gslb.example.com"}'
+        in text
+    )
     assert 'gslb_dns_queries_total{qtype="A",rcode="NOERROR",zone="gslb.example.com."}' in text
     assert 'gslb_endpoint_up{endpoint="127.0.2.1",region="eu-west"} 1.0' in text
     assert 'gslb_region_admin_state{region="eu-west",state="enabled"} 1.0' in text

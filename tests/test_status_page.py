@@ -12,14 +12,20 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import dns.edns
+import dns.message
+import dns.query
 import pytest
 
-from tests.conftest import Served, copy_sample, start_serve
+from tests.conftest import DEMO_DB, Served, copy_sample, start_serve, write_config
+from tests.helpers_http import HealthServer, free_port
 
 STATIC = Path(__file__).resolve().parent.parent / "gslb" / "api" / "static"
 TOKEN = "status-page-test-token"
@@ -156,5 +162,120 @@ def test_page_shows_fail_open(served: Served, tmp_path: Path) -> None:
             post(served, f"/v1/regions/{region}/enable")
     assert "fail-open" not in dom.hidden_ids
     text = dom.all_text()
-    assert "Fail-open: no usable region for" in text and "www.gslb.example.com. IPv4" in text
+    assert "Fail-open: no usable region for" in text and "www.gslb.example.com IPv4" in text
     assert set(dom.states("tr", "region").values()) == {"disabled"}
+
+
+# Three regions health-checked over HTTP: eu-west keeps one of its two endpoints (the other
+# is disabled by an operator), us-east has nothing listening (measured down), and every
+# endpoint of ap-southeast is disabled by an operator.
+MIXED = {
+    "eu-west": (["127.0.2.1", "127.0.2.2"], "lat: 53.3, lon: -6.3", "continents: [EU, AF]"),
+    "us-east": (["127.0.1.1"], "lat: 39.0, lon: -77.5", "continents: [NA, SA]"),
+    "ap-southeast": (["127.0.3.1", "127.0.3.2"], "lat: 1.35, lon: 103.8", "continents: [AS, OC]"),
+}
+LISTENING = ["127.0.2.1", "127.0.2.2", "127.0.3.1", "127.0.3.2"]
+DISABLED = [("eu-west", "127.0.2.1"), ("ap-southeast", "127.0.3.1"), ("ap-southeast", "127.0.3.2")]
+
+
+def mixed_config(directory: Path, port: int) -> Path:
+    files = {
+        "gslb.yaml": f"""
+            geoip: {{database: {DEMO_DB}}}
+            state: {{path: {directory / "state.json"}}}
+            api: {{token_env: GSLB_API_TOKEN}}
+        """,
+        "gslb.example.com.yaml": """
+            zone: gslb.example.com
+            soa: {mname: ns1.gslb.example.com, rname: hostmaster.example.com}
+            ns: [ns1.gslb.example.com]
+            records:
+              ns1: {A: [192.0.2.53]}
+            services:
+              www: {ttl: 5, policy: geo, select: all, answers: 4,
+                    regions: [eu-west, us-east, ap-southeast]}
+        """,
+    }
+    for name, (addresses, location, serves) in MIXED.items():
+        endpoints = "\n".join(f"    - {a}" for a in addresses)
+        files[f"regions/{name}.yaml"] = (
+            f"region: {name}\nlocation: {{{location}}}\nserves: {{{serves}}}\n"
+            f"health: {{type: http, path: /health, port: {port}, interval: 1s, timeout: 0.5s}}\n"
+            f"services:\n  www.gslb.example.com:\n{endpoints}\n"
+        )
+    return write_config(directory, files)
+
+
+def regions_now(served: Served) -> dict[str, dict[str, Any]]:
+    """The regions of `/v1/status`, by name."""
+    url = f"http://127.0.0.1:{served.api_port}/v1/status"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return {r["name"]: r for r in json.loads(response.read())["regions"]}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    all_addresses = [a for addresses, _, _ in MIXED.values() for a in addresses]
+    port = free_port(all_addresses)
+    endpoints = [HealthServer(a, port).start() for a in LISTENING]
+    server = start_serve(
+        mixed_config(tmp_path_factory.mktemp("mixed"), port), env={"GSLB_API_TOKEN": TOKEN}
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while any(  # until every endpoint has its first health result
+            e["health"] == "pending" for r in regions_now(server).values() for e in r["endpoints"]
+        ):
+            assert time.monotonic() < deadline, "health checks did not report within 5 s"
+            time.sleep(0.05)
+        for region, address in DISABLED:
+            path = f"/v1/regions/{region}/endpoints/{address}/disable"
+            assert post(server, path)["admin"] == "disabled"
+        yield server
+    finally:
+        server.stop()
+        for endpoint in endpoints:
+            endpoint.stop()
+
+
+def test_status_tells_disabled_endpoints_from_a_down_region(mixed: Served) -> None:
+    regions = regions_now(mixed)
+    assert {name: r["state"] for name, r in regions.items()} == {
+        "eu-west": "up",  # one endpoint disabled, the other healthy: it serves
+        "us-east": "down",  # its only endpoint fails its check
+        "ap-southeast": "disabled",  # every endpoint disabled: drained, not down
+    }
+    assert [r["usable"] for r in regions.values()] == [False, True, False]  # sorted by name
+    eu = {e["address"]: e for e in regions["eu-west"]["endpoints"]}
+    assert eu["127.0.2.1"]["admin"] == "disabled" and eu["127.0.2.1"]["health"] == "up"
+    assert eu["127.0.2.2"]["usable"]
+    # eu-west really serves European clients, with the endpoint left enabled
+    query = dns.message.make_query(
+        "www.gslb.example.com", "A", use_edns=0, options=[dns.edns.ECSOption("81.2.69.0", 24)]
+    )
+    reply = dns.query.udp(query, "127.0.0.1", port=mixed.dns_port, timeout=2)
+    assert {rd.address for rrset in reply.answer for rd in rrset} == {"127.0.2.2"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)")
+def test_page_tells_disabled_endpoints_from_a_down_region(mixed: Served, tmp_path: Path) -> None:
+    dom = render(f"http://127.0.0.1:{mixed.api_port}/", tmp_path / "profile")
+    expected = {"eu-west": "up", "us-east": "down", "ap-southeast": "disabled"}
+    assert dom.states("tr", "region") == expected
+    assert dom.states("g", "marker") == expected
+    endpoints = {
+        t["data-endpoint"]: t["data-state"]
+        for t in dom.tagged
+        if t["tag"] == "tr" and t.get("class") == "endpoint"
+    }
+    assert endpoints == {
+        "127.0.2.1": "disabled",
+        "127.0.2.2": "up",
+        "127.0.1.1": "down",
+        "127.0.3.1": "disabled",
+        "127.0.3.2": "disabled",
+    }
+    text = dom.all_text()
+    assert "1/2 endpoints usable, 1 disabled" in text
+    assert "0/2 endpoints usable, 2 disabled" in text
+    assert "down: no enabled endpoint is healthy" in text

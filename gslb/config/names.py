@@ -36,6 +36,15 @@ def absolute(text: str) -> str:
     return name + "."
 
 
+def plain(name: str) -> str:
+    """An absolute name as people read it, without the trailing dot (the root stays ".").
+
+    The one spelling of a service name outside DNS messages: region files write it so,
+    and `/v1/status`, the admin API's answers and the metric labels show it so.
+    """
+    return name[:-1] if name.endswith(".") and name != "." else name
+
+
 def owner(text: str, origin: str) -> str:
     """An owner name in zone `origin`: "@", relative, or absolute inside the zone."""
     spelled = text.strip()

@@ -37,10 +37,17 @@ async function drawLand() {
   }
 }
 
+// The server decides (gslb/status.py region_state): "down" only when no enabled endpoint is
+// healthy; a region whose endpoints an operator all disabled is "disabled", never "down".
 function regionState(region) {
-  if (region.admin === "disabled") return "disabled";
-  if (region.admin === "draining") return "draining";
-  return region.usable ? "up" : "down";
+  return region.state;
+}
+
+function endpointSummary(region) {
+  const usable = region.endpoints.filter((e) => e.usable).length;
+  const disabled = region.endpoints.filter((e) => e.admin === "disabled").length;
+  const text = `${usable}/${region.endpoints.length} endpoints usable`;
+  return disabled ? `${text}, ${disabled} disabled` : text;
 }
 
 function endpointState(endpoint) {
@@ -79,7 +86,11 @@ function drawMarkers(regions) {
         { class: "marker", "data-region": region.name, "data-state": state },
         el("svg:circle", { cx: x, cy: y, r: 2.6 + 4 * region.share }),
         el("svg:text", { x: x + 4, y: y + 1.5 }, label),
-        el("svg:title", {}, `${region.name}: ${state}, ${percent(region.share)} of answers`),
+        el(
+          "svg:title",
+          {},
+          `${region.name}: ${state} (${endpointSummary(region)}), ${percent(region.share)} of answers`,
+        ),
       ),
     );
   }
@@ -90,7 +101,6 @@ function drawRegions(regions) {
   const rows = [];
   for (const region of regions) {
     const state = regionState(region);
-    const healthy = region.endpoints.filter((e) => e.usable).length;
     rows.push(
       el(
         "tr",
@@ -98,7 +108,7 @@ function drawRegions(regions) {
         el("td", {}, region.name),
         el("td", {}, el("span", { class: `state ${state}` }, state)),
         el("td", { class: "admin" }, region.admin),
-        el("td", {}, `${healthy}/${region.endpoints.length} endpoints usable`),
+        el("td", {}, endpointSummary(region)),
         el("td", {}, region.answers),
         shareCell(region.share),
       ),
