@@ -494,6 +494,36 @@ def test_several_problems_in_several_files_are_reported_together(tmp_path: Path)
     )
 
 
+def test_cross_file_problems_come_in_the_same_round_as_the_others(tmp_path: Path) -> None:
+    # Before, a problem inside any region file held back "undefined region" in the zones,
+    # and one inside any zone file "no zone defines a service": three rounds of `gslb check`.
+    problems = problems_for(
+        tmp_path,
+        {
+            "example.com.yaml": ZONE.replace("[east]", "[eats]") + "ttl: soon\n",
+            "regions/east.yaml": EAST
+            + "weight: lots\nhealth: {type: http, interval: 2s, timeout: 5s}\n",
+        },
+    )
+    messages = {(Path(p.file).name, p.message.split(" (")[0].split(":")[0]) for p in problems}
+    assert ("example.com.yaml", "undefined region 'eats'") in messages, problems
+    assert any(f == "example.com.yaml" and "integer" in m for f, m in messages), problems
+    assert any(f == "east.yaml" and "integer" in m for f, m in messages), problems
+    assert ("east.yaml", "timeout 5s is longer than the interval 2s") in messages, problems
+
+
+def test_an_unknown_service_is_reported_beside_a_zone_files_own_problem(tmp_path: Path) -> None:
+    region = EAST.replace("services:\n", "services:\n  nope.example.com: [192.0.2.99]\n")
+    problems = problems_for(
+        tmp_path, {"example.com.yaml": ZONE + "ttl: soon\n", "regions/east.yaml": region}
+    )
+    texts = [str(p) for p in problems]
+    assert any("example.com.yaml:7:" in t for t in texts), texts
+    assert any(
+        "regions/east.yaml:3: no zone defines a service nope.example.com." in t for t in texts
+    )
+
+
 def test_file_names_keep_the_directory_as_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

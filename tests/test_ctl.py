@@ -51,7 +51,7 @@ def test_status_is_a_table_of_regions(nodes: list[Served]) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["region", "state"]
     assert {line.split()[0] for line in lines[1:4]} == {"ap-southeast", "eu-west", "us-east"}
-    assert "enabled, 4/4 endpoints usable" in out
+    assert "up, 4/4 endpoints usable" in out
 
 
 def test_a_region_and_an_endpoint_with_a_reason_on_both_nodes(nodes: list[Served]) -> None:

@@ -24,24 +24,29 @@ def link(
     region_drafts: list[RegionDraft],
     report_for: ReportFor,
     regions_clean: bool,
-    zones_clean: bool,
+    zones_named: bool,
+    regions_named: bool = True,
 ) -> tuple[tuple[Zone, ...], Mapping[str, Region]]:
     """Finished zones (services resolved) and regions by name.
 
-    A broken region file may hide a region's name or endpoints, and a broken zone
-    file its services: then the checks that would only echo that problem
-    ("undefined region", "no endpoints", "no zone defines") are skipped.
+    Every problem is reported in one round, except those that would only echo another:
+    a region file whose region has no name (`regions_named` false) may be the region a
+    zone names, so "undefined region" waits for it; a broken region file may have lost
+    endpoints (`regions_clean` false), so "no endpoints" waits; a zone file without a
+    name (`zones_named` false) may define any service, so "no zone defines" waits. (A
+    service entry a zone file drops, for a bad name, is reported there; a region file
+    naming it is told too, rightly: no zone defines it.)
     """
     regions = _unique_regions(region_drafts, report_for)
     zones = _unique_zones(zone_drafts, report_for)
     services = _service_index(zones, report_for)
-    if zones_clean:
+    if zones_named:
         _check_region_services(regions, services, report_for)
     finished = []
     for draft in zones:
         resolved = {}
         for service in draft.services:
-            final, complete = _resolve(draft.zone.file, service, regions, report_for, regions_clean)
+            final, complete = _resolve(draft.zone.file, service, regions, report_for, regions_named)
             resolved[final.name] = final
             if complete and regions_clean:
                 _check_endpoints(draft.zone.file, service, final, regions, report_for)
@@ -92,7 +97,9 @@ def _service_index(zones: list[ZoneDraft], report_for: ReportFor) -> dict[str, Z
 
 
 def _check_region_services(
-    regions: Mapping[str, RegionDraft], services: Mapping[str, ZoneDraft], report_for: ReportFor
+    regions: Mapping[str, RegionDraft],
+    services: Mapping[str, ZoneDraft],
+    report_for: ReportFor,
 ) -> None:
     known = sorted(services)
     for draft in regions.values():
@@ -108,7 +115,7 @@ def _resolve(
     draft: ServiceDraft,
     regions: Mapping[str, RegionDraft],
     report_for: ReportFor,
-    regions_clean: bool,
+    regions_named: bool,
 ) -> tuple[Service, bool]:
     """The service with its regions, and whether every region it names exists."""
     complete = True
@@ -118,7 +125,7 @@ def _resolve(
         for region in draft.regions:
             if region.value not in regions:
                 complete = False
-                if regions_clean:
+                if regions_named:
                     report_for(file).add(region.line, _undefined(region.value, regions))
         chosen = tuple(dict.fromkeys(r.value for r in draft.regions if r.value in regions))
     if draft.weights is not None:

@@ -78,7 +78,8 @@ def load_config(directory: str) -> Config:
         region_drafts,
         report_for,
         regions_clean=clean(region_files),
-        zones_clean=clean(zone_files),
+        zones_named=len(zone_drafts) == len(zone_files),
+        regions_named=len(region_drafts) == len(region_files),
     )
     problems = sorted(
         (p for report in reports.values() for p in report.problems),
