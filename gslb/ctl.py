@@ -184,7 +184,8 @@ def region_cell(region: dict[str, Any]) -> str:
     endpoints = region.get("endpoints", [])
     usable = sum(1 for e in endpoints if e.get("usable"))
     share = region.get("share")
-    text = f"{region.get('state', region.get('admin', '?'))}, {usable}/{len(endpoints)} endpoints usable"
+    state = region.get("state", region.get("admin", "?"))
+    text = f"{state}, {usable}/{len(endpoints)} endpoints usable"
     if not region.get("usable"):
         text += ", NOT SERVING"
     if isinstance(share, int | float):
