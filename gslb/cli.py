@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", default="zones")
     explain.add_argument("--json", action="store_true", help="print the trace as JSON")
 
-    demo = sub.add_parser("demo", help="the whole topology on loopback")
+    demo = sub.add_parser(
+        "demo", help="the whole topology on loopback", epilog="A port of 0: any free port."
+    )
     demo.add_argument("--config", default="zones")
     demo.add_argument("--dns-port", type=int, default=5353)
     demo.add_argument("--api-port", type=int, default=8053)

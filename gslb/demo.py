@@ -34,6 +34,7 @@ from aiohttp import web
 from gslb.config import load_config
 from gslb.demo_backend import start_backend
 from gslb.demo_layout import DemoLayout, DemoPorts, plan_demo, steered_name
+from gslb.demo_ports import choose_ports
 from gslb.demo_text import CLIENTS, FAILOVER_CLIENT, Expected, instructions
 from gslb.dns.responder import View
 from gslb.explain import explain
@@ -304,9 +305,10 @@ def run_demo(
 ) -> int:
     """Run the demo in the foreground until SIGINT/SIGTERM; 0 after a clean stop, 1 if not."""
     out = out or sys.stdout
-    ports = DemoPorts(dns_port, api_port, proxy_port, proxy_port + 1, backend_port)
-    if any(not 1 <= p <= 65535 for p in (dns_port, api_port, proxy_port + 1, backend_port)):
-        print("gslb demo: ports must be between 1 and 65535", file=sys.stderr)
+    admin_port = proxy_port + 1 if proxy_port else 0
+    ports = DemoPorts(dns_port, api_port, proxy_port, admin_port, backend_port)
+    if any(not 0 <= p <= 65535 for p in (dns_port, api_port, proxy_port, admin_port, backend_port)):
+        print("gslb demo: ports must be between 0 (any free port) and 65535", file=sys.stderr)
         return 2
     env = dict(os.environ if environ is None else environ)
     config = load_config(config_dir)
@@ -321,12 +323,17 @@ def run_demo(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="gslb-demo-") as tmp:
         workdir = Path(tmp)
+        geoip, state_path = _geoip(config), str(workdir / "state.json")
         try:
-            layout = plan_demo(
-                config, ports, geoip=_geoip(config), state_path=str(workdir / "state.json")
-            )
+            layout = plan_demo(config, ports, geoip=geoip, state_path=state_path)
+            if 0 in (ports.dns, ports.api, ports.proxy, ports.backend):
+                ports = choose_ports(layout, ports)
+                layout = plan_demo(config, ports, geoip=geoip, state_path=state_path)
         except ValueError as exc:
             print(f"gslb demo: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"gslb demo: cannot choose a free port: {exc}", file=sys.stderr)
             return 1
         busy = busy_listener(layout)
         if busy:

@@ -40,28 +40,63 @@ EUROPE, AMERICA, OCEANIA = "81.2.69.0/24", "8.8.8.0/24", "1.1.1.0/24"
 REGION_IP = {"ap-southeast": "127.0.1.1", "eu-west": "127.0.2.1", "us-east": "127.0.3.1"}
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
+# Every port is 0: the demo chooses free ones and prints them; no test uses a fixed port.
+ANY_PORT = ("--dns-port", "0", "--api-port", "0", "--proxy-port", "0", "--backend-port", "0")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports a demo chose, read from its banner."""
+
+    dns: int
+    api: int
+    proxy: int
+    proxy_admin: int
+    backend: int
+
+    @classmethod
+    def read(cls, lines: list[str]) -> Ports:
+        text = "\n".join(lines)
+        dns_port = re.search(r"^  DNS +127\.0\.0\.1:(\d+) ", text, re.M)
+        api_port = re.search(r"^  admin API +http://127\.0\.0\.1:(\d+)/", text, re.M)
+        region = re.search(
+            r"proxy http://[\d.]+:(\d+)/  admin http://[\d.]+:(\d+)/status"
+            r"  backends \S+ [\d.]+:(\d+)",
+            text,
+        )
+        assert dns_port and api_port and region, text
+        return cls(
+            int(dns_port.group(1)),
+            int(api_port.group(1)),
+            int(region.group(1)),
+            int(region.group(2)),
+            int(region.group(3)),
+        )
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every TCP address the demo serves."""
+        out = [("127.0.0.1", self.dns), ("127.0.0.1", self.api)]
+        for ip in REGION_IP.values():
+            backends = [ip.rsplit(".", 1)[0] + f".{n}" for n in (11, 12)]
+            out += [(ip, self.proxy), (ip, self.proxy_admin)]
+            out += [(backend, self.backend) for backend in backends]
+        return out
 
 
 @dataclass
 class Demo:
     process: subprocess.Popen[str]
     lines: list[str]
-    dns_port: int
-    api_port: int
+    ports: Ports
     rest: queue.Queue[str | None]
+
+    @property
+    def dns_port(self) -> int:
+        return self.ports.dns
+
+    @property
+    def api_port(self) -> int:
+        return self.ports.api
 
     @property
     def text(self) -> str:
@@ -86,10 +121,11 @@ Started = tuple[subprocess.Popen[str], list[str], list[str], "queue.Queue[str | 
 
 
 def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
-    """Run `gslb demo` until it printed its banner or exited: stdout and stderr lines so far."""
+    """Run `gslb demo` (every port 0 unless `args` give one) until it printed its banner or
+    exited: stdout and stderr lines so far."""
     environ = {k: v for k, v in os.environ.items() if k != "GSLB_API_TOKEN"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gslb", "demo", *args],
+        [sys.executable, "-m", "gslb", "demo", *ANY_PORT, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -118,12 +154,9 @@ def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
-    dns_port, api_port = free_port(), free_port()
-    process, lines, errors, rest = start_demo(
-        "--dns-port", str(dns_port), "--api-port", str(api_port)
-    )
+    process, lines, errors, rest = start_demo()
     assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    yield Demo(process, lines, dns_port, api_port, rest)
+    yield Demo(process, lines, Ports.read(lines), rest)
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -190,7 +223,7 @@ def test_each_continent_gets_its_region(demo: Demo) -> None:
 def test_proxies_reach_their_backends(demo: Demo) -> None:
     seen = set()
     for _ in range(4):
-        status, body = http(f"http://{REGION_IP['eu-west']}:8080/hello")
+        status, body = http(f"http://{REGION_IP['eu-west']}:{demo.ports.proxy}/hello")
         assert status == 200 and body.startswith("region=eu-west backend=euw")
         seen.add(body.split()[1])
     assert seen == {"backend=euw1", "backend=euw2"}
@@ -231,23 +264,22 @@ def test_every_printed_command_works_as_printed(demo: Demo) -> None:
         if command.startswith("dig "):
             assert expected_ip, command
             assert out.splitlines() == [expected_ip.group(1)], command
-        elif "/v1/regions/" in command:
-            assert json.loads(out)["region"] == "eu-west", command
-        elif ":8080/" in command:
-            assert out.startswith("region=eu-west backend=euw"), (command, out)
-        elif "/v1/explain" in command:
+        elif "/v1/regions/" in command or "/v1/explain" in command:
             assert json.loads(out)["region"] == "eu-west", command
         elif "/v1/status" in command:
             assert len(json.loads(out)["regions"]) == 3
-        else:
+        elif "/metrics" in command:
             assert "grep" in command and out.startswith("gslb_"), (command, out)
+        else:  # through a proxy
+            assert f":{demo.ports.proxy}/" in command, command
+            assert out.startswith("region=eu-west backend=euw"), (command, out)
 
 
 def test_status_page_and_metrics_urls(demo: Demo) -> None:
     status, page = http(f"http://127.0.0.1:{demo.api_port}/")
     assert status == 200 and "<html" in page.lower()
     assert f"http://127.0.0.1:{demo.api_port}/" in demo.text
-    _, metrics = http(f"http://{REGION_IP['eu-west']}:8081/metrics")
+    _, metrics = http(f"http://{REGION_IP['eu-west']}:{demo.ports.proxy_admin}/metrics")
     assert "gslb_proxy_backend_available" in metrics
 
 
@@ -256,19 +288,17 @@ def test_a_taken_port_is_named(demo: Demo) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process, _, errors, _ = start_demo("--dns-port", str(free_port()), "--api-port", str(port))
+        process, _, errors, _ = start_demo("--api-port", str(port))
     assert process.returncode == 1
     message = "\n".join(errors)
     assert f"127.0.0.1:{port}" in message and "--api-port" in message, message
 
 
 def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo) -> None:
-    process, _, errors, _ = start_demo(
-        "--dns-port", str(free_port()), "--api-port", str(free_port())
-    )
+    process, _, errors, _ = start_demo("--proxy-port", str(demo.ports.proxy))
     assert process.returncode == 1
     message = "\n".join(errors)
-    assert "127.0.1.1:8080" in message and "--proxy-port" in message, message
+    assert f"127.0.1.1:{demo.ports.proxy}" in message and "--proxy-port" in message, message
 
 
 def test_ctrl_c_stops_everything(demo: Demo) -> None:
@@ -278,11 +308,7 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
     while (line := demo.rest.get(timeout=10)) is not None:
         rest.append(line)
     assert rest[-1:] == ["gslb demo: stopped"]
-    addresses = [("127.0.0.1", demo.api_port)]
-    for ip in REGION_IP.values():
-        backend = ip.rsplit(".", 1)[0] + ".11"
-        addresses += [(ip, 8080), (ip, 8081), (backend, 8000)]
-    for host, port in addresses:
+    for host, port in demo.ports.addresses():
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect((host, port))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -292,10 +318,10 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
 def test_a_killed_demo_takes_its_servers_with_it() -> None:
     """SIGKILL leaves no time to clean up: the children must go by themselves (their
     parent-death signal), or the next `make demo` finds its ports taken."""
-    dns_port, api_port = free_port(), free_port()
-    process, lines, errors, _ = start_demo("--dns-port", str(dns_port), "--api-port", str(api_port))
+    process, lines, errors, _ = start_demo()
     assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    ports = [("127.0.0.1", api_port)] + [(ip, 8080) for ip in REGION_IP.values()]
+    chosen = Ports.read(lines)
+    ports = [("127.0.0.1", chosen.api)] + [(ip, chosen.proxy) for ip in REGION_IP.values()]
     for host, port in ports:
         socket.create_connection((host, port), timeout=2).close()  # serving now
     process.kill()
