@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class Demo:
     lines: list[str]
     ports: Ports
     rest: queue.Queue[str | None]
+    tmp: Path  # its $TMPDIR
 
     @property
     def dns_port(self) -> int:
@@ -120,17 +121,22 @@ def _reader(stream: object, into: queue.Queue[str | None]) -> None:
 Started = tuple[subprocess.Popen[str], list[str], list[str], "queue.Queue[str | None]"]
 
 
-def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
-    """Run `gslb demo` (every port 0 unless `args` give one) until it printed its banner or
-    exited: stdout and stderr lines so far."""
+def demo_dirs(tmp: Path) -> list[Path]:
+    """The demo's temporary directories in `tmp` (its $TMPDIR)."""
+    return sorted(tmp.glob("gslb-demo-*"))
+
+
+def start_demo(*args: str, tmp: Path, command: Sequence[str] = ("-m", "gslb", "demo")) -> Started:
+    """Run `gslb demo` (every port 0 unless `args` give one) with $TMPDIR `tmp` until it
+    printed its banner or exited: stdout and stderr lines so far."""
     environ = {k: v for k, v in os.environ.items() if k != "GSLB_API_TOKEN"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gslb", "demo", *ANY_PORT, *args],
+        [sys.executable, *command, *ANY_PORT, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**environ, **(env or {})},
+        env={**environ, "TMPDIR": str(tmp)},
     )
     out: queue.Queue[str | None] = queue.Queue()
     err: queue.Queue[str | None] = queue.Queue()
@@ -153,10 +159,11 @@ def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
-    process, lines, errors, rest = start_demo()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    tmp = tmp_path_factory.mktemp("demo-tmpdir")
+    process, lines, errors, rest = start_demo(tmp=tmp)
     assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    yield Demo(process, lines, Ports.read(lines), rest)
+    yield Demo(process, lines, Ports.read(lines), rest, tmp)
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -283,19 +290,20 @@ def test_status_page_and_metrics_urls(demo: Demo) -> None:
     assert "gslb_proxy_backend_available" in metrics
 
 
-def test_a_taken_port_is_named(demo: Demo) -> None:
+def test_a_taken_port_is_named(demo: Demo, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process, _, errors, _ = start_demo("--api-port", str(port))
+        process, _, errors, _ = start_demo("--api-port", str(port), tmp=tmp_path)
     assert process.returncode == 1
     message = "\n".join(errors)
     assert f"127.0.0.1:{port}" in message and "--api-port" in message, message
+    assert demo_dirs(tmp_path) == []
 
 
-def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo) -> None:
-    process, _, errors, _ = start_demo("--proxy-port", str(demo.ports.proxy))
+def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo, tmp_path: Path) -> None:
+    process, _, errors, _ = start_demo("--proxy-port", str(demo.ports.proxy), tmp=tmp_path)
     assert process.returncode == 1
     message = "\n".join(errors)
     assert f"127.0.1.1:{demo.ports.proxy}" in message and "--proxy-port" in message, message
@@ -308,6 +316,7 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
     while (line := demo.rest.get(timeout=10)) is not None:
         rest.append(line)
     assert rest[-1:] == ["gslb demo: stopped"]
+    assert demo_dirs(demo.tmp) == []
     for host, port in demo.ports.addresses():
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect((host, port))
@@ -315,10 +324,55 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
         udp.bind(("127.0.0.1", demo.dns_port))
 
 
-def test_a_killed_demo_takes_its_servers_with_it() -> None:
+def test_sigterm_stops_the_demo_and_removes_its_directory(tmp_path: Path) -> None:
+    before = demo_dirs(tmp_path)
+    process, lines, errors, rest = start_demo(tmp=tmp_path)
+    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+    running = demo_dirs(tmp_path)
+    assert len(running) == len(before) + 1
+    assert f"  config and logs in {running[-1]} (removed when the demo stops)" in lines
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    after = []
+    while (line := rest.get(timeout=10)) is not None:
+        after.append(line)
+    assert after[-1:] == ["gslb demo: stopped"]
+    assert demo_dirs(tmp_path) == before
+
+
+# `gslb demo` sending itself a signal while it starts (its config written, before any
+# child runs): deterministic, where a signal from outside could not aim at that moment.
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+import gslb.cli
+import gslb.demo
+
+answers = gslb.demo.expected_answers
+def expected_answers(config):
+    os.kill(os.getpid(), signal.{name})
+    return answers(config)
+gslb.demo.expected_answers = expected_answers
+sys.argv[1:1] = ["demo"]
+sys.exit(gslb.cli.main())
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_while_starting_removes_the_directory_too(tmp_path: Path, name: str) -> None:
+    """Before its event loop runs, SIGTERM's (and SIGHUP's) default action ended the demo
+    on the spot and left its directory behind."""
+    script = SIGNAL_WHILE_STARTING.format(name=name)
+    process, lines, errors, _ = start_demo(tmp=tmp_path, command=("-c", script))
+    assert process.returncode == 0, "\n".join(lines + errors)
+    assert lines == ["gslb demo: stopped"], "\n".join(lines + errors)
+    assert demo_dirs(tmp_path) == []
+
+
+def test_a_killed_demo_takes_its_servers_with_it(tmp_path: Path) -> None:
     """SIGKILL leaves no time to clean up: the children must go by themselves (their
-    parent-death signal), or the next `make demo` finds its ports taken."""
-    process, lines, errors, _ = start_demo()
+    parent-death signal), or the next `make demo` finds its ports taken. (Nor can the demo
+    remove its directory then: it is in `tmp_path`, not /tmp.)"""
+    process, lines, errors, _ = start_demo(tmp=tmp_path)
     assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
     chosen = Ports.read(lines)
     ports = [("127.0.0.1", chosen.api)] + [(ip, chosen.proxy) for ip in REGION_IP.values()]
