@@ -7,6 +7,7 @@ are installed, and the same steps are also checked with dnspython and urllib.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -156,6 +157,21 @@ def start_demo(*args: str, tmp: Path, command: Sequence[str] = ("-m", "gslb", "d
         while (item := err.get(timeout=10)) is not None:
             errors.append(item)
     return process, lines, errors, out
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(process: subprocess.Popen[str]) -> Iterator[None]:
+    """A failed assertion must not leave a demo running, with its ports and directory."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -327,12 +343,13 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
 def test_sigterm_stops_the_demo_and_removes_its_directory(tmp_path: Path) -> None:
     before = demo_dirs(tmp_path)
     process, lines, errors, rest = start_demo(tmp=tmp_path)
-    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    running = demo_dirs(tmp_path)
-    assert len(running) == len(before) + 1
-    assert f"  config and logs in {running[-1]} (removed when the demo stops)" in lines
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    with stopped_at_the_end(process):
+        assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+        running = demo_dirs(tmp_path)
+        assert len(running) == len(before) + 1
+        assert f"  config and logs in {running[-1]} (removed when the demo stops)" in lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
     after = []
     while (line := rest.get(timeout=10)) is not None:
         after.append(line)
@@ -373,13 +390,14 @@ def test_a_killed_demo_takes_its_servers_with_it(tmp_path: Path) -> None:
     parent-death signal), or the next `make demo` finds its ports taken. (Nor can the demo
     remove its directory then: it is in `tmp_path`, not /tmp.)"""
     process, lines, errors, _ = start_demo(tmp=tmp_path)
-    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    chosen = Ports.read(lines)
-    ports = [("127.0.0.1", chosen.api)] + [(ip, chosen.proxy) for ip in REGION_IP.values()]
-    for host, port in ports:
-        socket.create_connection((host, port), timeout=2).close()  # serving now
-    process.kill()
-    process.wait(timeout=10)
+    with stopped_at_the_end(process):
+        assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+        chosen = Ports.read(lines)
+        ports = [("127.0.0.1", chosen.api)] + [(ip, chosen.proxy) for ip in REGION_IP.values()]
+        for host, port in ports:
+            socket.create_connection((host, port), timeout=2).close()  # serving now
+        process.kill()
+        process.wait(timeout=10)
     deadline = time.monotonic() + 30
     for host, port in ports:
         while True:
