@@ -15,19 +15,26 @@ from gslb.model import ServerSettings
 _SCHEME = "bearer "
 
 
-def load_token(settings: ServerSettings, environ: Mapping[str, str]) -> str | None:
-    """The configured admin token, stripped; None when none is set (or it is empty)."""
+def find_token(settings: ServerSettings, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(the configured admin token, stripped; where it came from, for the log: "environment
+    variable NAME" or "file PATH", never the token); None when none is set (or it is empty)."""
     value = environ.get(settings.token_env, "").strip() if settings.token_env else ""
     if value:
-        return value
+        return value, f"environment variable {settings.token_env}"
     if settings.token_file:
         try:
             with open(settings.token_file, encoding="utf-8") as f:
                 value = f.read().strip()
         except OSError:
             return None
-        return value or None
+        return (value, f"file {settings.token_file}") if value else None
     return None
+
+
+def load_token(settings: ServerSettings, environ: Mapping[str, str]) -> str | None:
+    """The configured admin token, stripped; None when none is set (or it is empty)."""
+    found = find_token(settings, environ)
+    return None if found is None else found[0]
 
 
 def bearer_ok(header_value: str | None, token: str | None) -> bool:

@@ -23,8 +23,22 @@ def _host_port(text: str) -> HostPort:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def package_version() -> str:
+    """The installed distribution's version, else `gslb.__version__` (a source checkout
+    run without installing), else "unknown"."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gslb")
+    except metadata.PackageNotFoundError:
+        import gslb
+
+        return str(getattr(gslb, "__version__", "unknown"))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gslb", description="DNS global server load balancer")
+    parser.add_argument("--version", action="version", version=f"gslb {package_version()}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -69,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl.add_parser(sub)
 
-    demo = sub.add_parser("demo", help="the whole topology on loopback")
+    demo = sub.add_parser(
+        "demo", help="the whole topology on loopback", epilog="A port of 0: any free port."
+    )
     demo.add_argument("--config", default="zones")
     demo.add_argument("--dns-port", type=int, default=5353)
     demo.add_argument("--api-port", type=int, default=8053)

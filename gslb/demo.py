@@ -3,8 +3,9 @@
 It writes a config directory derived from zones/ (see `gslb.demo_layout`) into a
 temporary directory, runs the backends in this process, starts one `gslb proxy`
 per region and one `gslb serve` as child processes, waits until DNS sees every
-region healthy, and prints what to try. SIGINT/SIGTERM stops every child it
-started (DNS first, then the proxies, which drain), then the backends.
+region healthy, and prints what to try. SIGINT/SIGTERM/SIGHUP stops every child it
+started (DNS first, then the proxies, which drain), then the backends, and removes the
+temporary directory, whenever it comes (see `gslb.demo_stop`).
 
 The children run in their own sessions, so Ctrl-C in the terminal reaches only
 this process, which then stops them in order.
@@ -21,7 +22,6 @@ import secrets
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +34,14 @@ from aiohttp import web
 from gslb.config import load_config
 from gslb.demo_backend import start_backend
 from gslb.demo_layout import DemoLayout, DemoPorts, plan_demo, steered_name
+from gslb.demo_ports import choose_ports
+from gslb.demo_stop import (
+    Terminated,
+    restore_signals,
+    stop_on_signals,
+    temporary_directory,
+    terminated_raises,
+)
 from gslb.demo_text import CLIENTS, FAILOVER_CLIENT, Expected, instructions
 from gslb.dns.responder import View
 from gslb.explain import explain
@@ -244,8 +252,7 @@ async def _run(
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    previous = stop_on_signals(loop, stop)
     logs = workdir / "logs"
     logs.mkdir()
     backends: list[web.AppRunner] = []
@@ -286,8 +293,7 @@ async def _run(
         await _stop_children(children)
         for runner in backends:
             await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        restore_signals(loop, previous)
     print("gslb demo: stopped", file=out, flush=True)
     return status
 
@@ -302,11 +308,13 @@ def run_demo(
     environ: Mapping[str, str] | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Run the demo in the foreground until SIGINT/SIGTERM; 0 after a clean stop, 1 if not."""
+    """Run the demo in the foreground until SIGINT/SIGTERM/SIGHUP; 0 after a clean stop,
+    1 if not."""
     out = out or sys.stdout
-    ports = DemoPorts(dns_port, api_port, proxy_port, proxy_port + 1, backend_port)
-    if any(not 1 <= p <= 65535 for p in (dns_port, api_port, proxy_port + 1, backend_port)):
-        print("gslb demo: ports must be between 1 and 65535", file=sys.stderr)
+    admin_port = proxy_port + 1 if proxy_port else 0
+    ports = DemoPorts(dns_port, api_port, proxy_port, admin_port, backend_port)
+    if any(not 0 <= p <= 65535 for p in (dns_port, api_port, proxy_port, admin_port, backend_port)):
+        print("gslb demo: ports must be between 0 (any free port) and 65535", file=sys.stderr)
         return 2
     env = dict(os.environ if environ is None else environ)
     config = load_config(config_dir)
@@ -319,14 +327,36 @@ def run_demo(
     # The children run `python -m gslb`: let them import this very package from any cwd.
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with tempfile.TemporaryDirectory(prefix="gslb-demo-") as tmp:
-        workdir = Path(tmp)
+    try:
+        with terminated_raises():
+            return _run_in_workdir(config, ports, env, token, generated, out)
+    except Terminated:
+        print("gslb demo: stopped", file=out, flush=True)
+        return 0
+
+
+def _run_in_workdir(
+    config: Config,
+    ports: DemoPorts,
+    env: Mapping[str, str],
+    token: str,
+    generated: bool,
+    out: TextIO,
+) -> int:
+    """The demo in a new temporary directory, removed however the demo ends but SIGKILL."""
+    with temporary_directory("gslb-demo-") as workdir:
+        tmp = str(workdir)
+        geoip, state_path = _geoip(config), str(workdir / "state.json")
         try:
-            layout = plan_demo(
-                config, ports, geoip=_geoip(config), state_path=str(workdir / "state.json")
-            )
+            layout = plan_demo(config, ports, geoip=geoip, state_path=state_path)
+            if 0 in (ports.dns, ports.api, ports.proxy, ports.backend):
+                ports = choose_ports(layout, ports)
+                layout = plan_demo(config, ports, geoip=geoip, state_path=state_path)
         except ValueError as exc:
             print(f"gslb demo: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"gslb demo: cannot choose a free port: {exc}", file=sys.stderr)
             return 1
         busy = busy_listener(layout)
         if busy:

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from gslb.api.app import make_app
-from gslb.auth import load_token
+from gslb.auth import find_token
 from gslb.cluster.metrics import ClusterMetrics
 from gslb.cluster.records import NodeRecord, config_digest, consensus_down, disagreements
 from gslb.cluster.store import ClusterStore
@@ -41,6 +41,7 @@ from gslb.model import Config, CookieSettings, HostPort
 from gslb.persist import StateFile
 from gslb.plan import compile_plan
 from gslb.select.client import GeoLookup
+from gslb.startup import startup_lines
 from gslb.state import AdminState, RegionAdmin, State, endpoint_key
 from gslb.status import build_status, services_failing_open
 
@@ -124,7 +125,9 @@ class Runtime:
         self.state_problem = loaded.problem
         self._view = View(compile_plan(config, self.generation), State(admin=loaded.admin))
         self.geo: GeoDatabase | NoGeo = open_geo(config.settings.geoip_database)
-        self.token = load_token(config.settings, self._environ)
+        found = find_token(config.settings, self._environ)
+        self.token: str | None = None if found is None else found[0]
+        self.token_source: str | None = None if found is None else found[1]  # never the token
         self.stats = DnsStats()
         self.workers = workers or config.settings.workers
         self.pool: WorkerPool | None = None
@@ -272,8 +275,13 @@ class Runtime:
         if local == self._local_down:
             return
         self._local_down = local
-        log.warning(
-            "endpoint %s is now %s (%s)", key, "up" if health.up else "DOWN", health.last_detail
+        # A recovery is news, not a problem: INFO; a failure stays a WARNING.
+        log.log(
+            logging.INFO if health.up else logging.WARNING,
+            "endpoint %s is now %s (%s)",
+            key,
+            "up" if health.up else "DOWN",
+            health.last_detail,
         )
         if self.cluster is not None:
             self.cluster.publish_health(local)
@@ -418,6 +426,8 @@ class Runtime:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self.config.settings
+        for line in startup_lines(self.config, self.geo, self.token_source, self.workers):
+            log.info("%s", line)
         if self.state_problem:
             log.error("%s", self.state_problem)
         await self.prober.open()
@@ -472,9 +482,8 @@ class Runtime:
         else:
             self._watch = asyncio.get_running_loop().create_task(self._watch_state_file())
         if not self.token:
-            log.warning(
-                "no API token configured (%s): admin mutations are refused", settings.token_env
-            )
+            where = settings.token_env + (f", {settings.token_file}" if settings.token_file else "")
+            log.warning("no API token configured (%s): admin mutations are refused", where)
 
     async def stop(self) -> None:
         if self._watch is not None:

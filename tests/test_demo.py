@@ -7,6 +7,7 @@ are installed, and the same steps are also checked with dnspython and urllib.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,28 +41,64 @@ EUROPE, AMERICA, OCEANIA = "81.2.69.0/24", "8.8.8.0/24", "1.1.1.0/24"
 REGION_IP = {"ap-southeast": "127.0.1.1", "eu-west": "127.0.2.1", "us-east": "127.0.3.1"}
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
+# Every port is 0: the demo chooses free ones and prints them; no test uses a fixed port.
+ANY_PORT = ("--dns-port", "0", "--api-port", "0", "--proxy-port", "0", "--backend-port", "0")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports a demo chose, read from its banner."""
+
+    dns: int
+    api: int
+    proxy: int
+    proxy_admin: int
+    backend: int
+
+    @classmethod
+    def read(cls, lines: list[str]) -> Ports:
+        text = "\n".join(lines)
+        dns_port = re.search(r"^  DNS +127\.0\.0\.1:(\d+) ", text, re.M)
+        api_port = re.search(r"^  admin API +http://127\.0\.0\.1:(\d+)/", text, re.M)
+        region = re.search(
+            r"proxy http://[\d.]+:(\d+)/  admin http://[\d.]+:(\d+)/status"
+            r"  backends \S+ [\d.]+:(\d+)",
+            text,
+        )
+        assert dns_port and api_port and region, text
+        return cls(
+            int(dns_port.group(1)),
+            int(api_port.group(1)),
+            int(region.group(1)),
+            int(region.group(2)),
+            int(region.group(3)),
+        )
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every TCP address the demo serves."""
+        out = [("127.0.0.1", self.dns), ("127.0.0.1", self.api)]
+        for ip in REGION_IP.values():
+            backends = [ip.rsplit(".", 1)[0] + f".{n}" for n in (11, 12)]
+            out += [(ip, self.proxy), (ip, self.proxy_admin)]
+            out += [(backend, self.backend) for backend in backends]
+        return out
 
 
 @dataclass
 class Demo:
     process: subprocess.Popen[str]
     lines: list[str]
-    dns_port: int
-    api_port: int
+    ports: Ports
     rest: queue.Queue[str | None]
+    tmp: Path  # its $TMPDIR
+
+    @property
+    def dns_port(self) -> int:
+        return self.ports.dns
+
+    @property
+    def api_port(self) -> int:
+        return self.ports.api
 
     @property
     def text(self) -> str:
@@ -85,16 +122,22 @@ def _reader(stream: object, into: queue.Queue[str | None]) -> None:
 Started = tuple[subprocess.Popen[str], list[str], list[str], "queue.Queue[str | None]"]
 
 
-def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
-    """Run `gslb demo` until it printed its banner or exited: stdout and stderr lines so far."""
+def demo_dirs(tmp: Path) -> list[Path]:
+    """The demo's temporary directories in `tmp` (its $TMPDIR)."""
+    return sorted(tmp.glob("gslb-demo-*"))
+
+
+def start_demo(*args: str, tmp: Path, command: Sequence[str] = ("-m", "gslb", "demo")) -> Started:
+    """Run `gslb demo` (every port 0 unless `args` give one) with $TMPDIR `tmp` until it
+    printed its banner or exited: stdout and stderr lines so far."""
     environ = {k: v for k, v in os.environ.items() if k != "GSLB_API_TOKEN"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gslb", "demo", *args],
+        [sys.executable, *command, *ANY_PORT, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**environ, **(env or {})},
+        env={**environ, "TMPDIR": str(tmp)},
     )
     out: queue.Queue[str | None] = queue.Queue()
     err: queue.Queue[str | None] = queue.Queue()
@@ -116,14 +159,27 @@ def start_demo(*args: str, env: dict[str, str] | None = None) -> Started:
     return process, lines, errors, out
 
 
+@contextlib.contextmanager
+def stopped_at_the_end(process: subprocess.Popen[str]) -> Iterator[None]:
+    """A failed assertion must not leave a demo running, with its ports and directory."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
-    dns_port, api_port = free_port(), free_port()
-    process, lines, errors, rest = start_demo(
-        "--dns-port", str(dns_port), "--api-port", str(api_port)
-    )
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    tmp = tmp_path_factory.mktemp("demo-tmpdir")
+    process, lines, errors, rest = start_demo(tmp=tmp)
     assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    yield Demo(process, lines, dns_port, api_port, rest)
+    yield Demo(process, lines, Ports.read(lines), rest, tmp)
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -190,7 +246,7 @@ def test_each_continent_gets_its_region(demo: Demo) -> None:
 def test_proxies_reach_their_backends(demo: Demo) -> None:
     seen = set()
     for _ in range(4):
-        status, body = http(f"http://{REGION_IP['eu-west']}:8080/hello")
+        status, body = http(f"http://{REGION_IP['eu-west']}:{demo.ports.proxy}/hello")
         assert status == 200 and body.startswith("region=eu-west backend=euw")
         seen.add(body.split()[1])
     assert seen == {"backend=euw1", "backend=euw2"}
@@ -231,44 +287,42 @@ def test_every_printed_command_works_as_printed(demo: Demo) -> None:
         if command.startswith("dig "):
             assert expected_ip, command
             assert out.splitlines() == [expected_ip.group(1)], command
-        elif "/v1/regions/" in command:
-            assert json.loads(out)["region"] == "eu-west", command
-        elif ":8080/" in command:
-            assert out.startswith("region=eu-west backend=euw"), (command, out)
-        elif "/v1/explain" in command:
+        elif "/v1/regions/" in command or "/v1/explain" in command:
             assert json.loads(out)["region"] == "eu-west", command
         elif "/v1/status" in command:
             assert len(json.loads(out)["regions"]) == 3
-        else:
+        elif "/metrics" in command:
             assert "grep" in command and out.startswith("gslb_"), (command, out)
+        else:  # through a proxy
+            assert f":{demo.ports.proxy}/" in command, command
+            assert out.startswith("region=eu-west backend=euw"), (command, out)
 
 
 def test_status_page_and_metrics_urls(demo: Demo) -> None:
     status, page = http(f"http://127.0.0.1:{demo.api_port}/")
     assert status == 200 and "<html" in page.lower()
     assert f"http://127.0.0.1:{demo.api_port}/" in demo.text
-    _, metrics = http(f"http://{REGION_IP['eu-west']}:8081/metrics")
+    _, metrics = http(f"http://{REGION_IP['eu-west']}:{demo.ports.proxy_admin}/metrics")
     assert "gslb_proxy_backend_available" in metrics
 
 
-def test_a_taken_port_is_named(demo: Demo) -> None:
+def test_a_taken_port_is_named(demo: Demo, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process, _, errors, _ = start_demo("--dns-port", str(free_port()), "--api-port", str(port))
+        process, _, errors, _ = start_demo("--api-port", str(port), tmp=tmp_path)
     assert process.returncode == 1
     message = "\n".join(errors)
     assert f"127.0.0.1:{port}" in message and "--api-port" in message, message
+    assert demo_dirs(tmp_path) == []
 
 
-def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo) -> None:
-    process, _, errors, _ = start_demo(
-        "--dns-port", str(free_port()), "--api-port", str(free_port())
-    )
+def test_a_second_demo_says_the_proxy_port_is_taken(demo: Demo, tmp_path: Path) -> None:
+    process, _, errors, _ = start_demo("--proxy-port", str(demo.ports.proxy), tmp=tmp_path)
     assert process.returncode == 1
     message = "\n".join(errors)
-    assert "127.0.1.1:8080" in message and "--proxy-port" in message, message
+    assert f"127.0.1.1:{demo.ports.proxy}" in message and "--proxy-port" in message, message
 
 
 def test_ctrl_c_stops_everything(demo: Demo) -> None:
@@ -278,28 +332,72 @@ def test_ctrl_c_stops_everything(demo: Demo) -> None:
     while (line := demo.rest.get(timeout=10)) is not None:
         rest.append(line)
     assert rest[-1:] == ["gslb demo: stopped"]
-    addresses = [("127.0.0.1", demo.api_port)]
-    for ip in REGION_IP.values():
-        backend = ip.rsplit(".", 1)[0] + ".11"
-        addresses += [(ip, 8080), (ip, 8081), (backend, 8000)]
-    for host, port in addresses:
+    assert demo_dirs(demo.tmp) == []
+    for host, port in demo.ports.addresses():
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect((host, port))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", demo.dns_port))
 
 
-def test_a_killed_demo_takes_its_servers_with_it() -> None:
+def test_sigterm_stops_the_demo_and_removes_its_directory(tmp_path: Path) -> None:
+    before = demo_dirs(tmp_path)
+    process, lines, errors, rest = start_demo(tmp=tmp_path)
+    with stopped_at_the_end(process):
+        assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+        running = demo_dirs(tmp_path)
+        assert len(running) == len(before) + 1
+        assert f"  config and logs in {running[-1]} (removed when the demo stops)" in lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    after = []
+    while (line := rest.get(timeout=10)) is not None:
+        after.append(line)
+    assert after[-1:] == ["gslb demo: stopped"]
+    assert demo_dirs(tmp_path) == before
+
+
+# `gslb demo` sending itself a signal while it starts (its config written, before any
+# child runs): deterministic, where a signal from outside could not aim at that moment.
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+import gslb.cli
+import gslb.demo
+
+answers = gslb.demo.expected_answers
+def expected_answers(config):
+    os.kill(os.getpid(), signal.{name})
+    return answers(config)
+gslb.demo.expected_answers = expected_answers
+sys.argv[1:1] = ["demo"]
+sys.exit(gslb.cli.main())
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_while_starting_removes_the_directory_too(tmp_path: Path, name: str) -> None:
+    """Before its event loop runs, SIGTERM's (and SIGHUP's) default action ended the demo
+    on the spot and left its directory behind."""
+    script = SIGNAL_WHILE_STARTING.format(name=name)
+    process, lines, errors, _ = start_demo(tmp=tmp_path, command=("-c", script))
+    assert process.returncode == 0, "\n".join(lines + errors)
+    assert lines == ["gslb demo: stopped"], "\n".join(lines + errors)
+    assert demo_dirs(tmp_path) == []
+
+
+def test_a_killed_demo_takes_its_servers_with_it(tmp_path: Path) -> None:
     """SIGKILL leaves no time to clean up: the children must go by themselves (their
-    parent-death signal), or the next `make demo` finds its ports taken."""
-    dns_port, api_port = free_port(), free_port()
-    process, lines, errors, _ = start_demo("--dns-port", str(dns_port), "--api-port", str(api_port))
-    assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
-    ports = [("127.0.0.1", api_port)] + [(ip, 8080) for ip in REGION_IP.values()]
-    for host, port in ports:
-        socket.create_connection((host, port), timeout=2).close()  # serving now
-    process.kill()
-    process.wait(timeout=10)
+    parent-death signal), or the next `make demo` finds its ports taken. (Nor can the demo
+    remove its directory then: it is in `tmp_path`, not /tmp.)"""
+    process, lines, errors, _ = start_demo(tmp=tmp_path)
+    with stopped_at_the_end(process):
+        assert lines and lines[-1] == READY_LINE, "\n".join(lines + errors)
+        chosen = Ports.read(lines)
+        ports = [("127.0.0.1", chosen.api)] + [(ip, chosen.proxy) for ip in REGION_IP.values()]
+        for host, port in ports:
+            socket.create_connection((host, port), timeout=2).close()  # serving now
+        process.kill()
+        process.wait(timeout=10)
     deadline = time.monotonic() + 30
     for host, port in ports:
         while True:

@@ -128,7 +128,7 @@ class ClusterStore:
             self.connected = connected
             self.since = self._clock()
             if connected:
-                log.warning("cluster: connected to etcd (revision %d)", self.revision)
+                log.info("cluster: connected to etcd (revision %d)", self.revision)
             else:
                 log.error("cluster: etcd unreachable: %s", problem)
         self.problem = problem

@@ -230,7 +230,13 @@ class ProxyServer:
 
     def _health_changed(self, state: BackendState, up: bool) -> None:
         self.stats.count_health_change(state.name, up)
-        log.warning("backend %s is %s", state.name, "up" if up else "down")
+        # A recovery is news, not a problem: INFO; a failure stays a WARNING.
+        log.log(
+            logging.INFO if up else logging.WARNING,
+            "backend %s is %s",
+            state.name,
+            "up" if up else "down",
+        )
 
     # -- admin ----------------------------------------------------------------------------------
 

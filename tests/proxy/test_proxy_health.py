@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from proxyhelpers import Env, get, make_spec, raw_request
 
 from gslb.model import CheckSpec
@@ -71,7 +73,10 @@ async def test_backend_answering_5xx_is_taken_out_for_a_cooldown(env: Env) -> No
     assert seen[b"b2"] == 3
 
 
-async def test_active_checks_take_a_backend_out_and_back(env: Env) -> None:
+async def test_active_checks_take_a_backend_out_and_back(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gslb.proxy.server")
     backends = await env.three()
     check = CheckSpec(kind="http", path="/health", interval=0.05, timeout=0.5, rise=2, fall=2)
     proxy = await env.proxy(make_spec(backends, health=check))
@@ -93,6 +98,12 @@ async def test_active_checks_take_a_backend_out_and_back(env: Env) -> None:
         stop.set()
         await traffic
     assert log and all(status == 200 for status, _ in log)  # nobody saw a failure
+    flips = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.getMessage().startswith("backend b0")
+    ]
+    assert flips == [("WARNING", "backend b0 is down"), ("INFO", "backend b0 is up")]  # back: INFO
 
 
 async def test_health_is_503_when_no_backend_is_left(env: Env) -> None:

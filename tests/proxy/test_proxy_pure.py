@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gslb.auth import bearer_ok, load_token
+from gslb.auth import bearer_ok, find_token, load_token
 from gslb.histogram import Histogram
 from gslb.model import ServerSettings
 from gslb.proxy import headers as hdr
@@ -274,6 +274,16 @@ def test_load_token_from_env_then_file(tmp_path: Path) -> None:
     assert load_token(with_file, {"MY_TOKEN": "env-wins"}) == "env-wins"
     missing = ServerSettings(token_env="MY_TOKEN", token_file=str(tmp_path / "nope"))
     assert load_token(missing, {}) is None
+
+
+def test_find_token_says_where_it_came_from_not_what_it_is(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    settings = ServerSettings(token_env="MY_TOKEN", token_file=str(token_file))
+    assert find_token(settings, {"MY_TOKEN": "e"}) == ("e", "environment variable MY_TOKEN")
+    assert find_token(settings, {}) == ("from-file", f"file {token_file}")
+    token_file.write_text("\n")
+    assert find_token(settings, {}) is None
 
 
 @pytest.mark.parametrize(
