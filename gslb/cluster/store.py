@@ -47,11 +47,13 @@ from gslb.cluster.records import (
 )
 from gslb.errors import GslbError
 from gslb.model import ClusterSettings
+from gslb.ratelog import RateLog
 from gslb.state import AdminState
 
 log = logging.getLogger(__name__)
 MAX_NODES = 256  # nodes remembered, dead ones included (the oldest dead ones go first)
 AUDIT_SHOWN = 50  # audit entries kept in memory for /v1/status
+WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 0.1, 1.0  # seconds between watch attempts
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)  # between sessions, growing
 MUTATION_ATTEMPTS = 10  # transactions retried when another node committed in between
 HEALTH_BATCH_SECONDS = 0.05  # verdict changes within this are written as one
@@ -83,6 +85,7 @@ class ClusterStore:
         self.name = settings.node
         self.keys = Keys(settings.prefix)
         ttl = settings.lease_ttl
+        self._log = RateLog(log)
         self.client = EtcdClient(
             settings.etcd_endpoints, timeout=max(0.5, min(2.0, ttl / 3)), retry_for=min(ttl, 3.0)
         )
@@ -199,11 +202,13 @@ class ClusterStore:
             await self._register()
 
     async def _watch(self) -> None:
+        pause = WATCH_RETRY_FIRST
         while True:
             try:
                 async for revision, events in self.client.watch(
                     self.keys.key(""), self.revision + 1
                 ):
+                    pause = WATCH_RETRY_FIRST
                     for event in events:
                         self._apply(event)
                     self.revision = max(self.revision, revision)
@@ -215,8 +220,12 @@ class ClusterStore:
             except EtcdUnavailable as exc:
                 # Another member may serve the watch; the lease keep-alive decides
                 # whether the session (and so `connected`) is lost.
-                log.info("cluster: watch broke (%s); watching again", exc)
-                await asyncio.sleep(0.1)
+                # While etcd is down this repeats: one line per interval, and a backoff.
+                self._log.log(
+                    logging.INFO, "watch", "cluster: watch broke (%s); watching again", exc
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, WATCH_RETRY_MAX)
 
     async def _reload(self) -> None:
         """Everything under the prefix, from scratch (start, or after compaction)."""
