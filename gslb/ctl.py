@@ -69,11 +69,18 @@ def add_parser(sub: Any) -> None:
         if action != "drain":
             command.add_argument("endpoint", nargs="?", help="an endpoint's address")
         command.add_argument("--reason", default="", help="recorded in the audit log")
+        command.add_argument(
+            "--dry-run", action="store_true", help="change nothing: show where clients would go"
+        )
+        command.add_argument(
+            "--force", action="store_true", help="past the safety rules (audited as forced)"
+        )
     explain = commands.add_parser("explain", help="how a query is answered, step by step")
     explain.add_argument("name")
     explain.add_argument("--client", required=True, help="client IP, or IP/PREFIX for ECS")
     explain.add_argument("--type", default="A", dest="qtype")
-    commands.add_parser("reload", help="re-read the config directory")
+    reload = commands.add_parser("reload", help="re-read the config directory")
+    reload.add_argument("--dry-run", action="store_true", help="only check it")
     commands.add_parser("cluster", help="the etcd connection and every node")
 
 
@@ -116,7 +123,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
     if command == "cluster":
         return "GET", "/v1/cluster", None
     if command == "reload":
-        return "POST", "/v1/reload", None
+        return "POST", "/v1/reload" + ("?dry_run=true" if args.dry_run else ""), None
     if command == "explain":
         query = urllib.parse.urlencode(
             {"name": args.name, "client": args.client, "type": args.qtype}
@@ -127,7 +134,10 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
     endpoint = getattr(args, "endpoint", None)
     if endpoint:
         path += f"/endpoints/{urllib.parse.quote(endpoint, safe='')}"
-    return "POST", f"{path}/{command}", {"reason": args.reason}
+    body: dict[str, Any] = {"reason": args.reason}
+    if args.force:
+        body["force"] = True
+    return "POST", f"{path}/{command}" + ("?dry_run=true" if args.dry_run else ""), body
 
 
 def run(args: argparse.Namespace, environ: dict[str, str] | None = None) -> int:
@@ -223,11 +233,43 @@ def format_status(results: Sequence[Result]) -> str:
     return "\n".join(out)
 
 
+def format_dry_run(body: dict[str, Any]) -> list[str]:
+    """What a dry run says a change would do, a few lines per service it moves."""
+    lines = [f"  from the {body.get('clients', 0)} client networks answered most recently:"]
+    for service in body.get("services", []):
+
+        def shares(of: dict[str, float]) -> str:
+            return ", ".join(f"{region} {100 * share:.1f}%" for region, share in of.items())
+
+        lines.append(f"  {service['service']} {service['family']}")
+        lines.append(f"    before: {shares(service['before'])}")
+        lines.append(f"    after:  {shares(service['after'])}")
+        moved = ", ".join(f"{move}: {n}" for move, n in service["moved"].items())
+        lines.append(f"    moved:  {moved}")
+    if not body.get("services"):
+        lines.append("  no answer among them would change")
+    for text in body.get("safety", []):
+        lines.append(f"  would need --force: {text}")
+    if body.get("fail_open"):
+        lines.append("  would answer fail-open: " + ", ".join(body["fail_open"]))
+    return lines
+
+
 def format_action(results: Sequence[Result]) -> str:
     """A mutation or reload: one line per node."""
     lines = []
     for result in results:
         body = result.body
+        if body.get("dry_run") and "services" in body:
+            target = body.get("endpoint") or body.get("region")
+            lines.append(f"{result.api}: dry run: {target} {body.get('admin')} would change:")
+            lines += format_dry_run(body)
+            continue
+        if body.get("dry_run"):
+            verdict = "would load" if body.get("ok") else "would be refused"
+            lines.append(f"{result.api}: dry run: the config {verdict}")
+            lines += [f"  {error}" for error in body.get("errors", [])]
+            continue
         done = body.get("admin") or ("reloaded" if body.get("ok") else "")
         target = body.get("endpoint") or body.get("region") or ""
         revision = f" (etcd revision {body['revision']})" if "revision" in body else ""

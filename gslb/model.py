@@ -226,6 +226,13 @@ class CookieSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetySettings:
+    """`safety:`: rules an admin change must keep (gslb/safety.py); forced past with force."""
+
+    min_serving_regions: int = 1  # per service and family; 0: no rule
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     dns_listen: tuple[HostPort, ...] = (HostPort("0.0.0.0", 53),)
     api_listen: HostPort = HostPort("127.0.0.1", 8053)
@@ -242,6 +249,7 @@ class ServerSettings:
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path
+    safety: SafetySettings = SafetySettings(min_serving_regions=0)  # absent: no rule
 
 
 @dataclass(frozen=True, slots=True)

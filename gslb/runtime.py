@@ -40,7 +40,8 @@ from gslb.metrics import DnsStats, make_registry
 from gslb.model import Config, CookieSettings, HostPort
 from gslb.persist import StateFile
 from gslb.plan import compile_plan
-from gslb.select.client import GeoLookup
+from gslb.safety import SafetyRefused, dry_run, shortfalls
+from gslb.select.client import Client, GeoLookup
 from gslb.startup import startup_lines
 from gslb.state import AdminState, RegionAdmin, State, endpoint_key
 from gslb.status import build_status, services_failing_open
@@ -78,6 +79,14 @@ def read_config_digest(directory: str) -> str:
                 except OSError:
                     continue
     return config_digest(files)
+
+
+DRY_RUN_CLIENTS = 2000  # recent client networks a dry run steers (a few ms per 100)
+
+
+def forced(action: str, broken: list[str]) -> str:
+    """The audit log's action, saying which safety rules it was forced past."""
+    return f"{action} (forced past: {'; '.join(broken)})" if broken else action
 
 
 def cookie_secrets(
@@ -349,18 +358,60 @@ class Runtime:
         self._on_cluster_change()
         return services_failing_open(self._view), revision
 
-    async def set_region(self, region: str, admin: str, actor: str, reason: str) -> dict[str, Any]:
-        assert admin in ("enabled", "disabled", "draining")
-        new_admin: RegionAdmin = admin  # type: ignore[assignment]
-        entry = self._entry(actor, f"region {admin}", region, reason)
-        failing, revision = await self._commit(lambda a: a.with_region(region, new_admin), entry)
-        self._log_audit(entry)
-        result: dict[str, Any] = {
-            "region": region,
-            "admin": admin,
-            "audit": entry,
-            "fail_open": failing,
+    def _preview(
+        self, change: Callable[[AdminState], AdminState], force: bool
+    ) -> tuple[State, list[str]]:
+        """The state the change would make, and the safety rules it breaks (texts).
+        Raises SafetyRefused when it breaks one and is not forced."""
+        view = self._view
+        after = view.state.with_admin(change(view.state.admin))
+        minimum = self.config.settings.safety.min_serving_regions
+        broken = [s.text(minimum) for s in shortfalls(view.plan, view.state, after, minimum)]
+        if broken and not force:
+            raise SafetyRefused(broken)
+        return after, broken
+
+    def recent_clients(self) -> list[Client]:
+        """The client networks answered most recently (the answer cache's client table,
+        newest last), at most DRY_RUN_CLIENTS; none with --workers (the workers hold them)."""
+        if self.pool is not None:
+            return []
+        infos = list(self.responder.cache.clients.values())[-DRY_RUN_CLIENTS:]
+        return [info.client for info in infos]
+
+    async def _dry_run(self, after: State, broken: list[str], **what: Any) -> dict[str, Any]:
+        view = self._view
+        clients = self.recent_clients()
+        services = await asyncio.to_thread(dry_run, view.plan, view.state, after, clients)
+        return {
+            "dry_run": True,
+            **what,
+            "clients": len(clients),
+            "services": services,
+            "fail_open": services_failing_open(view, after),
+            "safety": broken,
         }
+
+    async def _admin_change(
+        self,
+        change: Callable[[AdminState], AdminState],
+        target: tuple[str, str],
+        admin: str,
+        actor: str,
+        asked: tuple[str, bool, bool],
+    ) -> dict[str, Any]:
+        """Check an admin change against the safety rules, then preview it (dry run) or
+        commit and audit it. `target`: ("region" or "endpoint", its name); `asked`:
+        (reason, force, dry_run)."""
+        kind, name = target
+        reason, force, dry_run = asked
+        after, broken = self._preview(change, force or dry_run)  # a dry run only says so
+        if dry_run:
+            return await self._dry_run(after, broken, **{kind: name, "admin": admin})
+        entry = self._entry(actor, forced(f"{kind} {admin}", broken), name, reason)
+        failing, revision = await self._commit(change, entry)
+        self._log_audit(entry)
+        result: dict[str, Any] = {kind: name, "admin": admin, "audit": entry, "fail_open": failing}
         if revision is not None:
             result["revision"] = revision
         if failing:
@@ -371,29 +422,61 @@ class Runtime:
             )
         return result
 
+    async def set_region(
+        self,
+        region: str,
+        admin: str,
+        actor: str,
+        reason: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        assert admin in ("enabled", "disabled", "draining")
+        new_admin: RegionAdmin = admin  # type: ignore[assignment]
+        return await self._admin_change(
+            lambda a: a.with_region(region, new_admin),
+            ("region", region),
+            admin,
+            actor,
+            (reason, force, dry_run),
+        )
+
     async def set_endpoint(
-        self, region: str, address: str, enabled: bool, actor: str, reason: str
+        self,
+        region: str,
+        address: str,
+        enabled: bool,
+        actor: str,
+        reason: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         key = endpoint_key(region, address)
-        entry = self._entry(
-            actor, "endpoint " + ("enabled" if enabled else "disabled"), key, reason
+        return await self._admin_change(
+            lambda a: a.with_endpoint(key, enabled),
+            ("endpoint", key),
+            "enabled" if enabled else "disabled",
+            actor,
+            (reason, force, dry_run),
         )
-        failing, revision = await self._commit(lambda a: a.with_endpoint(key, enabled), entry)
-        self._log_audit(entry)
-        result: dict[str, Any] = {
-            "endpoint": key,
-            "admin": "enabled" if enabled else "disabled",
-            "audit": entry,
-            "fail_open": failing,
-        }
-        if revision is not None:
-            result["revision"] = revision
-        if failing:
-            result["warning"] = "fail-open for " + ", ".join(failing)
-        return result
 
-    async def reload(self, actor: str = "SIGHUP") -> dict[str, Any]:
-        """Re-read the config directory; a bad one is refused and the old one keeps serving."""
+    async def reload(self, actor: str = "SIGHUP", dry_run: bool = False) -> dict[str, Any]:
+        """Re-read the config directory; a bad one is refused and the old one keeps serving.
+        `dry_run`: only check it (what `gslb check` says, from this node)."""
+        if dry_run:
+            try:
+                await asyncio.to_thread(load_config, self.config_dir)
+            except ConfigError as exc:
+                errors = [str(p) for p in exc.problems]
+                return {
+                    "ok": False,
+                    "dry_run": True,
+                    "generation": self.generation,
+                    "errors": errors,
+                }
+            return {"ok": True, "dry_run": True, "generation": self.generation, "errors": []}
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(load_config, self.config_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from gslb.auth import bearer_ok
 from gslb.cluster.store import ClusterUnavailable
 from gslb.dns.responder import View
 from gslb.explain import explain
+from gslb.safety import SafetyRefused
 from gslb.select.client import GeoLookup
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,12 +40,20 @@ class Controller(Protocol):
     def cluster_view(self) -> dict[str, Any] | None: ...
     def cluster_health_notes(self) -> dict[str, Any] | None: ...
     async def set_region(
-        self, region: str, admin: str, actor: str, reason: str
+        self, region: str, admin: str, actor: str, reason: str, *, force: bool, dry_run: bool
     ) -> dict[str, Any]: ...
     async def set_endpoint(
-        self, region: str, address: str, enabled: bool, actor: str, reason: str
+        self,
+        region: str,
+        address: str,
+        enabled: bool,
+        actor: str,
+        reason: str,
+        *,
+        force: bool,
+        dry_run: bool,
     ) -> dict[str, Any]: ...
-    async def reload(self, actor: str) -> dict[str, Any]: ...
+    async def reload(self, actor: str, dry_run: bool = False) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
@@ -63,6 +73,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return error_json(exc.status, str(exc), **exc.extra)
+    except SafetyRefused as exc:
+        return error_json(409, str(exc), rule="min_serving_regions", services=exc.broken)
     except ClusterUnavailable as exc:
         # Never a silent local change: without etcd's commit the mutation is refused.
         return error_json(503, str(exc), cluster={"connected": False})
@@ -78,23 +90,40 @@ def _actor(request: web.Request) -> str:
     return f"{who}@{peer}" if who else peer
 
 
-async def _reason(request: web.Request) -> str:
-    """The optional `{"reason": "..."}` body of a mutation; 400 for a body that is not that."""
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """What a mutation call asks besides its target: `{"reason": "...", "force": true}`
+    in the body (both optional) and `?dry_run=true`."""
+
+    reason: str = ""
+    force: bool = False  # past the safety rules (audited)
+    dry_run: bool = False  # change nothing, say what the change would do
+
+
+async def _mutation(request: web.Request) -> Mutation:
+    """The mutation's options; 400 for a body or query that is not what they allow."""
+    flag = request.query.get("dry_run", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        raise ApiError(400, "dry_run must be true or false")
+    dry_run = flag in ("true", "1")
     if not request.can_read_body:
-        return ""
+        return Mutation(dry_run=dry_run)
     raw = await request.read()
     if not raw.strip():
-        return ""
+        return Mutation(dry_run=dry_run)
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise ApiError(400, f"body is not JSON: {exc}") from exc
-    if not isinstance(body, dict) or not set(body) <= {"reason"}:
-        raise ApiError(400, 'body must be a JSON object like {"reason": "..."}')
+    if not isinstance(body, dict) or not set(body) <= {"reason", "force"}:
+        raise ApiError(400, 'body must be a JSON object like {"reason": "...", "force": false}')
     reason = body.get("reason", "")
     if not isinstance(reason, str):
         raise ApiError(400, "reason must be a string")
-    return reason[:500]
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "force must be true or false")
+    return Mutation(reason[:500], force, dry_run)
 
 
 class AdminApi:
@@ -146,17 +175,26 @@ class AdminApi:
 
     async def region_action(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        reason = await _reason(request)
+        asked = await _mutation(request)
         action = request.match_info["action"]
         admin = {"disable": "disabled", "enable": "enabled", "drain": "draining"}[action]
         region = request.match_info["region"]
         if region not in self.c.view().plan.config.regions:
             raise ApiError(404, f"no region {region!r}")
-        return web.json_response(await self.c.set_region(region, admin, _actor(request), reason))
+        return web.json_response(
+            await self.c.set_region(
+                region,
+                admin,
+                _actor(request),
+                asked.reason,
+                force=asked.force,
+                dry_run=asked.dry_run,
+            )
+        )
 
     async def endpoint_action(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        reason = await _reason(request)
+        asked = await _mutation(request)
         region = request.match_info["region"]
         address = request.match_info["address"]
         regions = self.c.view().plan.config.regions
@@ -166,7 +204,15 @@ class AdminApi:
             raise ApiError(404, f"region {region!r} has no endpoint {address!r}")
         enabled = request.match_info["action"] == "enable"
         return web.json_response(
-            await self.c.set_endpoint(region, address, enabled, _actor(request), reason)
+            await self.c.set_endpoint(
+                region,
+                address,
+                enabled,
+                _actor(request),
+                asked.reason,
+                force=asked.force,
+                dry_run=asked.dry_run,
+            )
         )
 
     async def cluster(self, request: web.Request) -> web.Response:
@@ -177,8 +223,8 @@ class AdminApi:
 
     async def reload(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        await _reason(request)
-        result = await self.c.reload(_actor(request))
+        asked = await _mutation(request)
+        result = await self.c.reload(_actor(request), dry_run=asked.dry_run)
         return web.json_response(result, status=200 if result["ok"] else 422)
 
     async def page(self, request: web.Request) -> web.Response:

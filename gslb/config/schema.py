@@ -35,6 +35,7 @@ from gslb.model import (
     HostPort,
     ProxySpec,
     RateLimitSettings,
+    SafetySettings,
     ServerSettings,
     TcpSettings,
 )
@@ -465,6 +466,20 @@ CLUSTER_SETTINGS = Table(
     "absent = one node, admin state in state.path",
 )
 
+SAFETY_SETTINGS = Table(
+    "safety",
+    (
+        Field(
+            "min_serving_regions",
+            Int(0, 1000, label="regions"),
+            default=SafetySettings().min_serving_regions,
+            doc="an admin change that would leave a service (per address family) with fewer "
+            "usable regions, and fewer than now, is refused with 409 unless forced",
+        ),
+    ),
+    doc="rules an admin change must keep; absent = none",
+)
+
 SETTINGS = Table(
     "gslb.yaml",
     (
@@ -473,6 +488,7 @@ SETTINGS = Table(
         Field("geoip", GEOIP_SETTINGS),
         Field("state", STATE_SETTINGS),
         Field("cluster", CLUSTER_SETTINGS),
+        Field("safety", SAFETY_SETTINGS),
         Field("workers", Int(1, 1024, label="workers"), default=_SETTINGS.workers),
     ),
     doc="server settings; every key has a default",

@@ -9,6 +9,7 @@ from gslb.model import (
     ClusterSettings,
     CookieSettings,
     RateLimitSettings,
+    SafetySettings,
     ServerSettings,
     TcpSettings,
 )
@@ -83,4 +84,7 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),
+        safety=SafetySettings(parsed["safety"]["min_serving_regions"])
+        if parsed["safety"] is not None
+        else defaults.safety,
     )
