@@ -126,13 +126,12 @@ def test_a_change_below_the_rule_is_refused_unless_forced(served: Served) -> Non
 def test_dry_run_changes_nothing_and_says_where_clients_go(served: Served) -> None:
     for subnet in (EUROPE, AMERICA, ASIA):
         answer(served, subnet)  # recent clients: one network of each
-    europe = answer(served, EUROPE)
     status, body = api(served, "POST", "/v1/regions/eu-west/disable?dry_run=true")
     assert status == 200 and body["dry_run"] is True and body["clients"] == 3
     www = next(s for s in body["services"] if s["service"] == "www.gslb.example.com")
     assert www["before"]["eu-west"] == pytest.approx(1 / 3, abs=0.001)
     assert "eu-west" not in www["after"] and list(www["moved"]) == ["eu-west -> us-east"]
-    assert answer(served, EUROPE) == europe  # nothing changed
+    assert answer(served, EUROPE).startswith("198.51.100.")  # still eu-west: nothing changed
     _, now = api(served, "GET", "/v1/status")
     assert all(r["admin"] == "enabled" for r in now["regions"])
     assert not any(a["target"] == "eu-west" for a in now["recent_actions"])
