@@ -226,6 +226,14 @@ class CookieSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryLogSettings:
+    """`query_log:`: one query in `sample`, with its reply, as dnstap (gslb/dns/querylog.py)."""
+
+    path: str
+    sample: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class SafetySettings:
     """`safety:`: rules an admin change must keep (gslb/safety.py); forced past with force."""
 
@@ -250,6 +258,7 @@ class ServerSettings:
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path
     safety: SafetySettings = SafetySettings(min_serving_regions=0)  # absent: no rule
+    query_log: QueryLogSettings | None = None  # None: no query log
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from gslb.config import load_config
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.cookies import SECRET_SIZE, parse_secrets
+from gslb.dns.querylog import QueryLog, open_query_log
 from gslb.dns.responder import Responder, View
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
@@ -155,6 +156,7 @@ class Runtime:
         self.scheduler = Scheduler(self.prober, self._on_health, on_result=self._on_result)
         self._target_regions: dict[str, str] = {}
         self.dns: DnsServer | None = None
+        self.query_log: QueryLog | None = None
         self.dns_bound: list[Bound] = []
         self.api_runner: web.AppRunner | None = None
         self.api_port: int | None = None
@@ -528,6 +530,7 @@ class Runtime:
                 rate_limit=settings.rate_limit,
                 cookie_secrets=self.cookie_secrets,
                 identity=settings.identity,
+                query_log=settings.query_log,
                 cache_entries=settings.cache_entries,
             )
             self.pool = WorkerPool(spec, self.workers)
@@ -541,6 +544,12 @@ class Runtime:
                 cookie_secrets=self.cookie_secrets,
                 identity=settings.identity,
             )
+            if settings.query_log is not None:
+                self.query_log = open_query_log(
+                    settings.query_log.path, settings.query_log.sample, settings.identity
+                )
+                if self.query_log is not None:
+                    handle, cached = self.query_log.wrap(handle, cached)
             self.dns = DnsServer(
                 handle,
                 listen,
@@ -575,6 +584,8 @@ class Runtime:
             await self.cluster.stop()
         if self.dns is not None:
             await self.dns.close()
+        if self.query_log is not None:
+            await asyncio.to_thread(self.query_log.close)
         if self.pool is not None:
             await self.pool.stop()
         if self.api_runner is not None:

@@ -480,6 +480,27 @@ SAFETY_SETTINGS = Table(
     doc="rules an admin change must keep; absent = none",
 )
 
+QUERY_LOG_SETTINGS = Table(
+    "query_log",
+    (
+        Field(
+            "path",
+            Path(),
+            required=True,
+            doc="the dnstap file (Frame Streams), rewritten at each start; with --workers "
+            "each worker writes PATH.PID; read it with dnstap-read",
+        ),
+        Field(
+            "sample",
+            Int(1, 1_000_000_000, label="sample"),
+            default=100,
+            doc="one query in this many is logged, with its reply (1: every query)",
+        ),
+    ),
+    doc="a sampled query log as dnstap, written by a thread: it never holds a query up "
+    "(when the writer falls behind, records are dropped and counted); absent = off",
+)
+
 SETTINGS = Table(
     "gslb.yaml",
     (
@@ -489,6 +510,7 @@ SETTINGS = Table(
         Field("state", STATE_SETTINGS),
         Field("cluster", CLUSTER_SETTINGS),
         Field("safety", SAFETY_SETTINGS),
+        Field("query_log", QUERY_LOG_SETTINGS),
         Field("workers", Int(1, 1024, label="workers"), default=_SETTINGS.workers),
     ),
     doc="server settings; every key has a default",

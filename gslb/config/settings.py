@@ -8,6 +8,7 @@ from gslb.config.tables import Parsed
 from gslb.model import (
     ClusterSettings,
     CookieSettings,
+    QueryLogSettings,
     RateLimitSettings,
     SafetySettings,
     ServerSettings,
@@ -84,6 +85,9 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),
+        query_log=QueryLogSettings(parsed["query_log"]["path"], parsed["query_log"]["sample"])
+        if parsed["query_log"] is not None
+        else None,
         safety=SafetySettings(parsed["safety"]["min_serving_regions"])
         if parsed["safety"] is not None
         else defaults.safety,

@@ -30,6 +30,7 @@ import copyreg
 import io
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 from dataclasses import dataclass, field, replace
@@ -41,13 +42,14 @@ from typing import Any
 from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.channel import Channel
+from gslb.dns.querylog import open_query_log
 from gslb.dns.responder import Responder, View
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.server_options import dns_handlers
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
-from gslb.model import HostPort, RateLimitSettings, TcpSettings
+from gslb.model import HostPort, QueryLogSettings, RateLimitSettings, TcpSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class WorkerSpec:
     rate_limit: RateLimitSettings | None = None
     cookie_secrets: tuple[bytes, ...] | None = None  # the parent's, so every worker agrees
     identity: str | None = None
+    query_log: QueryLogSettings | None = None  # each worker writes PATH.PID
     cache_entries: int = 100_000
 
 
@@ -129,6 +132,13 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         cookie_secrets=spec.cookie_secrets,
         identity=spec.identity,
     )
+    query_log = None
+    if spec.query_log is not None:
+        query_log = open_query_log(
+            spec.query_log.path, spec.query_log.sample, spec.identity, f".{os.getpid()}"
+        )
+        if query_log is not None:
+            handle, cached = query_log.wrap(handle, cached)
     server = DnsServer(
         handle,
         spec.listen,
@@ -168,6 +178,8 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         reporter.cancel()
         channel.close()
         await server.close()
+        if query_log is not None:
+            query_log.close()
         geo.close()
 
 
