@@ -68,13 +68,13 @@ def add_parser(sub: Any) -> None:
         command.add_argument("region")
         if action != "drain":
             command.add_argument("endpoint", nargs="?", help="an endpoint's address")
-        command.add_argument("--reason", default="", help="recorded in the audit log")
-        command.add_argument(
-            "--dry-run", action="store_true", help="change nothing: show where clients would go"
-        )
-        command.add_argument(
-            "--force", action="store_true", help="past the safety rules (audited as forced)"
-        )
+        _mutation_options(command)
+    # `gslb ctl endpoint disable|enable REGION ADDRESS`, the same as `disable REGION ADDRESS`
+    endpoint = commands.add_parser("endpoint", help="disable or enable one endpoint")
+    endpoint.add_argument("endpoint_action", choices=("disable", "enable"))
+    endpoint.add_argument("region")
+    endpoint.add_argument("endpoint", help="the endpoint's address")
+    _mutation_options(endpoint)
     explain = commands.add_parser("explain", help="how a query is answered, step by step")
     explain.add_argument("name")
     explain.add_argument("--client", required=True, help="client IP, or IP/PREFIX for ECS")
@@ -82,6 +82,16 @@ def add_parser(sub: Any) -> None:
     reload = commands.add_parser("reload", help="re-read the config directory")
     reload.add_argument("--dry-run", action="store_true", help="only check it")
     commands.add_parser("cluster", help="the etcd connection and every node")
+
+
+def _mutation_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--reason", default="", help="recorded in the audit log")
+    command.add_argument(
+        "--dry-run", action="store_true", help="change nothing: show where clients would go"
+    )
+    command.add_argument(
+        "--force", action="store_true", help="past the safety rules (audited as forced)"
+    )
 
 
 def token(args: argparse.Namespace, environ: dict[str, str]) -> str | None:
@@ -129,6 +139,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
             {"name": args.name, "client": args.client, "type": args.qtype}
         )
         return "GET", f"/v1/explain?{query}", None
+    if command == "endpoint":
+        command = args.endpoint_action
     region = urllib.parse.quote(args.region, safe="")
     path = f"/v1/regions/{region}"
     endpoint = getattr(args, "endpoint", None)

@@ -58,7 +58,7 @@ def test_a_region_and_an_endpoint_with_a_reason_on_both_nodes(nodes: list[Served
     code, out, _ = ctl(nodes, "disable", "eu-west", "--reason", "maintenance 1234")
     assert code == 0, out
     assert out.count("eu-west disabled") == 2  # one line per node
-    code, out, _ = ctl(nodes, "disable", "us-east", "192.0.2.10", "--reason", "disk")
+    code, out, _ = ctl(nodes, "endpoint", "disable", "us-east", "192.0.2.10", "--reason", "disk")
     assert code == 0 and out.count("us-east/192.0.2.10 disabled") == 2, out
     code, out, _ = ctl(nodes, "status")
     assert code == 0
