@@ -85,6 +85,7 @@ def explain(
             if loc is None
             else {
                 "country": loc.country,
+                "subdivision": loc.subdivision,
                 "continent": loc.continent,
                 "lat": loc.lat,
                 "lon": loc.lon,
@@ -151,6 +152,10 @@ def explain_online(api: str, name: str, client_text: str, qtype_text: str) -> di
 LABEL = 11  # the width of the first column of `format_text`
 
 
+def _subdivision(loc: dict[str, Any]) -> str:
+    return f" ({loc['subdivision']})" if loc.get("subdivision") else ""
+
+
 def format_text(result: dict[str, Any]) -> str:
     """The human form: one labelled line per fact and per step, in decision order."""
     q = result["query"]
@@ -160,7 +165,7 @@ def format_text(result: dict[str, Any]) -> str:
         "unknown location"
         if loc is None
         else (
-            f"{loc['country']}/{loc['continent']} at {loc['lat']},{loc['lon']} "
+            f"{loc['country']}{_subdivision(loc)}/{loc['continent']} at {loc['lat']},{loc['lon']} "
             f"(network {loc['network']})"
         )
     )

@@ -62,6 +62,7 @@ class Location:
     lon: float | None
     prefix_len: int  # of the database network that matched: the ECS scope of a geo decision
     network: str  # that network, e.g. "81.2.69.0/24"
+    subdivision: str | None = None  # ISO 3166-2, e.g. "US-CA"
 
 
 # Cached for a network the database has no record for; never returned to callers.
@@ -214,6 +215,7 @@ class GeoDatabase:
                 fields.lon,
                 prefix_len,
                 f"{network}/{prefix_len}",
+                fields.subdivision,
             )
         if self._size >= self._max_size:
             # Evict simply: start over. A full cache means the client population is

@@ -30,6 +30,7 @@ class GeoFields:
     continent: str | None
     lat: float | None
     lon: float | None
+    subdivision: str | None = None  # ISO 3166-2, e.g. "US-CA": the first (largest) one
 
 
 def read_record(record: object) -> GeoFields | None:
@@ -42,7 +43,19 @@ def read_record(record: object) -> GeoFields | None:
     lat, lon = _coordinates(record)
     if country is None and continent is None and lat is None:
         return None
-    return GeoFields(country, continent, lat, lon)
+    return GeoFields(country, continent, lat, lon, _subdivision(record, country))
+
+
+def _subdivision(record: Mapping[str, object], country: str | None) -> str | None:
+    """GeoIP2-City's `subdivisions[0].iso_code` (the state, province, ...) as "CC-XX"."""
+    found = record.get("subdivisions")
+    if country is None or not isinstance(found, list) or not found:
+        return None
+    first = found[0]
+    code = first.get("iso_code") if isinstance(first, dict) else None
+    if not isinstance(code, str) or not 1 <= len(code) <= 3 or not code.isalnum():
+        return None
+    return f"{country}-{code.upper()}"
 
 
 def _country(record: Mapping[str, object]) -> str | None:

@@ -169,6 +169,7 @@ class Region:
     health: CheckSpec | None
     endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> endpoints, listed order
     proxy: ProxySpec | None = None
+    subdivisions: frozenset[str] = frozenset()  # ISO 3166-2, upper case: "US-CA"
 
     def distinct_endpoints(self) -> dict[str, Endpoint]:
         """Each address once (an address can serve several services), first listing first."""

@@ -53,6 +53,7 @@ class RegionPlan:
     countries: frozenset[str]
     continents: frozenset[str]
     checked: bool  # False: no health block, always taken as healthy
+    subdivisions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ def _region_plan(region: Region) -> RegionPlan:
         countries=region.countries,
         continents=region.continents,
         checked=region.health is not None,
+        subdivisions=region.subdivisions,
     )
 
 

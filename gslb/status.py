@@ -103,6 +103,7 @@ def build_status(
                 "serves": {
                     "continents": sorted(region.continents),
                     "countries": sorted(region.countries),
+                    "subdivisions": sorted(region.subdivisions),
                 },
                 "admin": admin,
                 "state": region_state(admin, listed),

@@ -43,6 +43,9 @@ def build_region(parsed: Parsed, file: str, ctx: Ctx) -> RegionDraft | None:
         lat=None if location is None else location["lat"],
         lon=None if location is None else location["lon"],
         countries=frozenset(c.upper() for c in serves["countries"]) if serves else frozenset(),
+        subdivisions=frozenset(s.upper() for s in serves["subdivisions"])
+        if serves
+        else frozenset(),
         continents=frozenset(serves["continents"]) if serves else frozenset(),
         weight=parsed["weight"],
         health=health,

@@ -244,6 +244,12 @@ SERVES = Table(
             default=(),
             doc="ISO 3166-1 alpha-2 codes",
         ),
+        Field(
+            "subdivisions",
+            ListOf(Text(r"[A-Za-z]{2}-[A-Za-z0-9]{1,3}", "an ISO 3166-2 code such as US-CA")),
+            default=(),
+            doc="ISO 3166-2 codes (country-subdivision, e.g. US-CA, DE-BY); they beat countries",
+        ),
     ),
 )
 

@@ -136,7 +136,11 @@ def scope(client: Client, kind: int) -> int:
 def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
     """`ecs`: the option data as the query sent it (validated: it made `client`)."""
     loc = client.location
-    geo_key = "" if loc is None else f"{loc.country}|{loc.continent}|{loc.lat}|{loc.lon}"
+    geo_key = (
+        ""
+        if loc is None
+        else f"{loc.country}|{loc.subdivision}|{loc.continent}|{loc.lat}|{loc.lon}"
+    )
     hash_key = client.hash_network()[0]
     parts = (None, geo_key, hash_key, (geo_key, hash_key))
     if ecs is None:

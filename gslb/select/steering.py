@@ -20,10 +20,10 @@ T = TypeVar("T")
 
 EARTH_RADIUS_KM = 6371.0
 
-# Ranking tiers for the geo policy: an explicit country mapping beats a
-# continent mapping, which beats plain distance.
-TIER_COUNTRY, TIER_CONTINENT, TIER_DISTANCE, TIER_UNPLACED = 0, 1, 2, 3
-TIER_NAMES = ("country", "continent", "distance", "no location")
+# Ranking tiers for the geo policy: an explicit subdivision mapping beats a country
+# mapping, which beats a continent mapping, which beats plain distance.
+TIER_SUBDIVISION, TIER_COUNTRY, TIER_CONTINENT, TIER_DISTANCE, TIER_UNPLACED = 0, 1, 2, 3, 4
+TIER_NAMES = ("subdivision", "country", "continent", "distance", "no location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,9 @@ def rank_geo(entries: Sequence[ServiceRegion], client: Client) -> list[Ranked]:
     keyed: list[tuple[int, float, int, ServiceRegion]] = []
     for index, entry in enumerate(entries):
         region = entry.region
-        if loc.country is not None and loc.country in region.countries:
+        if loc.subdivision is not None and loc.subdivision in region.subdivisions:
+            tier = TIER_SUBDIVISION
+        elif loc.country is not None and loc.country in region.countries:
             tier = TIER_COUNTRY
         elif loc.continent is not None and loc.continent in region.continents:
             tier = TIER_CONTINENT
@@ -66,7 +68,9 @@ def rank_geo(entries: Sequence[ServiceRegion], client: Client) -> list[Ranked]:
     out = []
     for tier, distance, _, entry in keyed:
         where = f"{distance:.0f} km" if math.isfinite(distance) else "distance unknown"
-        if tier == TIER_COUNTRY:
+        if tier == TIER_SUBDIVISION:
+            why = f"serves subdivision {loc.subdivision} ({where})"
+        elif tier == TIER_COUNTRY:
             why = f"serves country {loc.country} ({where})"
         elif tier == TIER_CONTINENT:
             why = f"serves continent {loc.continent} ({where})"
