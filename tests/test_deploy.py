@@ -13,13 +13,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from gslb import healthcheck
 from gslb.config import load_config
 from tests.conftest import copy_sample, start_serve
+from tests.dockerfile_layout import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -218,6 +221,35 @@ def test_dockerfile_copies_what_exists() -> None:
             assert (ROOT / source).exists(), source
     assert 'ENTRYPOINT ["gslb"]' in text
     assert "USER gslb" in text
+
+
+def test_compose_healthchecks_ask_what_each_service_serves() -> None:
+    """The image's HEALTHCHECK asks gslb serve's API; each other role built from the image
+    overrides it with a URL that role answers."""
+    config = load_config(str(in_repo(SERVICES["dns"]["command"][2])))
+    image = read_image()
+    checked = set()
+    for name, service in SERVICES.items():
+        if "build" not in service:
+            continue
+        test = service.get("healthcheck", {}).get("test", ["CMD", *image.healthcheck])
+        assert test[:4] == ["CMD", "python", "-m", "gslb.healthcheck"], (name, test)
+        url = urlsplit(healthcheck.target(test[4:], service.get("environment", {})))
+        assert url.hostname == "127.0.0.1", (name, url)
+        command = service.get("command", [])
+        if command[:1] == ["serve"]:
+            assert config.settings.api_listen.host == "0.0.0.0"
+            assert (url.port, url.path) == (config.settings.api_listen.port, "/healthz"), name
+        elif command[:1] == ["proxy"]:
+            admin = config.regions[command[4]].proxy.admin  # type: ignore[union-attr]
+            assert admin is not None and (url.port, url.path) == (admin.port, "/health"), name
+        else:  # a demo backend: on the port the proxies' backend URLs name
+            assert service["entrypoint"] == ["python", "-m", "gslb.demo_backend"], name
+            assert "--port" not in command, name
+            ports = {b.port for r in config.regions.values() if r.proxy for b in r.proxy.backends}
+            assert ports == {url.port} and url.path == "/health", (name, ports)
+        checked.add(command[0] if command[0] in ("serve", "proxy") else "backend")
+    assert checked == {"serve", "proxy", "backend"}
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
