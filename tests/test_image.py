@@ -81,17 +81,19 @@ def layout(image: Image) -> Iterator[Layout]:
     """The image's files under a directory others may enter (pytest's tmp is 0700), the
     absolute paths of its config pointed into it (Docker runs the image at /)."""
     root = Path(tempfile.mkdtemp(prefix="gslb-image-"))
-    root.chmod(0o755)
-    lay_out(image, root)
-    settings = host_path(root, config_dir_of(image)) / "gslb.yaml"
-    text = settings.read_text()
-    document = yaml.safe_load(text)
-    for path in (document["geoip"]["database"], document["state"]["path"]):
-        if path.startswith("/"):  # a relative path is the config directory's, in the layout too
-            text = text.replace(path, str(host_path(root, path)))
-    settings.write_text(text)
-    yield Layout(root, document)
-    shutil.rmtree(root)
+    try:
+        root.chmod(0o755)
+        lay_out(image, root)
+        settings = host_path(root, config_dir_of(image)) / "gslb.yaml"
+        text = settings.read_text()
+        document = yaml.safe_load(text)
+        for path in (document["geoip"]["database"], document["state"]["path"]):
+            if path.startswith("/"):  # a relative path is the config directory's, here too
+                text = text.replace(path, str(host_path(root, path)))
+        settings.write_text(text)
+        yield Layout(root, document)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def settings_of(image: Image, layout: Layout) -> ServerSettings:
