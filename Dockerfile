@@ -1,15 +1,20 @@
 # One image for every gslb role: `gslb serve`, `gslb proxy`, and the demo backends.
 #   docker build -t gslb .
-#   docker run --rm gslb check --config /app/zones
+#   docker run -d -p 53:5353/udp -p 53:5353/tcp -p 127.0.0.1:8053:8053 -e GSLB_API_TOKEN \
+#       -v gslb-state:/var/lib/gslb gslb        # serves /etc/gslb (the sample zones)
+#   docker run --rm gslb check --config /etc/gslb
+# tests/test_image.py lays out what this file copies and runs its CMD and HEALTHCHECK.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-# The package first, so that config edits do not reinstall it.
+# The package first, so that config edits do not reinstall it; every dependency at the
+# exact version of deploy/constraints.txt (pyproject.toml has ranges, for developers).
 COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt ./deploy/
 COPY gslb ./gslb
-RUN pip install . && rm -rf build
+RUN pip install --constraint deploy/constraints.txt . && pip check && rm -rf build
 
 # The sample config, the demo GeoIP database, the compose topology's config and the schemas.
 COPY zones ./zones
@@ -17,12 +22,22 @@ COPY geodata ./geodata
 COPY deploy/compose/zones ./deploy/compose/zones
 COPY schemas ./schemas
 
-# Run unprivileged; admin state lives in /var/lib/gslb (mount a volume there).
+# The config the default command serves: the sample zones with the container's settings
+# (DNS on 0.0.0.0:5353, API on 0.0.0.0:8053, state in /var/lib/gslb). Mount yours over it.
+COPY zones /etc/gslb
+COPY deploy/container/gslb.yaml /etc/gslb/gslb.yaml
+
+# Run unprivileged; admin state lives in /var/lib/gslb (mount a volume there), the only
+# directory user gslb may write. DNS is on 5353 (no capability needed): publish 53:5353.
 RUN useradd --system --no-create-home --home-dir /var/lib/gslb gslb \
     && mkdir -p /var/lib/gslb && chown gslb:gslb /var/lib/gslb
 USER gslb
 
 # DNS, admin API, a proxy's traffic and admin ports.
-EXPOSE 53/udp 53/tcp 8053 8080 8081
+EXPOSE 5353/udp 5353/tcp 8053 8080 8081
+# The admin API's /healthz (python: slim images have no curl). Another role, or an API moved
+# off 8053: set GSLB_HEALTHCHECK_URL, or override the check (docker-compose.yml does).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "gslb.healthcheck"]
 ENTRYPOINT ["gslb"]
-CMD ["serve", "--config", "/app/zones"]
+CMD ["serve", "--config", "/etc/gslb"]

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint venv clean
+.PHONY: demo serve test lint venv constraints clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,17 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# deploy/constraints.txt (the image's exact versions): what `pip install .` resolves today,
+# in a scratch venv; review the diff, then rebuild the image.
+constraints:
+	rm -rf .constraints-venv
+	$(PY) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install -q .
+	{ sed -n '/^#/p' deploy/constraints.txt; \
+	  .constraints-venv/bin/python -m pip freeze --exclude gslb; } > deploy/constraints.txt.new
+	mv deploy/constraints.txt.new deploy/constraints.txt
+	rm -rf .constraints-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +65,27 @@ def start_serve(
         "127.0.0.1:0",
         *args,
     ]
+    return launch_serve(command, config_dir, env=env, log=log)
+
+
+def launch_serve(
+    command: Sequence[str],
+    config_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path = ROOT,
+) -> Served:
+    """Run `command`, a `gslb serve` however spelt, and read the bound ports from its output."""
     log_file = None if log is None else log.open("w")
     try:
         process = subprocess.Popen(
-            command,
+            list(command),
             stdout=subprocess.PIPE,
             stderr=log_file,
             text=True,
             env={**os.environ, **(env or {})},
-            cwd=ROOT,
+            cwd=cwd,
         )
     finally:
         if log_file is not None:

@@ -13,13 +13,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from gslb import healthcheck
 from gslb.config import load_config
 from tests.conftest import copy_sample, start_serve
+from tests.dockerfile_layout import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -95,9 +98,99 @@ def dashboard_exprs() -> list[str]:
     return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
 
 
+def dashboard_variables() -> dict[str, dict[str, Any]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def variable_query(variable: dict[str, Any]) -> str:
+    query = variable["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
+LABEL_VALUES = re.compile(r"^label_values\((.+), *([a-z_]+)\)$")
+FILTERED_BY = {"instance": "instance", "zone": "zone", "service": "service", "region": "region"}
+
+
 def test_scrape_sees_both_tiers(exported: set[str]) -> None:
     assert {"gslb_region_up", "gslb_dns_answers_total", "gslb_proxy_requests_total"} <= exported
     assert "gslb_dns_query_duration_seconds_bucket" in exported
+
+
+def test_dashboard_picks_its_datasource_with_a_variable() -> None:
+    """Importable into any Grafana: no datasource uid of one installation, a variable."""
+    variables = dashboard_variables()
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    wanted = {"type": "prometheus", "uid": "${datasource}"}
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert panels
+    for panel in panels:
+        assert panel["datasource"] == wanted, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == wanted, (panel["title"], target["refId"])
+    for name, variable in variables.items():
+        if variable["type"] == "query":
+            assert variable["datasource"] == wanted, name
+
+    def uids(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("datasource"), dict):
+                yield node["datasource"].get("uid", "")
+            for value in node.values():
+                yield from uids(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from uids(value)
+
+    assert set(uids(dashboard)) == {"${datasource}"}
+
+
+def test_dashboard_variables_filter_the_queries() -> None:
+    """instance, zone, service and region: label values of gslb metrics, several or All
+    (All is `.*`, which also matches a series without the label), each used by queries;
+    every query is filtered by instance, so the panels show one node or the sum of several."""
+    variables = dashboard_variables()
+    exprs = dashboard_exprs()
+    for name, label in FILTERED_BY.items():
+        variable = variables[name]
+        assert variable["type"] == "query", name
+        assert variable["multi"] is True and variable["includeAll"] is True, name
+        assert variable["allValue"] == ".*", name
+        found = LABEL_VALUES.match(variable_query(variable))
+        assert found and found.group(2) == label, (name, variable_query(variable))
+        assert METRIC.search(found.group(1)), (name, "names no gslb metric")
+        used = [e for e in exprs if re.search(rf'\b{label}=~"\$(?:{name}|{{{name}}})"', e)]
+        assert used, f"no query uses ${name}"
+    for expr in exprs:
+        for selector in re.findall(r"\bgslb_[a-z0-9_]+(\{[^}]*\})?", expr):
+            assert 'instance=~"$instance"' in selector, expr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian prometheus)")
+def test_dashboard_queries_are_promql(tmp_path: Path) -> None:
+    """Every panel query and variable selector, the variables set to All, as a recording
+    rule: `promtool check rules` parses them."""
+
+    def substituted(expr: str) -> str:
+        expr = expr.replace("$__rate_interval", "1m")
+        return re.sub(r"\$\{?([a-z_]+)\}?", ".*", expr)
+
+    selectors = [
+        LABEL_VALUES.match(variable_query(v)).group(1)  # type: ignore[union-attr]
+        for name, v in dashboard_variables().items()
+        if name in FILTERED_BY
+    ]
+    rules = [
+        {"record": f"dashboard:query{i}", "expr": substituted(expr)}
+        for i, expr in enumerate(dashboard_exprs() + selectors)
+    ]
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_alert_rules_name_exported_metrics(exported: set[str]) -> None:
@@ -118,7 +211,8 @@ def test_alert_rules_name_exported_metrics(exported: set[str]) -> None:
 def test_dashboard_names_exported_metrics(exported: set[str]) -> None:
     exprs = dashboard_exprs()
     assert len(exprs) >= 15
-    used = set().union(*(METRIC.findall(e) for e in exprs))
+    queries = [variable_query(v) for v in dashboard_variables().values() if v["type"] == "query"]
+    used = set().union(*(METRIC.findall(e) for e in exprs + queries))
     assert used <= exported, used - exported
     # every metric family a component exports has a place on the dashboard
     families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported}
@@ -203,9 +297,11 @@ def test_prometheus_and_grafana_mounts_line_up() -> None:
     datasource = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )
-    uid = datasource["datasources"][0]["uid"]
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    assert {p["datasource"]["uid"] for p in panels if "datasource" in p} == {uid}
+    # the dashboard's datasource variable preselects the default datasource of its type
+    (provisioned,) = datasource["datasources"]
+    assert provisioned["isDefault"] is True
+    assert provisioned["type"] == dashboard_variables()["datasource"]["query"]
+    assert f'"uid": "{provisioned["uid"]}"' not in DASHBOARD.read_text()
     assert "/etc/grafana/provisioning" in grafana
 
 
@@ -218,6 +314,35 @@ def test_dockerfile_copies_what_exists() -> None:
             assert (ROOT / source).exists(), source
     assert 'ENTRYPOINT ["gslb"]' in text
     assert "USER gslb" in text
+
+
+def test_compose_healthchecks_ask_what_each_service_serves() -> None:
+    """The image's HEALTHCHECK asks gslb serve's API; each other role built from the image
+    overrides it with a URL that role answers."""
+    config = load_config(str(in_repo(SERVICES["dns"]["command"][2])))
+    image = read_image()
+    checked = set()
+    for name, service in SERVICES.items():
+        if "build" not in service:
+            continue
+        test = service.get("healthcheck", {}).get("test", ["CMD", *image.healthcheck])
+        assert test[:4] == ["CMD", "python", "-m", "gslb.healthcheck"], (name, test)
+        url = urlsplit(healthcheck.target(test[4:], service.get("environment", {})))
+        assert url.hostname == "127.0.0.1", (name, url)
+        command = service.get("command", [])
+        if command[:1] == ["serve"]:
+            assert config.settings.api_listen.host == "0.0.0.0"
+            assert (url.port, url.path) == (config.settings.api_listen.port, "/healthz"), name
+        elif command[:1] == ["proxy"]:
+            admin = config.regions[command[4]].proxy.admin  # type: ignore[union-attr]
+            assert admin is not None and (url.port, url.path) == (admin.port, "/health"), name
+        else:  # a demo backend: on the port the proxies' backend URLs name
+            assert service["entrypoint"] == ["python", "-m", "gslb.demo_backend"], name
+            assert "--port" not in command, name
+            ports = {b.port for r in config.regions.values() if r.proxy for b in r.proxy.backends}
+            assert ports == {url.port} and url.path == "/health", (name, ports)
+        checked.add(command[0] if command[0] in ("serve", "proxy") else "backend")
+    assert checked == {"serve", "proxy", "backend"}
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
