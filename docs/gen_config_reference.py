@@ -66,8 +66,10 @@ NOTES = {
     "workers": "number of DNS worker processes (`gslb serve --workers` overrides)",
     "ns": "the zone's name servers (NS records at the apex)",
     "services.<name>.ttl": "TTL of steered answers: how fast clients follow a failover",
-    "services.<name>.policy": "how regions are ranked: geo, weighted, failover",
-    "services.<name>.select": "how addresses are picked inside the chosen region",
+    "services.<name>.policy": "how regions are ranked: geo, weighted, failover "
+    "([policies.md](policies.md))",
+    "services.<name>.select": "how addresses are picked inside the chosen region "
+    "([policies.md](policies.md#select-which-addresses-of-the-chosen-region))",
     "services.<name>.answers": "at most this many addresses in one answer",
     "location": "where the region is; used for distance ranking",
     "serves": "explicit mapping; it beats distance",

@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", default="zones")
     explain.add_argument("--json", action="store_true", help="print the trace as JSON")
     explain.add_argument(
+        "--seed",
+        type=int,
+        help="offline: draw the random choices (weighted policy, weighted and all selection) "
+        "from this seed, for output that repeats",
+    )
+    explain.add_argument(
         "--api",
         metavar="URL",
         help="ask a running node (e.g. http://127.0.0.1:8053) instead: its live health, "
@@ -121,15 +127,25 @@ def cmd_check(config_dir: str) -> int:
 
 
 def cmd_explain(
-    config_dir: str, name: str, client_text: str, qtype: str, as_json: bool, api: str | None
+    config_dir: str,
+    name: str,
+    client_text: str,
+    qtype: str,
+    as_json: bool,
+    api: str | None,
+    seed: int | None = None,
 ) -> int:
     from gslb.explain import explain_offline, explain_online
 
+    if api is not None and seed is not None:
+        print("gslb explain: --seed is for offline explain (a node draws its own)", file=sys.stderr)
+        return 2
     try:
         if api is not None:
             result = explain_online(api, name, client_text, qtype)
         else:
-            result = explain_offline(config_dir, name, client_text, qtype, random.Random())
+            rng = random.Random(seed)
+            result = explain_offline(config_dir, name, client_text, qtype, rng)
     except ConfigError as exc:
         _print_errors(exc)
         return 1
@@ -162,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"gslb explain: --client {args.client!r} is not an IP address", file=sys.stderr
                 )
                 return 2
-            return cmd_explain(args.config, args.name, args.client, args.qtype, args.json, args.api)
+            return cmd_explain(
+                args.config, args.name, args.client, args.qtype, args.json, args.api, args.seed
+            )
         if args.command == "ctl":
             from gslb import ctl
 

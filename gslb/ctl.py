@@ -210,8 +210,11 @@ def region_cell(region: dict[str, Any]) -> str:
     text = f"{state}, {usable}/{len(endpoints)} endpoints usable"
     if not region.get("usable"):
         text += ", NOT SERVING"
+    recent = region.get("last_1m")
+    if isinstance(recent, dict) and isinstance(recent.get("share"), int | float):
+        text += f", {100 * recent['share']:.1f}% last minute"
     if isinstance(share, int | float):
-        text += f", {100 * share:.1f}%"
+        text += f", {100 * share:.1f}%" + (" since start" if recent is not None else "")
     return text
 
 

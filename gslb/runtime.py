@@ -41,6 +41,7 @@ from gslb.metrics import DnsStats, make_registry
 from gslb.model import Config, CookieSettings, HostPort
 from gslb.persist import StateFile
 from gslb.plan import compile_plan
+from gslb.rates import RecentCounts
 from gslb.safety import SafetyRefused, dry_run, shortfalls
 from gslb.select.client import Client, GeoLookup
 from gslb.startup import startup_lines
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 audit_log = logging.getLogger("gslb.audit")
 AUDIT_KEEP = 50
 STATE_POLL_SECONDS = 1.0  # how soon a change another node made to a shared state file is seen
+SAMPLE_SECONDS = 1.0  # how often the answer counters are sampled for the recent windows
 
 
 def health_targets(config: Config) -> Iterator[Target]:
@@ -120,7 +122,9 @@ class Runtime:
         api: HostPort | None = None,
         environ: Mapping[str, str] | None = None,
         workers: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: the time the recent-answer windows are kept by (a test's own)."""
         self.config_dir = config_dir
         self._dns_override = tuple(dns) if dns else None
         self._api_override = api
@@ -142,6 +146,9 @@ class Runtime:
         self.workers = workers or config.settings.workers
         self.pool: WorkerPool | None = None
         self.registry = make_registry(self.current_stats, self.view)
+        # Steered answers per (service, region) over the last minute and 5 minutes.
+        self.recent: RecentCounts[tuple[str, str]] = RecentCounts(clock=clock)
+        self._sampler: asyncio.Task[None] | None = None
         self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEEP)
         entries = config.settings.cache_entries
         self.responder = Responder(
@@ -193,9 +200,23 @@ class Runtime:
             return self.stats
         return self.stats.with_queries_from(self.pool.snapshots())
 
+    def sample_answers(self) -> DnsStats:
+        """Hand the answer counters to the recent windows; the counters, folded."""
+        stats = self.current_stats()
+        stats.fold()
+        self.recent.sample(stats.answers)
+        return stats
+
+    async def _sample_every_second(self) -> None:
+        """The query path only counts; this puts the counts into the windows' seconds."""
+        while True:
+            await asyncio.sleep(SAMPLE_SECONDS)
+            self.sample_answers()
+
     def status(self) -> dict[str, Any]:
         audit = list(self.audit) if self.cluster is None else list(self.cluster.audit)
-        status = build_status(self._view, self.scheduler.health(), self.current_stats(), audit)
+        stats = self.sample_answers()  # the windows up to this moment
+        status = build_status(self._view, self.scheduler.health(), stats, audit, self.recent.read())
         if self.cluster is not None:
             status["cluster"] = self._cluster_status()
         if self.pool is not None:
@@ -569,6 +590,7 @@ class Runtime:
         await site.start()
         self.api_port = int(self.api_runner.addresses[-1][1])
         print(f"api {api.host} {self.api_port}", flush=True)
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_every_second())
         if self.cluster is not None:
             await self.cluster.start()
         else:
@@ -580,6 +602,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self._sampler is not None:
+            self._sampler.cancel()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.dns is not None:

@@ -9,7 +9,10 @@ from gslb.config.names import plain
 from gslb.dns.responder import View
 from gslb.health import Health
 from gslb.metrics import DnsStats
+from gslb.rates import WindowCounts
 from gslb.state import State, endpoint_key
+
+Recent = Sequence[WindowCounts[tuple[str, str]]]  # (service, region) -> answers, per window
 
 
 def services_failing_open(view: View, state: State | None = None) -> list[str]:
@@ -55,18 +58,75 @@ def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
     return "up" if any(e["usable"] for e in enabled) else "down"
 
 
+def counted(answers: int, total: int) -> dict[str, Any]:
+    """`answers` of `total`, and their share (0.0 when there are none)."""
+    return {"answers": answers, "share": answers / total if total else 0.0}
+
+
+def by_region(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """(service, region) counts pooled over services."""
+    out: dict[str, int] = {}
+    for (_, region), n in counts.items():
+        out[region] = out.get(region, 0) + n
+    return out
+
+
+def service_shares(
+    view: View, since_start: Mapping[tuple[str, str], int], recent: Recent
+) -> list[dict[str, Any]]:
+    """Per service: its answers and each region's share, since start and in each window.
+
+    A service's regions are those of its `regions:` list, in that order, then any other
+    region it answered with (before a reload); a service gone from the config is listed
+    (policy "") while it has counts since start."""
+    services = view.plan.services
+    names = sorted(set(services) | {service for service, _ in since_start})
+    out = []
+    for name in names:
+        plan = services.get(name)
+        regions = [] if plan is None else [entry.region.name for entry in plan.regions]
+        regions += sorted({r for s, r in since_start if s == name} - set(regions))
+        total = sum(since_start.get((name, r), 0) for r in regions)
+        totals = {
+            w.window.name: sum(n for (s, _), n in w.counts.items() if s == name) for w in recent
+        }
+        item: dict[str, Any] = {
+            "name": plain(name),
+            "policy": "" if plan is None else plan.policy,
+            "answers": total,
+            **{w: {"answers": n} for w, n in totals.items()},
+            "regions": [
+                {
+                    "name": region,
+                    **counted(since_start.get((name, region), 0), total),
+                    **{
+                        w.window.name: counted(
+                            w.counts.get((name, region), 0), totals[w.window.name]
+                        )
+                        for w in recent
+                    },
+                }
+                for region in regions
+            ],
+        }
+        out.append(item)
+    return out
+
+
 def build_status(
     view: View,
     health: Mapping[str, Health],
     stats: DnsStats,
     audit: Sequence[Mapping[str, Any]],
+    recent: Recent = (),
 ) -> dict[str, Any]:
+    """`recent`: the steered answers of the last minute and 5 minutes (gslb.rates)."""
     config = view.plan.config
     state = view.state
     stats.fold()
-    region_answers: dict[str, int] = {}
-    for (_, answered_region), count in stats.answers.items():
-        region_answers[answered_region] = region_answers.get(answered_region, 0) + count
+    region_answers = by_region(stats.answers)
+    recent_regions = [(w.window.name, by_region(w.counts)) for w in recent]
+    recent_totals = {name: sum(counts.values()) for name, counts in recent_regions}
     endpoint_answers: dict[tuple[str, str], int] = {}
     for (_, where, address), count in stats.endpoint_answers.items():
         endpoint_answers[(where, address)] = endpoint_answers.get((where, address), 0) + count
@@ -109,8 +169,11 @@ def build_status(
                 "state": region_state(admin, listed),
                 "usable": usable,
                 "checked": region.health is not None,
-                "answers": answers,
-                "share": answers / total_answers if total_answers else 0.0,
+                **counted(answers, total_answers),  # since the process started
+                **{
+                    window: counted(counts.get(name, 0), recent_totals[window])
+                    for window, counts in recent_regions
+                },
                 "endpoints": listed,
             }
         )
@@ -119,6 +182,15 @@ def build_status(
         "generation": view.plan.generation,
         "state_version": state.version,
         "regions": regions,
+        "services": service_shares(view, stats.answers, recent),
+        "windows": {
+            w.window.name: {
+                "seconds": w.window.seconds,
+                "covered_seconds": round(w.covered, 3),
+                "steered_answers": recent_totals[w.window.name],
+            }
+            for w in recent
+        },
         "fail_open_now": services_failing_open(view),
         "counts": {
             "queries": queries,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gslb.ctl import region_cell
 from tests.conftest import Served, copy_sample, start_serve
 
 TOKEN = "ctl-test-token"
@@ -52,6 +53,21 @@ def test_status_is_a_table_of_regions(nodes: list[Served]) -> None:
     assert lines[0].split() == ["region", "state"]
     assert {line.split()[0] for line in lines[1:4]} == {"ap-southeast", "eu-west", "us-east"}
     assert "up, 4/4 endpoints usable" in out
+
+
+def test_a_region_cell_shows_the_last_minute_share_before_since_start() -> None:
+    region = {
+        "state": "disabled",
+        "usable": False,
+        "endpoints": [{"usable": True}],
+        "share": 0.375,
+        "last_1m": {"answers": 0, "share": 0.0},
+    }
+    assert region_cell(region) == (
+        "disabled, 1/1 endpoints usable, NOT SERVING, 0.0% last minute, 37.5% since start"
+    )
+    del region["last_1m"]  # a server from before the windows
+    assert region_cell(region).endswith("NOT SERVING, 37.5%")
 
 
 def test_a_region_and_an_endpoint_with_a_reason_on_both_nodes(nodes: list[Served]) -> None:

@@ -1,16 +1,25 @@
 """Operator docs: the config reference is generated and current, every key of the
-loader's tables is in it, and every relative link in docs/ points at a file."""
+loader's tables is in it, every relative link in docs/ points at a file, and the
+`gslb explain` outputs pasted in docs/policies.md are what the command prints today."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
+from gslb import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+# A fenced block whose first line is `$ gslb explain ...`: the rest is its output.
+EXPLAIN = re.compile(r"^```\n\$ (gslb explain [^\n]*)\n(.*?)^```$", re.M | re.S)
 
 
 def test_config_reference_is_current() -> None:
@@ -55,3 +64,45 @@ def test_docs_index_lists_every_page() -> None:
     for page in sorted(DOCS.glob("*.md")):
         if page.name != "README.md":
             assert f"({page.name})" in index, page.name
+
+
+def explain_examples(page: Path) -> list[tuple[str, str]]:
+    return [(m[1], m[2]) for m in EXPLAIN.finditer(page.read_text())]
+
+
+def test_policies_md_shows_what_gslb_explain_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = explain_examples(DOCS / "policies.md")
+    assert len(examples) >= 10
+    monkeypatch.chdir(ROOT)  # the commands name their config relative to the repository
+    for command, shown in examples:
+        argv = shlex.split(command)[1:]
+        assert "--config" in argv, f"{command}: name the config it runs on"
+        assert (ROOT / argv[argv.index("--config") + 1]).is_dir(), command
+        assert cli.main(argv) == 0, command
+        printed = capsys.readouterr().out
+        assert printed == shown, f"docs/policies.md is out of date for: {command}"
+    outputs = "".join(shown for _, shown in examples)
+    for seen in (
+        "policy geo: ",
+        "policy weighted: ",
+        "policy failover: ",
+        *(f"select {s}, answers" for s in ("all", "weighted", "hashed", "first")),
+        "(serves country ",
+        "(serves continent ",
+        "default order (client location unknown)",
+        "fail-open  ",
+        "ECS scope /0",
+        "ECS scope /56",
+        "no ECS in the query",
+    ):
+        assert seen in outputs, seen
+
+
+def test_policies_md_quotes_the_example_services_as_they_are() -> None:
+    text = (DOCS / "policies.md").read_text()
+    quoted = re.search(r"^```yaml\n(services:\n.*?)^```$", text, re.M | re.S)
+    assert quoted is not None
+    zone = yaml.safe_load((DOCS / "examples" / "policies" / "lb.example.net.yaml").read_text())
+    assert yaml.safe_load(quoted[1])["services"] == zone["services"]

@@ -195,3 +195,20 @@ def test_offline_explain_reads_the_saved_admin_state(tmp_path: Path) -> None:
     result = run_json(directory, "www.gslb.example.com", "--client", "81.2.69.142")
     assert result["region"] == "us-east"
     assert any("eu-west: disabled by an operator" in s["detail"] for s in result["steps"])
+
+
+def test_a_seed_repeats_the_random_draws_offline_only(
+    sample: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gslb import cli
+
+    argv = ["www.gslb.example.com", "--client", "81.2.69.0/24", "--config", str(sample)]
+    picks = set()
+    for seed in ("1", "1", "2", "3", "4", "5", "6", "7"):
+        assert cli.main(["explain", *argv, "--seed", seed]) == 0
+        out = capsys.readouterr().out
+        picks.add((seed, next(line for line in out.splitlines() if line.startswith("pick"))))
+    assert len({pick for seed, pick in picks if seed == "1"}) == 1  # the same seed, the same draw
+    assert len({pick for _, pick in picks}) == 2  # select weighted, 2 of 2: both orders occur
+    assert cli.main(["explain", *argv, "--seed", "1", "--api", "http://127.0.0.1:9"]) == 2
+    assert "--seed is for offline explain" in capsys.readouterr().err

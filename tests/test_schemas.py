@@ -23,7 +23,11 @@ FILES: dict[SchemaKind, str] = {
     "region": "region.schema.json",
     "settings": "gslb.schema.json",
 }
-CONFIG_DIRS = [ROOT / "zones", ROOT / "deploy" / "compose" / "zones"]
+CONFIG_DIRS = [
+    ROOT / "zones",
+    ROOT / "deploy" / "compose" / "zones",
+    ROOT / "docs" / "examples" / "policies",
+]
 
 
 def shipped(kind: SchemaKind) -> dict[str, object]:

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import DEMO_DB, Served, copy_sample, start_serve, write_config
 from tests.helpers_http import HealthServer, free_port
+from tests.runtime_inprocess import FakeClock, running
 
 STATIC = Path(__file__).resolve().parent.parent / "gslb" / "api" / "static"
 TOKEN = "status-page-test-token"
@@ -68,7 +69,8 @@ class Dom(HTMLParser):
         return " ".join(" ".join(self.text).split())
 
 
-def render(url: str, profile: Path) -> Dom:
+def dump_dom(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran (virtual time: the refresh and fetches finish)."""
     assert CHROMIUM is not None
     run = subprocess.run(
         [
@@ -91,8 +93,12 @@ def render(url: str, profile: Path) -> Dom:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+def render(url: str, profile: Path) -> Dom:
     dom = Dom()
-    dom.feed(run.stdout)
+    dom.feed(dump_dom(url, profile))
     return dom
 
 
@@ -279,3 +285,104 @@ def test_page_tells_disabled_endpoints_from_a_down_region(mixed: Served, tmp_pat
     assert "1/2 endpoints usable, 1 disabled" in text
     assert "0/2 endpoints usable, 2 disabled" in text
     assert "down: no enabled endpoint is healthy" in text
+
+
+class Cells(HTMLParser):
+    """The text of each table cell and map label, by the row's (class, service, region)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.row: tuple[str, str, str] | None = None
+        self.cell: str | None = None
+        self.labels: dict[str, str] = {}
+        self.marker: str | None = None
+        self.in_label = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        if tag == "tr":
+            self.row = (
+                found.get("class", ""),
+                found.get("data-service", ""),
+                found.get("data-region", ""),
+            )
+            self.rows[self.row] = {}
+        elif tag == "td" and self.row is not None:
+            words = found.get("class", "").split()
+            self.cell = words[1] if words[:1] == ["share"] else (words[0] if words else None)
+            if self.cell is not None:
+                self.rows[self.row][self.cell] = ""
+        elif tag == "g" and found.get("class") == "marker":
+            self.marker = found["data-region"]
+        elif tag == "text" and self.marker is not None:
+            self.in_label = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self.cell = None
+        elif tag == "tr":
+            self.row = None
+        elif tag == "text":
+            self.in_label = False
+        elif tag == "g":
+            self.marker = None
+
+    def handle_data(self, data: str) -> None:
+        if self.row is not None and self.cell is not None:
+            self.rows[self.row][self.cell] += data
+        if self.in_label and self.marker is not None:
+            self.labels[self.marker] = self.labels.get(self.marker, "") + data
+
+
+def render_cells(url: str, profile: Path) -> tuple[Cells, str]:
+    html = dump_dom(url, profile)
+    cells = Cells()
+    cells.feed(html)
+    dom = Dom()
+    dom.feed(html)
+    return cells, dom.all_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)")
+def test_page_shows_the_last_minute_share_after_a_failover(tmp_path: Path) -> None:
+    """A fake clock moves the window past eu-west's answers: the map and the tables show
+    its last-minute share at 0 while since start keeps it."""
+    clock = FakeClock()
+    europe = "81.2.69.0"
+    directory = copy_sample(tmp_path / "zones")
+    with running(directory, clock=clock, environ={"GSLB_API_TOKEN": TOKEN}) as node:
+        for _ in range(10):
+            node.ask("www.gslb.example.com", europe)
+        node.status()  # the windows take the answers in now (the sampler does every second)
+        clock.advance(30)
+        node.post("/v1/regions/eu-west/disable")
+        for _ in range(10):
+            node.ask("www.gslb.example.com", europe)
+        node.ask("api.gslb.example.com", europe)
+        node.status()
+        clock.advance(31)
+        cells, text = render_cells(f"{node.api}/", tmp_path / "profile")
+    eu = cells.rows[("region", "", "eu-west")]
+    assert (eu["last_1m"], eu["last_5m"], eu["since_start"]) == (
+        "0.0% (0)",
+        "47.6% (10)",
+        "47.6% (10)",
+    )
+    us = cells.rows[("region", "", "us-east")]
+    assert (us["last_1m"], us["since_start"]) == ("100.0% (11)", "52.4% (11)")
+    assert cells.labels["eu-west"] == "eu-west 0.0%"  # the map: the last minute's share
+    assert cells.labels["us-east"] == "us-east 100.0%"
+    assert cells.rows[("region", "", "ap-southeast")]["last_1m"] == "0.0% (0)"
+    www_eu = cells.rows[("service-region", "www.gslb.example.com", "eu-west")]
+    assert (www_eu["last_1m"], www_eu["last_5m"], www_eu["since_start"]) == (
+        "0.0% (0)",
+        "50.0% (10)",
+        "50.0% (10)",
+    )
+    api = cells.rows[("service", "api.gslb.example.com", "")]
+    assert (api["last_1m"], api["since_start"]) == ("1 answer", "1 answer")
+    api_us = cells.rows[("service-region", "api.gslb.example.com", "us-east")]
+    assert api_us["last_1m"] == "100.0% (1)"
+    assert "last minute: 11 answers" in text
+    assert "last 5 minutes: 21 answers (the server started 61 s ago)" in text

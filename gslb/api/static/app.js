@@ -59,9 +59,38 @@ function percent(fraction) {
   return (100 * fraction).toFixed(1) + "%";
 }
 
-function shareCell(fraction) {
+// The windows of /v1/status, newest first, then the counts since the server started.
+const WINDOWS = ["last_1m", "last_5m"];
+
+function shareCell(fraction, kind) {
   const width = Math.round(60 * fraction);
-  return el("td", {}, el("span", { class: "bar", style: `width:${width}px` }), percent(fraction));
+  return el(
+    "td",
+    { class: `share ${kind}` },
+    el("span", { class: "bar", style: `width:${width}px` }),
+    percent(fraction),
+  );
+}
+
+// One share of a window (or since start): "–" when the window holds no answers at all.
+function windowCell(counted, total, kind) {
+  if (!counted || !total) return el("td", { class: `share ${kind} none` }, "–");
+  const cell = shareCell(counted.share, kind);
+  cell.append(el("small", {}, ` (${counted.answers})`));
+  return cell;
+}
+
+function answersText(n) {
+  return n === 1 ? "1 answer" : `${n} answers`;
+}
+
+function windowTotal(status, window) {
+  return ((status.windows || {})[window] || {}).steered_answers || 0;
+}
+
+// The share a region has now: of the last minute's answers; null when there were none.
+function currentShare(status, region) {
+  return windowTotal(status, "last_1m") ? region.last_1m.share : null;
 }
 
 function duration(seconds) {
@@ -71,35 +100,38 @@ function duration(seconds) {
   return seconds.toFixed(2) + " s";
 }
 
-function drawMarkers(regions) {
+function drawMarkers(status) {
   const layer = document.getElementById("markers");
   layer.replaceChildren();
-  for (const region of regions) {
+  for (const region of status.regions) {
     const { lat, lon } = region.location || {};
     if (typeof lat !== "number" || typeof lon !== "number") continue;
     const [x, y] = project(lon, lat);
     const state = regionState(region);
-    const label = `${region.name} ${percent(region.share)}`;
+    const share = currentShare(status, region);
+    const now = share === null ? "–" : percent(share);
     layer.append(
       el(
         "svg:g",
         { class: "marker", "data-region": region.name, "data-state": state },
-        el("svg:circle", { cx: x, cy: y, r: 2.6 + 4 * region.share }),
-        el("svg:text", { x: x + 4, y: y + 1.5 }, label),
+        el("svg:circle", { cx: x, cy: y, r: 2.6 + 4 * (share || 0) }),
+        el("svg:text", { x: x + 4, y: y + 1.5 }, `${region.name} ${now}`),
         el(
           "svg:title",
           {},
-          `${region.name}: ${state} (${endpointSummary(region)}), ${percent(region.share)} of answers`,
+          `${region.name}: ${state} (${endpointSummary(region)}), ${now} of the last` +
+            ` minute's answers, ${percent(region.share)} since start`,
         ),
       ),
     );
   }
 }
 
-function drawRegions(regions) {
+function drawRegions(status) {
   const body = document.querySelector("#regions tbody");
   const rows = [];
-  for (const region of regions) {
+  const sinceStart = status.counts.steered_answers;
+  for (const region of status.regions) {
     const state = regionState(region);
     rows.push(
       el(
@@ -109,8 +141,8 @@ function drawRegions(regions) {
         el("td", {}, el("span", { class: `state ${state}` }, state)),
         el("td", { class: "admin" }, region.admin),
         el("td", {}, endpointSummary(region)),
-        el("td", {}, region.answers),
-        shareCell(region.share),
+        ...WINDOWS.map((w) => windowCell(region[w], windowTotal(status, w), w)),
+        windowCell(region, sinceStart, "since_start"),
       ),
     );
     const inRegion = region.endpoints.reduce((sum, e) => sum + e.answers, 0);
@@ -129,13 +161,63 @@ function drawRegions(regions) {
           el("td", {}, el("span", { class: `state ${eState}` }, eState)),
           el("td", { class: "admin" }, endpoint.admin),
           el("td", { title: endpoint.detail }, `${endpoint.health}: ${endpoint.detail}`),
-          el("td", {}, endpoint.answers),
-          shareCell(inRegion ? endpoint.answers / inRegion : 0),
+          ...WINDOWS.map(() => el("td", {})),
+          windowCell(
+            { answers: endpoint.answers, share: inRegion ? endpoint.answers / inRegion : 0 },
+            inRegion,
+            "since_start",
+          ),
         ),
       );
     }
   }
   body.replaceChildren(...rows);
+}
+
+// Per service: the answers of each window, then each of its regions' share of them.
+function drawServices(status) {
+  const body = document.querySelector("#services tbody");
+  const rows = [];
+  for (const service of status.services || []) {
+    rows.push(
+      el(
+        "tr",
+        { class: "service", "data-service": service.name },
+        el("td", {}, service.name),
+        el("td", {}, service.policy || "(not in the config)"),
+        ...WINDOWS.map((w) => el("td", { class: w }, answersText((service[w] || {}).answers || 0))),
+        el("td", { class: "since_start" }, answersText(service.answers)),
+      ),
+    );
+    for (const region of service.regions) {
+      rows.push(
+        el(
+          "tr",
+          { class: "service-region", "data-service": service.name, "data-region": region.name },
+          el("td", {}, region.name),
+          el("td", {}),
+          ...WINDOWS.map((w) => windowCell(region[w], (service[w] || {}).answers, w)),
+          windowCell(region, service.answers, "since_start"),
+        ),
+      );
+    }
+  }
+  body.replaceChildren(...rows);
+}
+
+function windowText(status) {
+  const parts = [];
+  for (const [name, label] of [["last_1m", "last minute"], ["last_5m", "last 5 minutes"]]) {
+    const w = (status.windows || {})[name];
+    if (!w) continue;
+    const covered = Math.floor(w.covered_seconds);
+    parts.push(
+      covered < w.seconds
+        ? `${label}: ${answersText(w.steered_answers)} (the server started ${covered} s ago)`
+        : `${label}: ${answersText(w.steered_answers)}`,
+    );
+  }
+  return parts.join(" · ");
 }
 
 function drawActions(actions) {
@@ -212,8 +294,10 @@ function draw(status) {
   const l = status.latency_seconds;
   document.getElementById("latency").textContent =
     `${duration(l.p50)} / ${duration(l.p95)} / ${duration(l.p99)}`;
-  drawMarkers(status.regions);
-  drawRegions(status.regions);
+  document.getElementById("windows").textContent = windowText(status);
+  drawMarkers(status);
+  drawRegions(status);
+  drawServices(status);
   drawActions(status.recent_actions);
   drawCluster(status.cluster);
 }
