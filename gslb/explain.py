@@ -15,6 +15,7 @@ from dnslib import QTYPE
 from gslb.dns.codec import rcode_name
 from gslb.dns.responder import View
 from gslb.geo import NoGeo, open_geo
+from gslb.netrules import NetworkRules
 from gslb.plan import compile_plan
 from gslb.select import Client, select
 from gslb.select.client import GeoLookup, locate
@@ -33,7 +34,7 @@ def parse_qtype(text: str) -> int:
     return value
 
 
-def client_from_text(text: str, geo: GeoLookup | None) -> Client:
+def client_from_text(text: str, geo: GeoLookup | None, rules: NetworkRules | None = None) -> Client:
     """`1.2.3.4` is a resolver's address; `1.2.3.0/24` an ECS subnet with that source prefix.
 
     `1.2.3.4/0` is a resolver at 1.2.3.4 sending ECS with source prefix 0: as the server
@@ -46,7 +47,7 @@ def client_from_text(text: str, geo: GeoLookup | None) -> Client:
     else:
         address = ipaddress.ip_address(text)
         source = None
-    return locate(address, source, geo)
+    return locate(address, source, geo, rules)
 
 
 def _rrsets(rrsets: Any) -> list[dict[str, Any]]:
@@ -73,7 +74,7 @@ def explain(
     qname = name.strip().lower()
     if not qname.endswith("."):
         qname += "."
-    client = client_from_text(client_text, geo)
+    client = client_from_text(client_text, geo, view.plan.networks)
     decision = select(view.plan, view.state, qname, qtype, client, rng, explain=True)
     loc = client.location
     return {

@@ -170,6 +170,7 @@ class Region:
     endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> endpoints, listed order
     proxy: ProxySpec | None = None
     subdivisions: frozenset[str] = frozenset()  # ISO 3166-2, upper case: "US-CA"
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # first of all
 
     def distinct_endpoints(self) -> dict[str, Endpoint]:
         """Each address once (an address can serve several services), first listing first."""

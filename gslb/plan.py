@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dnslib import AAAA, QTYPE, RR, A
 from dnslib.dns import RD
 
 from gslb.model import Config, Picker, Policy, Region, Service, Soa, Zone
+from gslb.netrules import NetworkRules
 from gslb.state import endpoint_key
 
 TYPE_A = 1
@@ -54,6 +55,7 @@ class RegionPlan:
     continents: frozenset[str]
     checked: bool  # False: no health block, always taken as healthy
     subdivisions: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()  # `serves: networks`, as text
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class Plan:
     services: Mapping[str, ServicePlan]
     regions: Mapping[str, RegionPlan]
     config: Config
+    networks: NetworkRules = field(default_factory=NetworkRules)  # every `serves: networks`
 
     def find_zone(self, qname: str) -> ZonePlan | None:
         """The most specific zone that contains `qname` (absolute, lower case)."""
@@ -136,6 +139,7 @@ def _region_plan(region: Region) -> RegionPlan:
         continents=region.continents,
         checked=region.health is not None,
         subdivisions=region.subdivisions,
+        networks=frozenset(str(n) for n in region.networks),
     )
 
 
@@ -243,4 +247,5 @@ def compile_plan(config: Config, generation: int = 1) -> Plan:
         services=services,
         regions=regions,
         config=config,
+        networks=NetworkRules.build(n for r in config.regions.values() for n in r.networks),
     )

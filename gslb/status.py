@@ -164,6 +164,7 @@ def build_status(
                     "continents": sorted(region.continents),
                     "countries": sorted(region.countries),
                     "subdivisions": sorted(region.subdivisions),
+                    "networks": [str(n) for n in region.networks],
                 },
                 "admin": admin,
                 "state": region_state(admin, listed),

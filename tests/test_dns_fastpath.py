@@ -67,7 +67,8 @@ services:
     "us": f"""
 region: us
 location: {{lat: 39, lon: -77}}
-serves: {{continents: [NA, SA]}}
+# Operator networks: half of a GeoIP /24 in Europe, and one beside 8.8.8.8's /24.
+serves: {{continents: [NA, SA], networks: [81.2.69.128/25, 8.8.4.0/26, "2001:dc3::/33"]}}
 {HEALTH}
 services:
   www.gslb.example.com: [198.51.100.10, "2001:db8:a::10"]

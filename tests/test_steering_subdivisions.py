@@ -1,9 +1,16 @@
-"""Steering by subdivision (`serves: {subdivisions: [US-CA]}`): a GeoIP2-City database
-with subdivisions, a real `gslb serve`, clients in two US states."""
+"""Steering by operator network and by subdivision (`serves: {networks: [...],
+subdivisions: [US-CA]}`): a GeoIP2-City database with subdivisions, a real `gslb serve`,
+clients in two US states and in an operator's network inside one of them."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import signal
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.message
@@ -11,6 +18,7 @@ import dns.query
 import pytest
 
 from gslb.geo import GeoDatabase
+from gslb.netrules import NetworkRules
 from tests.conftest import start_serve, write_config
 from tests.test_geo import write_db
 
@@ -80,8 +88,8 @@ def test_the_database_gives_the_subdivision(database: str) -> None:
         assert located is not None and located.subdivision == "US-CA"
 
 
-def ask(port: int, subnet: str) -> tuple[str, int]:
-    option = dns.edns.ECSOption(subnet, 24)
+def ask(port: int, subnet: str, source: int = 24) -> tuple[str, int]:
+    option = dns.edns.ECSOption(subnet, source)
     query = dns.message.make_query("www.example.com", "A", use_edns=0, options=[option])
     reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
     scope = next(o.scopelen for o in reply.options if isinstance(o, dns.edns.ECSOption))
@@ -126,3 +134,64 @@ def subprocess_explain(directory: Path, client: str) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def test_network_rules_match_longest_first_and_scope_is_never_split() -> None:
+    net = ipaddress.ip_network
+    rules = NetworkRules.build([net("10.0.0.0/8"), net("10.1.0.0/16"), net("10.1.2.0/25")])
+    address = ipaddress.ip_address
+    assert rules.matching(address("10.1.2.3")) == ("10.1.2.0/25", "10.1.0.0/16", "10.0.0.0/8")
+    assert rules.matching(address("10.9.9.9")) == ("10.0.0.0/8",)
+    assert rules.matching(address("192.0.2.1")) == ()
+    # A /24 from the GeoIP database inside which a /25 rule lies: the answer holds for /25.
+    assert rules.scope(address("10.1.2.0"), 24) == 25
+    assert rules.scope(address("10.1.2.128"), 24) == 25
+    # Far from every rule boundary the known prefix stands; a client known to /12 only
+    # gets the shortest block around it that no longer rule splits: /16 holds a /25, /21 not.
+    assert rules.scope(address("10.1.9.0"), 24) == 24
+    assert rules.scope(address("10.1.9.0"), 12) == 21
+    assert rules.scope(address("192.0.2.0"), 24) == 24
+    assert rules.scope(address("10.200.0.0"), 0) == 9  # 10.128.0.0/9 holds no longer rule
+    assert not NetworkRules.build([])
+
+
+def status(port: int | None) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_an_operator_network_beats_every_geoip_mapping(tmp_path: Path, database: str) -> None:
+    regions = dict(REGIONS)
+    ruled = regions["regions/eu-west.yaml"].replace(
+        "serves: {continents: [EU]}", "serves: {continents: [EU], networks: [198.18.1.0/25]}"
+    )
+    regions["regions/eu-west.yaml"] = ruled
+    directory = write_config(
+        tmp_path / "zones",
+        {"gslb.yaml": f"geoip: {{database: {database}}}\n", "example.com.yaml": ZONE, **regions},
+    )
+    server = start_serve(directory)
+    try:
+        for _ in range(2):  # the second round from the answer cache
+            # Inside the rule: eu-west, for the rule's /25 only (it splits the /24).
+            assert ask(server.dns_port, CALIFORNIA, 25) == ("198.51.100.10", 25)
+            # The other half of the database's /24: California again, also for a /25.
+            assert ask(server.dns_port, "198.18.1.128", 25) == ("192.0.2.20", 25)
+            # A /24 subnet is matched by its first address (the scope cannot exceed it).
+            assert ask(server.dns_port, CALIFORNIA) == ("198.51.100.10", 24)
+            assert ask(server.dns_port, NEW_YORK) == ("192.0.2.10", 24)
+        regions_now: Any = status(server.api_port)["regions"]
+        eu = next(r for r in regions_now if r["name"] == "eu-west")
+        assert eu["serves"]["networks"] == ["198.18.1.0/25"]
+        explained = subprocess_explain(directory, "198.18.1.0")
+        assert "serves network 198.18.1.0/25" in explained
+        # The rule gone (a reload), the client goes where GeoIP puts it: nothing cached stays.
+        (directory / "regions/eu-west.yaml").write_text(REGIONS["regions/eu-west.yaml"])
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while status(server.api_port)["generation"] != 2:
+            assert time.monotonic() < deadline, "the reload did not happen"
+            time.sleep(0.05)
+        assert ask(server.dns_port, CALIFORNIA, 25) == ("192.0.2.20", 24)
+    finally:
+        server.stop()

@@ -43,6 +43,7 @@ def build_region(parsed: Parsed, file: str, ctx: Ctx) -> RegionDraft | None:
         lat=None if location is None else location["lat"],
         lon=None if location is None else location["lon"],
         countries=frozenset(c.upper() for c in serves["countries"]) if serves else frozenset(),
+        networks=tuple(serves["networks"]) if serves else (),
         subdivisions=frozenset(s.upper() for s in serves["subdivisions"])
         if serves
         else frozenset(),

@@ -245,6 +245,13 @@ SERVES = Table(
             doc="ISO 3166-1 alpha-2 codes",
         ),
         Field(
+            "networks",
+            ListOf(NetworkKind()),
+            default=(),
+            doc="client networks (ECS subnet or resolver address) sent here first, before any "
+            "GeoIP mapping; the longest matching prefix wins",
+        ),
+        Field(
             "subdivisions",
             ListOf(Text(r"[A-Za-z]{2}-[A-Za-z0-9]{1,3}", "an ISO 3166-2 code such as US-CA")),
             default=(),

@@ -141,6 +141,8 @@ def client_info(client: Client, ecs: bytes | None) -> ClientInfo:
         if loc is None
         else f"{loc.country}|{loc.subdivision}|{loc.continent}|{loc.lat}|{loc.lon}"
     )
+    if client.networks:  # operator networks come first in the ranking: part of the key
+        geo_key += "|" + ",".join(client.networks)
     hash_key = client.hash_network()[0]
     parts = (None, geo_key, hash_key, (geo_key, hash_key))
     if ecs is None:
@@ -305,6 +307,8 @@ class AnswerCache:
             self.state = state
             self.routes.clear()
             self.rankings.clear()
+            # A client entry holds what the plan's operator networks say of it.
+            self.clients.clear()
             self.static.clear()
             self.steered.clear()
             self._shared.clear()

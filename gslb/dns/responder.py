@@ -47,6 +47,7 @@ from gslb.dns.codec import (
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
 from gslb.histogram import Histogram
+from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
 from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
@@ -101,13 +102,17 @@ class View:
     state: State
 
 
-def client_for(query: Query | None, peer: str, geo: GeoLookup | None) -> Client:
+def client_for(
+    query: Query | None, peer: str, geo: GeoLookup | None, rules: NetworkRules | None = None
+) -> Client:
     """The client a decision is about: the ECS subnet when sent, else the resolver."""
     ecs = query.edns.ecs if query is not None and query.edns is not None else None
-    return client_from(ecs, peer, geo)
+    return client_from(ecs, peer, geo, rules)
 
 
-def client_from(ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None) -> Client:
+def client_from(
+    ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None, rules: NetworkRules | None = None
+) -> Client:
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
     if ecs is not None and ecs.source > 0:
         address = ecs.address
@@ -115,7 +120,7 @@ def client_from(ecs: ClientSubnet | None, peer: str, geo: GeoLookup | None) -> C
         address = ipaddress.ip_address(peer)
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-    return locate(address, ecs.source if ecs is not None else None, geo)
+    return locate(address, ecs.source if ecs is not None else None, geo, rules)
 
 
 IDENTITY_NAMES = ("id.server.", "hostname.bind.")  # RFC 4892 §2.3; BIND's older name
@@ -188,7 +193,7 @@ class Responder:
             if view.plan.find_zone(query.name) is None:
                 return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
-        client = client_for(query, peer, self._geo)
+        client = client_for(query, peer, self._geo, view.plan.networks)
         return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
@@ -392,7 +397,9 @@ class Responder:
             return info
         try:
             subnet = parse_ecs(ecs) if ecs is not None else None
-            info = client_info(client_from(subnet, peer, self._geo), ecs)
+            plan = self.cache.plan  # synced with the view before any lookup
+            rules = plan.networks if plan is not None else None
+            info = client_info(client_from(subnet, peer, self._geo, rules), ecs)
         except ValueError:  # EcsError, or a peer that is not an address
             return None
         self.cache.add_client(key, info)

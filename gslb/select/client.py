@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gslb.geo import Location
+from gslb.netrules import NetworkRules
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -21,8 +22,10 @@ class Client:
     source_prefix: int | None  # the ECS source prefix; None without ECS
     location: Location | None  # None: unknown (private, not in the database, no database)
     # How many leading bits of the address the location answer depended on:
-    # the database network's prefix; 0 when there is no database to ask.
+    # the database network's prefix (lengthened so no operator network splits it);
+    # 0 when there is no database to ask and no operator network near.
     geo_prefix: int = 0
+    networks: tuple[str, ...] = ()  # operator networks (`serves: networks`) holding it
 
     @property
     def family(self) -> int:
@@ -51,17 +54,32 @@ class GeoLookup(Protocol):
     def lookup(self, address: str | IPAddress) -> Location | None: ...
 
 
-def locate(address: IPAddress, source_prefix: int | None, geo: GeoLookup | None) -> Client:
-    """The Client for an address (and ECS source prefix), placed by the GeoIP database.
+def locate(
+    address: IPAddress,
+    source_prefix: int | None,
+    geo: GeoLookup | None,
+    rules: NetworkRules | None = None,
+) -> Client:
+    """The Client for an address (and ECS source prefix), placed by the GeoIP database and
+    the operator's networks (`rules`, the plan's).
 
     Without a database nothing depends on the client's address (geo_prefix 0). An address
     the database does not place depended on all its known bits: the ECS source prefix, or
-    the whole address.
+    the whole address. Operator networks lengthen that so none of them splits the block.
     """
     if geo is None:
-        return Client(address, source_prefix, None, 0)
-    location = geo.lookup(address)
-    if location is not None:
-        return Client(address, source_prefix, location, location.prefix_len)
-    full = source_prefix if source_prefix is not None else address.max_prefixlen
-    return Client(address, source_prefix, None, full)
+        client = Client(address, source_prefix, None, 0)
+    else:
+        location = geo.lookup(address)
+        if location is not None:
+            client = Client(address, source_prefix, location, location.prefix_len)
+        else:
+            full = source_prefix if source_prefix is not None else address.max_prefixlen
+            client = Client(address, source_prefix, None, full)
+    if not rules:
+        return client
+    return replace(
+        client,
+        geo_prefix=rules.scope(address, client.geo_prefix),
+        networks=rules.matching(address),
+    )

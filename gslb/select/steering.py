@@ -22,8 +22,9 @@ EARTH_RADIUS_KM = 6371.0
 
 # Ranking tiers for the geo policy: an explicit subdivision mapping beats a country
 # mapping, which beats a continent mapping, which beats plain distance.
-TIER_SUBDIVISION, TIER_COUNTRY, TIER_CONTINENT, TIER_DISTANCE, TIER_UNPLACED = 0, 1, 2, 3, 4
-TIER_NAMES = ("subdivision", "country", "continent", "distance", "no location")
+TIER_NETWORK, TIER_SUBDIVISION, TIER_COUNTRY, TIER_CONTINENT = 0, 1, 2, 3
+TIER_DISTANCE, TIER_UNPLACED = 4, 5
+TIER_NAMES = ("network", "subdivision", "country", "continent", "distance", "no location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,32 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
 
 
 def rank_geo(entries: Sequence[ServiceRegion], client: Client) -> list[Ranked]:
+    """Regions for a client: those serving one of its operator networks first (the
+    longest prefix first), then the rest by subdivision, country, continent, distance."""
+    first: list[Ranked] = []
+    rest = list(entries)
+    if client.networks:
+        first, rest = _by_network(entries, client.networks)
+    return first + _by_location(rest, client)
+
+
+def _by_network(
+    entries: Sequence[ServiceRegion], networks: tuple[str, ...]
+) -> tuple[list[Ranked], list[ServiceRegion]]:
+    """(regions serving one of `networks`, ranked; the other regions, in order)."""
+    keyed = []
+    rest = []
+    for index, entry in enumerate(entries):
+        best = next((i for i, n in enumerate(networks) if n in entry.region.networks), None)
+        if best is None:
+            rest.append(entry)
+        else:
+            keyed.append((best, index, entry))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [Ranked(e, f"serves network {networks[best]}") for best, _, e in keyed], rest
+
+
+def _by_location(entries: Sequence[ServiceRegion], client: Client) -> list[Ranked]:
     loc = client.location
     if loc is None:
         return [Ranked(e, "default order (client location unknown)") for e in entries]
