@@ -66,12 +66,11 @@ def add_parser(sub: Any) -> None:
     ):
         command = commands.add_parser(action, help=what)
         command.add_argument("region")
-        if action != "drain":
-            command.add_argument("endpoint", nargs="?", help="an endpoint's address")
+        command.add_argument("endpoint", nargs="?", help="an endpoint's address")
         _mutation_options(command)
     # `gslb ctl endpoint disable|enable REGION ADDRESS`, the same as `disable REGION ADDRESS`
     endpoint = commands.add_parser("endpoint", help="disable or enable one endpoint")
-    endpoint.add_argument("endpoint_action", choices=("disable", "enable"))
+    endpoint.add_argument("endpoint_action", choices=("disable", "enable", "drain"))
     endpoint.add_argument("region")
     endpoint.add_argument("endpoint", help="the endpoint's address")
     _mutation_options(endpoint)

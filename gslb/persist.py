@@ -44,9 +44,12 @@ def decode_admin(data: Any) -> AdminState:
             raise ValueError(f"region {name!r} has unknown state {admin!r}")
         if admin != "enabled":
             regions[str(name)] = admin
-    if not all(isinstance(key, str) for key in endpoints_in):
-        raise ValueError("'disabled_endpoints' must list strings")
-    return AdminState(frozen_map(regions), frozenset(endpoints_in))
+    draining_in = data.get("draining_endpoints", [])
+    if not all(isinstance(key, str) for key in endpoints_in) or not isinstance(draining_in, list):
+        raise ValueError("'disabled_endpoints' and 'draining_endpoints' must list strings")
+    if not all(isinstance(key, str) for key in draining_in):
+        raise ValueError("'draining_endpoints' must list strings")
+    return AdminState(frozen_map(regions), frozenset(endpoints_in), frozenset(draining_in))
 
 
 def encode_admin(admin: AdminState) -> dict[str, Any]:
@@ -54,6 +57,7 @@ def encode_admin(admin: AdminState) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "regions": dict(sorted(admin.regions.items())),
         "disabled_endpoints": sorted(admin.disabled_endpoints),
+        "draining_endpoints": sorted(admin.draining_endpoints),
     }
 
 

@@ -469,18 +469,20 @@ class Runtime:
         self,
         region: str,
         address: str,
-        enabled: bool,
+        admin: str,
         actor: str,
         reason: str,
         *,
         force: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        assert admin in ("enabled", "disabled", "draining")
+        new_admin: RegionAdmin = admin  # type: ignore[assignment]
         key = endpoint_key(region, address)
         return await self._admin_change(
-            lambda a: a.with_endpoint(key, enabled),
+            lambda a: a.with_endpoint(key, new_admin),
             ("endpoint", key),
-            "enabled" if enabled else "disabled",
+            admin,
             actor,
             (reason, force, dry_run),
         )

@@ -29,9 +29,22 @@ class AdminState:
 
     regions: Mapping[str, RegionAdmin] = field(default_factory=frozen_map)
     disabled_endpoints: frozenset[str] = frozenset()  # endpoint keys
+    draining_endpoints: frozenset[str] = frozenset()  # out of new answers, said to be draining
 
     def region(self, name: str) -> RegionAdmin:
         return self.regions.get(name, "enabled")
+
+    @property
+    def off_endpoints(self) -> frozenset[str]:
+        """Endpoints an operator took out of the answers: disabled or draining."""
+        if not self.draining_endpoints:
+            return self.disabled_endpoints
+        return self.disabled_endpoints | self.draining_endpoints
+
+    def endpoint(self, key: str) -> RegionAdmin:
+        if key in self.disabled_endpoints:
+            return "disabled"
+        return "draining" if key in self.draining_endpoints else "enabled"
 
     def with_region(self, name: str, admin: RegionAdmin) -> AdminState:
         regions = dict(self.regions)
@@ -41,13 +54,18 @@ class AdminState:
             regions[name] = admin
         return replace(self, regions=frozen_map(regions))
 
-    def with_endpoint(self, key: str, enabled: bool) -> AdminState:
-        keys = set(self.disabled_endpoints)
-        if enabled:
-            keys.discard(key)
-        else:
-            keys.add(key)
-        return replace(self, disabled_endpoints=frozenset(keys))
+    def with_endpoint(self, key: str, enabled: bool | RegionAdmin) -> AdminState:
+        """`enabled`: True/False (enable/disable), or "enabled"/"disabled"/"draining"."""
+        admin = ("enabled" if enabled else "disabled") if isinstance(enabled, bool) else enabled
+        disabled = set(self.disabled_endpoints) - {key}
+        draining = set(self.draining_endpoints) - {key}
+        if admin == "disabled":
+            disabled.add(key)
+        elif admin == "draining":
+            draining.add(key)
+        return replace(
+            self, disabled_endpoints=frozenset(disabled), draining_endpoints=frozenset(draining)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +80,7 @@ class State:
         return self.admin.region(region) == "enabled"
 
     def endpoint_usable(self, key: str) -> bool:
-        return key not in self.down and key not in self.admin.disabled_endpoints
+        return key not in self.down and key not in self.admin.off_endpoints
 
     def with_health(self, key: str, up: bool) -> State:
         down = self.down - {key} if up else self.down | {key}

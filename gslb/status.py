@@ -54,7 +54,7 @@ def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
         return admin
     enabled = [e for e in endpoints if e["admin"] == "enabled"]
     if endpoints and not enabled:
-        return "disabled"
+        return "draining" if any(e["admin"] == "draining" for e in endpoints) else "disabled"
     return "up" if any(e["usable"] for e in enabled) else "down"
 
 
@@ -147,7 +147,7 @@ def build_status(
                         "services": [],
                         "health": measured,
                         "detail": detail,
-                        "admin": "disabled" if key in state.admin.disabled_endpoints else "enabled",
+                        "admin": state.admin.endpoint(key),
                         "usable": state.endpoint_usable(key),
                         "answers": answered,
                     }

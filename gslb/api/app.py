@@ -46,7 +46,7 @@ class Controller(Protocol):
         self,
         region: str,
         address: str,
-        enabled: bool,
+        admin: str,
         actor: str,
         reason: str,
         *,
@@ -202,12 +202,13 @@ class AdminApi:
             raise ApiError(404, f"no region {region!r}")
         if address not in regions[region].distinct_endpoints():
             raise ApiError(404, f"region {region!r} has no endpoint {address!r}")
-        enabled = request.match_info["action"] == "enable"
+        action = request.match_info["action"]
+        admin = {"disable": "disabled", "enable": "enabled", "drain": "draining"}[action]
         return web.json_response(
             await self.c.set_endpoint(
                 region,
                 address,
-                enabled,
+                admin,
                 _actor(request),
                 asked.reason,
                 force=asked.force,
@@ -266,7 +267,7 @@ def make_app(controller: Controller) -> web.Application:
         ("POST", "/v1/regions/{region}/{action:disable|enable|drain}", api.region_action),
         (
             "POST",
-            "/v1/regions/{region}/endpoints/{address}/{action:disable|enable}",
+            "/v1/regions/{region}/endpoints/{address}/{action:disable|enable|drain}",
             api.endpoint_action,
         ),
         ("POST", "/v1/reload", api.reload),

@@ -207,7 +207,7 @@ def _first_usable(
 
 def _why_not(r: Ranked, family: int, state: State) -> str:
     down = [e.address for e in r.entry.family(family) if e.key in state.down]
-    off = [e.address for e in r.entry.family(family) if e.key in state.admin.disabled_endpoints]
+    off = [e.address for e in r.entry.family(family) if e.key in state.admin.off_endpoints]
     parts = ([f"down: {', '.join(down)}"] if down else []) + (
         [f"disabled: {', '.join(off)}"] if off else []
     )

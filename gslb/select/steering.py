@@ -178,7 +178,7 @@ def usable_endpoints(entry: ServiceRegion, family: int, state: State) -> tuple[E
     endpoints = entry.family(family)
     # Not `region.checked`: an endpoint may carry its own check in a region without one,
     # so whatever is measured down counts wherever it is.
-    if not state.down and not state.admin.disabled_endpoints:
+    if not state.down and not state.admin.off_endpoints:
         return endpoints
     return tuple(e for e in endpoints if state.endpoint_usable(e.key))
 
@@ -186,7 +186,7 @@ def usable_endpoints(entry: ServiceRegion, family: int, state: State) -> tuple[E
 def enabled_endpoints(entry: ServiceRegion, family: int, state: State) -> tuple[EndpointPlan, ...]:
     """The endpoints an operator left enabled, whatever their measured health."""
     endpoints = entry.family(family)
-    disabled = state.admin.disabled_endpoints
+    disabled = state.admin.off_endpoints
     if not disabled:
         return endpoints
     return tuple(e for e in endpoints if e.key not in disabled)

@@ -46,12 +46,15 @@ function regionState(region) {
 function endpointSummary(region) {
   const usable = region.endpoints.filter((e) => e.usable).length;
   const disabled = region.endpoints.filter((e) => e.admin === "disabled").length;
-  const text = `${usable}/${region.endpoints.length} endpoints usable`;
-  return disabled ? `${text}, ${disabled} disabled` : text;
+  const draining = region.endpoints.filter((e) => e.admin === "draining").length;
+  let text = `${usable}/${region.endpoints.length} endpoints usable`;
+  if (disabled) text += `, ${disabled} disabled`;
+  if (draining) text += `, ${draining} draining`;
+  return text;
 }
 
 function endpointState(endpoint) {
-  if (endpoint.admin === "disabled") return "disabled";
+  if (endpoint.admin === "disabled" || endpoint.admin === "draining") return endpoint.admin;
   return endpoint.usable ? "up" : "down";
 }
 
