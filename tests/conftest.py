@@ -122,3 +122,17 @@ def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     served = start_serve(copy_sample(tmp_path_factory.mktemp("zones")))
     yield served
     served.stop()
+
+
+def gslb_ctl(
+    api_ports: Sequence[int | None], *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`gslb ctl --api ... ARGS` against nodes on loopback, with a clean environment."""
+    apis = [f"--api=http://127.0.0.1:{port}" for port in api_ports]
+    return subprocess.run(
+        [sys.executable, "-m", "gslb", "ctl", *apis, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )

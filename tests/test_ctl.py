@@ -4,15 +4,13 @@ several nodes side by side, the token from the environment or a file, exit codes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gslb.ctl import region_cell
-from tests.conftest import Served, copy_sample, start_serve
+from tests.conftest import Served, copy_sample, gslb_ctl, start_serve
 
 TOKEN = "ctl-test-token"
 
@@ -29,13 +27,10 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Served]]:
 
 
 def ctl(nodes: list[Served], *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    apis = [f"--api=http://127.0.0.1:{n.api_port}" for n in nodes]
-    done = subprocess.run(
-        [sys.executable, "-m", "gslb", "ctl", *apis, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "GSLB_API_TOKEN": TOKEN, "USER": "alice", **(env or {})},
+    done = gslb_ctl(
+        [n.api_port for n in nodes],
+        *args,
+        env={"GSLB_API_TOKEN": TOKEN, "USER": "alice", **(env or {})},
     )
     return done.returncode, done.stdout, done.stderr
 

@@ -4,8 +4,6 @@ kept across a restart; as the API, `gslb ctl` and the state file see it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import dns.query
 
 from gslb.persist import decode_admin, encode_admin
 from gslb.state import AdminState
-from tests.conftest import copy_sample, start_serve
+from tests.conftest import copy_sample, gslb_ctl, start_serve
 
 TOKEN = "drain-token"
 
@@ -51,20 +49,7 @@ def test_drain_an_endpoint_through_ctl_and_after_a_restart(tmp_path: Path) -> No
     server = start_serve(zones, env={"GSLB_API_TOKEN": TOKEN})
 
     def ctl(*args: str) -> str:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gslb",
-                "ctl",
-                f"--api=http://127.0.0.1:{server.api_port}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": "/usr/bin:/bin", "GSLB_API_TOKEN": TOKEN},
-        )
+        done = gslb_ctl([server.api_port], *args, env={"GSLB_API_TOKEN": TOKEN})
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

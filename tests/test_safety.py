@@ -22,7 +22,7 @@ from gslb.plan import compile_plan
 from gslb.safety import dry_run, serving_regions, shortfalls
 from gslb.select.client import locate
 from gslb.state import AdminState, State
-from tests.conftest import DEMO_DB, Served, copy_sample, start_serve
+from tests.conftest import DEMO_DB, Served, copy_sample, gslb_ctl, start_serve
 
 TOKEN = "safety-token"
 EUROPE, AMERICA, ASIA = "81.2.69.0", "8.8.8.0", "1.1.1.0"  # placed by the demo database
@@ -160,24 +160,8 @@ def test_reload_dry_run_only_checks(served: Served) -> None:
 
 
 def test_ctl_dry_run_and_force(served: Served) -> None:
-    import subprocess
-    import sys
-
     def ctl(*args: str) -> tuple[int, str]:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gslb",
-                "ctl",
-                f"--api=http://127.0.0.1:{served.api_port}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": "/usr/bin:/bin", "GSLB_API_TOKEN": TOKEN},
-        )
+        done = gslb_ctl([served.api_port], *args, env={"GSLB_API_TOKEN": TOKEN})
         return done.returncode, done.stdout
 
     answer(served, EUROPE)
