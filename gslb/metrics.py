@@ -28,7 +28,7 @@ from gslb.dns.codec import qtype_label, qtype_label_name, rcode_name
 from gslb.dns.responder import View
 from gslb.histogram import Histogram
 from gslb.select import Steering
-from gslb.state import REGION_ADMIN_STATES, endpoint_key
+from gslb.state import REGION_ADMIN_STATES, REGION_STATES, endpoint_key, region_state
 
 QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 # Tallies held before they are added up even without a scrape: a tally is held once per
@@ -261,22 +261,35 @@ class ServeCollector(Collector):
             "Operator state of a region (1 for the current one)",
             labels=["region", "state"],
         )
+        region_states = GaugeMetricFamily(
+            "gslb_region_state",
+            "What the status page shows of a region (1 for the current one): up, down (no "
+            "enabled endpoint is healthy), disabled or draining (by the operator, or every "
+            "endpoint so)",
+            labels=["region", "state"],
+        )
         for name, region in sorted(view.plan.config.regions.items()):
             any_usable = False
+            listed = []
             for address in region.distinct_endpoints():
                 key = endpoint_key(name, address)
                 usable = state.endpoint_usable(key)
                 any_usable = any_usable or usable
+                listed.append({"admin": state.admin.endpoint(key), "usable": usable})
                 endpoint_up.add_metric([name, address], 1.0 if usable else 0.0)
                 endpoint_healthy.add_metric([name, address], 0.0 if key in state.down else 1.0)
             admin = state.admin.region(name)
             region_up.add_metric([name], 1.0 if any_usable and admin == "enabled" else 0.0)
             for admin_state in REGION_ADMIN_STATES:
                 region_admin.add_metric([name, admin_state], 1.0 if admin == admin_state else 0.0)
+            now = region_state(admin, listed)
+            for shown in REGION_STATES:
+                region_states.add_metric([name, shown], 1.0 if now == shown else 0.0)
         yield endpoint_up
         yield endpoint_healthy
         yield region_up
         yield region_admin
+        yield region_states
 
 
 def make_registry(stats: Callable[[], DnsStats], view: Callable[[], View]) -> CollectorRegistry:

@@ -8,9 +8,9 @@ override beats measured health, and the measured health is kept under it so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from gslb.model import frozen_map
 
@@ -95,3 +95,23 @@ class State:
 
     def with_admin(self, admin: AdminState) -> State:
         return replace(self, version=self.version + 1, admin=admin)
+
+
+REGION_STATES = ("up", "down", "disabled", "draining")
+
+
+def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
+    """What the status page and `gslb_region_state` say of a region: `up`, `down`,
+    `disabled` or `draining` (each endpoint: its "admin" state and whether "usable").
+
+    An operator's word comes first: a region disabled or draining is that, and so is a
+    region whose every endpoint an operator disabled (it is drained, nothing failed). An
+    endpoint an operator disabled never makes a region `down`: `down` is an enabled region
+    whose enabled endpoints are all unhealthy, `up` one where some serve.
+    """
+    if admin != "enabled":
+        return admin
+    enabled = [e for e in endpoints if e["admin"] == "enabled"]
+    if endpoints and not enabled:
+        return "draining" if any(e["admin"] == "draining" for e in endpoints) else "disabled"
+    return "up" if any(e["usable"] for e in enabled) else "down"

@@ -10,7 +10,7 @@ from gslb.dns.responder import View
 from gslb.health import Health
 from gslb.metrics import DnsStats
 from gslb.rates import WindowCounts
-from gslb.state import State, endpoint_key
+from gslb.state import State, endpoint_key, region_state
 
 Recent = Sequence[WindowCounts[tuple[str, str]]]  # (service, region) -> answers, per window
 
@@ -40,22 +40,6 @@ def _health_text(key: str, checked: bool, health: Mapping[str, Health]) -> tuple
     if found is None or not found.confirmed:
         return "pending", "no result yet: taken as healthy"
     return ("up" if found.up else "down"), found.last_detail
-
-
-def region_state(admin: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
-    """What the status page shows for a region: `up`, `down`, `disabled` or `draining`.
-
-    An operator's word comes first: a region disabled or draining is that, and so is a
-    region whose every endpoint an operator disabled (it is drained, nothing failed). An
-    endpoint an operator disabled never makes a region `down`: `down` is an enabled region
-    whose enabled endpoints are all unhealthy, `up` one where some serve.
-    """
-    if admin != "enabled":
-        return admin
-    enabled = [e for e in endpoints if e["admin"] == "enabled"]
-    if endpoints and not enabled:
-        return "draining" if any(e["admin"] == "draining" for e in endpoints) else "disabled"
-    return "up" if any(e["usable"] for e in enabled) else "down"
 
 
 def counted(answers: int, total: int) -> dict[str, Any]:

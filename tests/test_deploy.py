@@ -201,7 +201,7 @@ def test_alert_rules_name_exported_metrics(exported: set[str]) -> None:
         assert names, rule["alert"]
         assert names <= exported, (rule["alert"], names - exported)
     alerts = {rule["alert"]: rule["expr"] for rule in rules}
-    assert "gslb_region_up" in alerts["GslbRegionDown"]
+    assert 'gslb_region_state{state="down"}' in alerts["GslbRegionDown"]
     assert "gslb_dns_fail_open_total" in alerts["GslbFailOpen"]
     assert "gslb_dns_answers_total" in alerts["GslbTrafficUneven"]
     assert "histogram_quantile(0.99" in alerts["GslbDnsP99High"]

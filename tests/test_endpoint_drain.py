@@ -38,6 +38,11 @@ def endpoints_of(port: int | None, region: str) -> dict[str, Any]:
     return {e["address"]: e for e in found["endpoints"]} | {"": found}
 
 
+def scrape(port: int | None) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 def answers(port: int, name: str) -> set[str]:
     query = dns.message.make_query(name, "A")
     reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
@@ -63,6 +68,16 @@ def test_drain_an_endpoint_through_ctl_and_after_a_restart(tmp_path: Path) -> No
         assert seen["192.0.2.10"]["admin"] == "draining" and not seen["192.0.2.10"]["usable"]
         assert seen[""]["state"] == "up"  # the region serves on
         assert "us-east/192.0.2.10: health unchecked, admin draining" in ctl("status")
+        # Every endpoint of ap-southeast drained or disabled: "draining", never "down" (the
+        # GslbRegionDown alert reads gslb_region_state).
+        for address in ("203.0.113.10", "203.0.113.11", "2001:db8:5::10"):
+            ctl("endpoint", "drain", "ap-southeast", address)
+        ctl("endpoint", "disable", "ap-southeast", "203.0.113.20")
+        assert endpoints_of(server.api_port, "ap-southeast")[""]["state"] == "draining"
+        metrics = scrape(server.api_port)
+        assert 'gslb_region_state{region="ap-southeast",state="draining"} 1.0' in metrics
+        assert 'gslb_region_state{region="ap-southeast",state="down"} 0.0' in metrics
+        assert 'gslb_region_state{region="us-east",state="up"} 1.0' in metrics
         server.stop()
         server = start_serve(zones, env={"GSLB_API_TOKEN": TOKEN})  # from state.path
         assert endpoints_of(server.api_port, "us-east")["192.0.2.10"]["admin"] == "draining"
