@@ -154,6 +154,7 @@ class ProxySpec:
     max_headers: int = 100
     fail_threshold: int = 3  # passive: consecutive errors that take a backend out
     cooldown: float = 10.0  # passive: seconds out before it is tried again
+    panic_threshold: float = 0.5  # below this share of usable backends, passive marks are ignored
     sticky_cookie: str = "GSLB_BACKEND"
 
 

@@ -219,6 +219,7 @@ proxy:
   timeouts: {connect: 250ms, read: 5, total: 1m, client: 3s, idle: 1h}
   limits: {max_header_bytes: 8192, max_headers: 50}
   passive: {fail_threshold: 2, cooldown: 2s}
+  panic_threshold: 25%
   sticky: {cookie: SRV}
 """,
     )
@@ -242,6 +243,7 @@ proxy:
     ) == (0.25, 5.0, 60.0, 3.0, 3600.0)
     assert (proxy.max_header_bytes, proxy.max_headers) == (8192, 50)
     assert (proxy.fail_threshold, proxy.cooldown, proxy.sticky_cookie) == (2, 2.0, "SRV")
+    assert proxy.panic_threshold == 0.25
 
 
 def test_settings_defaults_and_relative_paths(tmp_path: Path) -> None:

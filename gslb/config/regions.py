@@ -168,6 +168,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         max_headers=limits["max_headers"],
         fail_threshold=passive["fail_threshold"],
         cooldown=passive["cooldown"],
+        panic_threshold=parsed["panic_threshold"],
         sticky_cookie=sticky["cookie"],
     )
 

@@ -20,6 +20,7 @@ from gslb.config.fields import (
     NetworkKind,
     Number,
     Path,
+    Percent,
     Text,
 )
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
@@ -221,6 +222,12 @@ PROXY = Table(
         Field("timeouts", TIMEOUTS),
         Field("limits", LIMITS),
         Field("passive", PASSIVE),
+        Field(
+            "panic_threshold",
+            Percent(),
+            default=_PROXY.panic_threshold,
+            doc="below this share of usable backends, passive marks are ignored (0% never)",
+        ),
         Field("sticky", STICKY),
     ),
     doc="the region's L7 proxy tier",

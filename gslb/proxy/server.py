@@ -162,7 +162,10 @@ class ProxyServer:
 
     def _snapshot(self, spec: ProxySpec, previous: Snapshot | None) -> Snapshot:
         table = BackendTable(
-            spec.backends, previous.table if previous else None, self._health_changed
+            spec.backends,
+            previous.table if previous else None,
+            self._health_changed,
+            spec.panic_threshold,
         )
         same_set = previous is not None and [
             (b.name, b.weight) for b in previous.spec.backends
@@ -279,6 +282,7 @@ class ProxyServer:
                 "backend": self.stats.upstream_connections,
             },
             "retries": self.stats.retries,
+            "panic": snap.table.panic,
             "backends": [
                 {
                     "name": s.name,

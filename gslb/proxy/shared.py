@@ -101,12 +101,17 @@ class Shared:
             self._all_closed = self.loop.create_future()
         await asyncio.shield(self._all_closed)
 
-    def report(self, snap: Snapshot, backend: BackendState, ok: bool) -> None:
-        """One request's outcome for passive checks; schedules the end of a cool-down."""
+    def report(
+        self, snap: Snapshot, backend: BackendState, ok: bool, client: str | None = None
+    ) -> None:
+        """One request's outcome for passive checks; schedules the end of a cool-down.
+        `client` names the client of a failure its request may have provoked (see passive.py);
+        None for a failure no request can cause (connect refused or timed out)."""
         spec = snap.spec
         loop = self.loop
         table = snap.table
-        if table.outcome(backend, ok, loop.time(), spec.fail_threshold, spec.cooldown):
+        now = loop.time()
+        if table.outcome(backend, ok, now, spec.fail_threshold, spec.cooldown, client):
             self._check_cooldown(table, backend, spec.cooldown)
 
     def _check_cooldown(self, table: BackendTable, backend: BackendState, delay: float) -> None:
