@@ -145,6 +145,8 @@ class ProxySpec:
     backends: tuple[Backend, ...]
     health: CheckSpec | None = None
     drain_timeout: float = 30.0
+    drain_grace: float = 1.0  # draining: an idle keep-alive connection stays open this long
+    drain_close_spread: float = 1.0  # ... plus a random share of this (spreads reconnects)
     connect_timeout: float = 2.0
     read_timeout: float = 30.0  # between bytes from a backend
     total_timeout: float = 60.0  # one whole request, first byte in to last byte out

@@ -219,6 +219,19 @@ PROXY = Table(
         Field("backends", ListOf(BACKEND, min_items=1), required=True),
         Field("health", CHECK, doc="type http or tcp; the target is each backend's host:port"),
         Field("drain_timeout", Duration(), default=_PROXY.drain_timeout),
+        Field(
+            "drain_grace",
+            Duration(),
+            default=_PROXY.drain_grace,
+            doc="draining: idle keep-alive connections stay open this long, so a request "
+            "already on the wire is answered (with Connection: close)",
+        ),
+        Field(
+            "drain_close_spread",
+            Duration(),
+            default=_PROXY.drain_close_spread,
+            doc="draining: idle connections close at random over this long after the grace",
+        ),
         Field("timeouts", TIMEOUTS),
         Field("limits", LIMITS),
         Field("passive", PASSIVE),

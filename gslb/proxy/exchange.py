@@ -282,6 +282,7 @@ class Exchange:
                 backend.name.encode(),
             )
         keep = self.keep_alive and not self.shared.draining
+        self.keep_alive = keep  # draining: this answer says Connection: close, then it closes
         self._out.append(
             hdr.response_head(status, reason, pieces, connection, via, framing, keep, extra)
         )
