@@ -84,7 +84,10 @@ NOTES = {
     "proxy.timeouts.total": "one whole request",
     "proxy.timeouts.client": "to receive a request's headers (slow clients)",
     "proxy.timeouts.idle": "keep-alive idle time on the client side",
-    "proxy.passive.fail_threshold": "consecutive errors that take a backend out",
+    "proxy.passive.fail_threshold": (
+        "errors in a row that take a backend out; errors a request can provoke count once "
+        "per client"
+    ),
     "proxy.passive.cooldown": "how long it stays out before it is tried again",
     "proxy.sticky.cookie": "cookie naming the backend, for `method: sticky`",
 }

@@ -145,6 +145,8 @@ class ProxySpec:
     backends: tuple[Backend, ...]
     health: CheckSpec | None = None
     drain_timeout: float = 30.0
+    drain_grace: float = 1.0  # draining: an idle keep-alive connection stays open this long
+    drain_close_spread: float = 1.0  # ... plus a random share of this (spreads reconnects)
     connect_timeout: float = 2.0
     read_timeout: float = 30.0  # between bytes from a backend
     total_timeout: float = 60.0  # one whole request, first byte in to last byte out
@@ -154,6 +156,7 @@ class ProxySpec:
     max_headers: int = 100
     fail_threshold: int = 3  # passive: consecutive errors that take a backend out
     cooldown: float = 10.0  # passive: seconds out before it is tried again
+    panic_threshold: float = 0.5  # below this share of usable backends, passive marks are ignored
     sticky_cookie: str = "GSLB_BACKEND"
 
 

@@ -216,9 +216,12 @@ proxy:
     - {name: b2, url: "http://[::1]:18001/", weight: 4}
   health: {type: tcp, interval: 2s, timeout: 1s}
   drain_timeout: 0
+  drain_grace: 2s
+  drain_close_spread: 500ms
   timeouts: {connect: 250ms, read: 5, total: 1m, client: 3s, idle: 1h}
   limits: {max_header_bytes: 8192, max_headers: 50}
   passive: {fail_threshold: 2, cooldown: 2s}
+  panic_threshold: 25%
   sticky: {cookie: SRV}
 """,
     )
@@ -242,6 +245,8 @@ proxy:
     ) == (0.25, 5.0, 60.0, 3.0, 3600.0)
     assert (proxy.max_header_bytes, proxy.max_headers) == (8192, 50)
     assert (proxy.fail_threshold, proxy.cooldown, proxy.sticky_cookie) == (2, 2.0, "SRV")
+    assert proxy.panic_threshold == 0.25
+    assert (proxy.drain_grace, proxy.drain_close_spread) == (2.0, 0.5)
 
 
 def test_settings_defaults_and_relative_paths(tmp_path: Path) -> None:
@@ -311,3 +316,15 @@ def test_load_region_proxy_names_the_missing_block(tmp_path: Path) -> None:
         load_region_proxy(str(tmp_path), "east")
     with pytest.raises(ConfigError, match="no region 'west'"):
         load_region_proxy(str(tmp_path), "west")
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [("150%", "percentage out of range"), ("half", "bad percentage")],
+)
+def test_panic_threshold_must_be_a_percentage(tmp_path: Path, written: str, message: str) -> None:
+    block = f"proxy:\n  listen: 127.0.0.1:0\n  panic_threshold: {written}\n"
+    block += "  backends:\n    - url: http://127.0.0.1:18000\n"
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, east=EAST + block)
+    assert any(message in p.message for p in caught.value.problems), caught.value.problems

@@ -84,6 +84,40 @@ class Number(Kind):
         return {"type": "number", "minimum": self.lo, "maximum": self.hi}
 
 
+_PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*%$")
+
+
+@dataclass(frozen=True, slots=True)
+class Percent(Kind):
+    """A share written as "50%" (or a plain number of percent); parsed to a fraction 0..1."""
+
+    def parse(self, node: YNode, ctx: Ctx) -> Any:
+        scalar = self.scalar(node, ctx)
+        if scalar is None:
+            return INVALID
+        text = scalar.text.strip()
+        match = _PERCENT.match(text)
+        if match is None and not _NUMBER.match(text):
+            ctx.report.add(node.line, f"bad percentage {scalar.text!r} (write e.g. 50%)")
+            return INVALID
+        number = float(match.group(1) if match else text)
+        if not 0.0 <= number <= 100.0:
+            ctx.report.add(node.line, f"percentage out of range: {scalar.text} (allowed 0%..100%)")
+            return INVALID
+        return number / 100.0
+
+    def describe(self) -> str:
+        return "a percentage 0%..100%"
+
+    def schema(self) -> JsonSchema:
+        return {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 100},
+                {"type": "string", "pattern": r"^[0-9]+(?:\.[0-9]+)?\s*%$"},
+            ]
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Bool(Kind):
     def parse(self, node: YNode, ctx: Ctx) -> Any:

@@ -159,6 +159,8 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         backends=backends,
         health=health,
         drain_timeout=parsed["drain_timeout"],
+        drain_grace=parsed["drain_grace"],
+        drain_close_spread=parsed["drain_close_spread"],
         connect_timeout=timeouts["connect"],
         read_timeout=timeouts["read"],
         total_timeout=timeouts["total"],
@@ -168,6 +170,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         max_headers=limits["max_headers"],
         fail_threshold=passive["fail_threshold"],
         cooldown=passive["cooldown"],
+        panic_threshold=parsed["panic_threshold"],
         sticky_cookie=sticky["cookie"],
     )
 

@@ -20,6 +20,7 @@ from gslb.config.fields import (
     NetworkKind,
     Number,
     Path,
+    Percent,
     Text,
 )
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
@@ -218,9 +219,28 @@ PROXY = Table(
         Field("backends", ListOf(BACKEND, min_items=1), required=True),
         Field("health", CHECK, doc="type http or tcp; the target is each backend's host:port"),
         Field("drain_timeout", Duration(), default=_PROXY.drain_timeout),
+        Field(
+            "drain_grace",
+            Duration(),
+            default=_PROXY.drain_grace,
+            doc="draining: idle keep-alive connections stay open this long, so a request "
+            "already on the wire is answered (with Connection: close)",
+        ),
+        Field(
+            "drain_close_spread",
+            Duration(),
+            default=_PROXY.drain_close_spread,
+            doc="draining: idle connections close at random over this long after the grace",
+        ),
         Field("timeouts", TIMEOUTS),
         Field("limits", LIMITS),
         Field("passive", PASSIVE),
+        Field(
+            "panic_threshold",
+            Percent(),
+            default=_PROXY.panic_threshold,
+            doc="below this share of usable backends, passive marks are ignored (0% never)",
+        ),
         Field("sticky", STICKY),
     ),
     doc="the region's L7 proxy tier",

@@ -4,6 +4,11 @@ No I/O here. The server owns one `BackendTable` per loaded config; requests read
 the balancers' read-only view and report outcomes back. `generation` moves whenever any
 backend's availability may have changed, which is what lets a balancer cache its tables.
 On reload a new table takes over the states of the backends that kept their name.
+
+Panic mode (as Envoy's): when fewer than `panic_threshold` of the backends would be usable
+(healthy, not drained, not passively out), passive marks are ignored and every healthy,
+undrained backend takes requests again: passive marks come from request outcomes, which
+clients influence, and answering 502 to everyone is worse than trying a suspect backend.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ HealthListener = Callable[[BackendState, bool], None]
 class BackendTable:
     """The backends of one config, in configured order, plus the availability generation."""
 
-    __slots__ = ("_backends", "_by_name", "_on_change", "generation")
+    __slots__ = ("_backends", "_by_name", "_on_change", "generation", "panic", "panic_threshold")
 
     _by_name: dict[str, BackendState]
     generation: int
@@ -99,6 +104,7 @@ class BackendTable:
         backends: Sequence[Backend],
         previous: BackendTable | None = None,
         on_change: HealthListener | None = None,
+        panic_threshold: float = 0.0,
     ) -> None:
         old = previous._by_name if previous is not None else {}
         states: list[BackendState] = []
@@ -115,6 +121,9 @@ class BackendTable:
         self._by_name = {s.name: s for s in states}
         self._on_change = on_change
         self.generation = (previous.generation + 1) if previous is not None else 0
+        self.panic_threshold = panic_threshold
+        self.panic = False  # passive marks are being ignored
+        self._refresh()
 
     @property
     def backends(self) -> Sequence[BackendState]:
@@ -131,39 +140,50 @@ class BackendTable:
     def any_available(self) -> bool:
         return any(s.available for s in self._backends)
 
-    def _refresh(self, s: BackendState) -> None:
-        available = s.healthy and not s.passive_out and not s.drained
-        if available != s.available:
-            s.available = available
-            self.generation += 1
+    def _refresh(self) -> None:
+        """Recompute every backend's availability (panic mode depends on all of them)."""
+        states = self._backends
+        usable = sum(1 for s in states if s.healthy and not s.drained and not s.passive_out)
+        self.panic = usable < self.panic_threshold * len(states)
+        for s in states:
+            available = s.healthy and not s.drained and (self.panic or not s.passive_out)
+            if available != s.available:
+                s.available = available
+                self.generation += 1
 
     def set_healthy(self, s: BackendState, healthy: bool, detail: str) -> None:
         """An active check's verdict (after rise/fall)."""
         s.detail = detail
         if s.healthy != healthy:
             s.healthy = healthy
-            self._refresh(s)
+            self._refresh()
             if self._on_change is not None:
                 self._on_change(s, healthy and not s.passive_out)
 
     def set_drained(self, s: BackendState, drained: bool) -> None:
         if s.drained != drained:
             s.drained = drained
-            self._refresh(s)
+            self._refresh()
 
     def outcome(
-        self, s: BackendState, ok: bool, now: float, threshold: int, cooldown: float
+        self,
+        s: BackendState,
+        ok: bool,
+        now: float,
+        threshold: int,
+        cooldown: float,
+        client: str | None = None,
     ) -> bool:
         """Record one request's outcome for passive checks; True when the backend just left."""
         before = s.passive
-        after = record(before, ok, now, threshold, cooldown)
+        after = record(before, ok, now, threshold, cooldown, client)
         if after is before:
             return False
         s.passive = after
         out = after.is_out(now)
         if out != s.passive_out:
             s.passive_out = out
-            self._refresh(s)
+            self._refresh()
             if self._on_change is not None:
                 self._on_change(s, s.healthy and not out)
             return out
@@ -173,6 +193,6 @@ class BackendTable:
         """Called when a passive cool-down may be over: the backend is tried again."""
         if s.passive_out and not s.passive.is_out(now):
             s.passive_out = False
-            self._refresh(s)
+            self._refresh()
             if self._on_change is not None:
                 self._on_change(s, s.healthy)

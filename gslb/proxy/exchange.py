@@ -229,8 +229,8 @@ class Exchange:
             if conn is not None:
                 self.shared.pool.release(conn)
             return
-        if conn is None:
-            self._upstream_error(error, replied=False, timed_out=error == "timeout")
+        if conn is None:  # refused or timed out: no request can cause that
+            self._upstream_error(error, False, error == "timeout", request_independent=True)
             return
         self._attach(conn)
 
@@ -282,6 +282,7 @@ class Exchange:
                 backend.name.encode(),
             )
         keep = self.keep_alive and not self.shared.draining
+        self.keep_alive = keep  # draining: this answer says Connection: close, then it closes
         self._out.append(
             hdr.response_head(status, reason, pieces, connection, via, framing, keep, extra)
         )
@@ -339,9 +340,11 @@ class Exchange:
 
     # -- failures, timeouts, the end ----------------------------------------------------------
 
-    def _upstream_error(self, error: str, replied: bool, timed_out: bool) -> None:
+    def _upstream_error(
+        self, error: str, replied: bool, timed_out: bool, request_independent: bool = False
+    ) -> None:
         failed = self._backend
-        self._release_backend(ok=False)
+        self._release_backend(ok=False, request_independent=request_independent)
         if self._finished:
             return
         if self._resp_started:
@@ -376,13 +379,14 @@ class Exchange:
             if now < conn.last_io + self.snap.spec.read_timeout:
                 return
         # A timeout: the backend is slow, or the whole request took too long.
+        connecting = self._connecting is not None
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
         if conn is not None:
             self._upstream = None
             conn.close()
-        self._release_backend(ok=False)
+        self._release_backend(ok=False, request_independent=connecting)
         if self._resp_started:
             self._abort()
         else:
@@ -409,14 +413,19 @@ class Exchange:
             conn.close()
         self._release_backend(ok=True, report=False)
 
-    def _release_backend(self, ok: bool, report: bool = True) -> None:
+    def _release_backend(
+        self, ok: bool, report: bool = True, request_independent: bool = False
+    ) -> None:
+        """Passive marks: a failure counts per client unless no request can have caused it
+        (connect refused / timed out), so one client cannot take backends out (passive.py)."""
         backend = self._backend
         if backend is None:
             return
         self._backend = None
         backend.in_flight -= 1
         if report and not (ok and backend.passive is CLEAR):  # the common case: nothing to do
-            self.shared.report(self.snap, backend, ok)
+            client = None if ok or request_independent else self.client.client_ip
+            self.shared.report(self.snap, backend, ok, client)
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""

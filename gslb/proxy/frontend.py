@@ -106,7 +106,10 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = str(peer[0]) if peer else ""
         self.shared.connections.add(self)
         self.shared.stats.client_connections += 1
-        self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
+        if self.shared.draining:  # accepted as the listener closed: a grace, like the others
+            self._arm(self.shared.drain_close_delay(), idle=True)
+        else:
+            self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.forget(self)
@@ -280,7 +283,10 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self._active:
             return
         self._active = None
-        if not keep_alive or self.shared.draining or (self._closing and not self._queue):
+        # While draining, an answer that still said keep-alive (its head went out before the
+        # drain began) does not close the connection: the client may be writing its next
+        # request right now. That one is answered with Connection: close (see drain()).
+        if not keep_alive or (self._closing and not self._queue):
             self.close()
             return
         if self._queue:
@@ -290,7 +296,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self._resume(PAUSE_PIPELINE)
         if self._parsing is None:
-            self._arm(self.shared.snapshot.spec.idle_timeout, idle=True)
+            if self.shared.draining:
+                self._arm(self.shared.drain_close_delay(), idle=True)
+            else:
+                self._arm(self.shared.snapshot.spec.idle_timeout, idle=True)
 
     def _next(self) -> None:
         if self._active is not None or not self._queue or self.transport is None:
@@ -320,11 +329,15 @@ class ClientConnection(asyncio.Protocol):
     # -- closing ----------------------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Close now if idle; otherwise after the request in progress."""
-        if self._active is None and not self._in_head:
-            self.close()
-        else:
-            self._closing = True
+        """The proxy is draining. Nothing is closed under a request that may be on the wire:
+        the next answer on this connection says `Connection: close` and the connection closes
+        after it (exchange.py); an idle one is closed after the drain grace (spread out, see
+        Shared.drain_close_delay) unless a request arrives first, which is then answered so."""
+        if self._active is None and self._parsing is None and not self._in_head:
+            delay = self.shared.drain_close_delay()
+            deadline = self.shared.loop.time() + delay
+            if not (self._deadline_is_idle and 0.0 < self._deadline < deadline):
+                self._arm(delay, idle=True)
 
     def close(self) -> None:
         self._closing = True

@@ -6,9 +6,12 @@
     await server.drain()            # stop accepting, finish in-flight (up to drain_timeout)
     await server.close()
 
-Draining the whole proxy: the listening socket closes, /health answers 503, idle keep-alive
-client connections close, each busy one closes after its answer, idle backend connections
-close; whatever is still open after `drain_timeout` is cut.
+Draining the whole proxy loses no request: the listening socket closes, /health answers 503,
+requests in flight are answered, the next answer on each kept-alive connection says
+`Connection: close` and the connection closes after it; a connection idle at the time stays
+open for `drain_grace` plus a random share of `drain_close_spread` (a request the client had
+already written is answered, with `Connection: close`), then is closed. Idle backend
+connections close; whatever is still open after `drain_timeout` is cut.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class ProxyServer:
         assert shared is not None
         if timeout is None:
             timeout = shared.snapshot.spec.drain_timeout
-        shared.draining = True
+        shared.start_drain(timeout)
         if self._server is not None:
             self._server.close()
         for conn in list(shared.connections):
@@ -162,7 +165,10 @@ class ProxyServer:
 
     def _snapshot(self, spec: ProxySpec, previous: Snapshot | None) -> Snapshot:
         table = BackendTable(
-            spec.backends, previous.table if previous else None, self._health_changed
+            spec.backends,
+            previous.table if previous else None,
+            self._health_changed,
+            spec.panic_threshold,
         )
         same_set = previous is not None and [
             (b.name, b.weight) for b in previous.spec.backends
@@ -279,6 +285,7 @@ class ProxyServer:
                 "backend": self.stats.upstream_connections,
             },
             "retries": self.stats.retries,
+            "panic": snap.table.panic,
             "backends": [
                 {
                     "name": s.name,

@@ -6,6 +6,7 @@ a request reads it once when it starts and keeps that one to the end.
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +43,8 @@ class Shared:
         "_all_closed",
         "_sweeper",
         "connections",
+        "drain_grace",
+        "drain_spread",
         "draining",
         "loop",
         "pool",
@@ -57,6 +60,8 @@ class Shared:
         self.stats = stats
         self.pool = Pool(loop, stats)
         self.draining = False
+        self.drain_grace = 0.0  # set when the drain begins (see start_drain)
+        self.drain_spread = 0.0
         self.connections: set[Closable] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -86,6 +91,22 @@ class Shared:
             conn.check(now)
         self._sweeper = self.loop.call_later(self.tick(), self._sweep)
 
+    def start_drain(self, timeout: float) -> None:
+        """From now on answers say `Connection: close` and idle connections close after the
+        grace. Grace and spread together take at most half of the drain timeout, so that the
+        drain ends with every connection closed by the proxy, not cut."""
+        spec = self.snapshot.spec
+        grace, spread = spec.drain_grace, spec.drain_close_spread
+        scale = min(1.0, timeout / 2 / (grace + spread)) if grace + spread > 0 else 1.0
+        self.drain_grace, self.drain_spread = grace * scale, spread * scale
+        self.draining = True
+
+    def drain_close_delay(self) -> float:
+        """How long a connection that is idle now may stay open while draining: the grace,
+        plus a random share of the spread so that the clients do not all reconnect (to
+        another proxy) at once (HAProxy's grace and close-spread-time)."""
+        return self.drain_grace + random.random() * self.drain_spread
+
     def forget(self, conn: Closable) -> None:
         """A client connection closed."""
         self.connections.discard(conn)
@@ -101,12 +122,17 @@ class Shared:
             self._all_closed = self.loop.create_future()
         await asyncio.shield(self._all_closed)
 
-    def report(self, snap: Snapshot, backend: BackendState, ok: bool) -> None:
-        """One request's outcome for passive checks; schedules the end of a cool-down."""
+    def report(
+        self, snap: Snapshot, backend: BackendState, ok: bool, client: str | None = None
+    ) -> None:
+        """One request's outcome for passive checks; schedules the end of a cool-down.
+        `client` names the client of a failure its request may have provoked (see passive.py);
+        None for a failure no request can cause (connect refused or timed out)."""
         spec = snap.spec
         loop = self.loop
         table = snap.table
-        if table.outcome(backend, ok, loop.time(), spec.fail_threshold, spec.cooldown):
+        now = loop.time()
+        if table.outcome(backend, ok, now, spec.fail_threshold, spec.cooldown, client):
             self._check_cooldown(table, backend, spec.cooldown)
 
     def _check_cooldown(self, table: BackendTable, backend: BackendState, delay: float) -> None:

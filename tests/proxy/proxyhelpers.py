@@ -121,6 +121,10 @@ class TestBackend:
                 "backend": self.name,
             }
             return web.Response(text=json.dumps(body), headers=headers)
+        elif path == "/reset":  # a request this backend chokes on: the connection is reset
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
         elif path.startswith("/status/"):
             return web.Response(status=int(path.rsplit("/", 1)[1]), headers=headers)
         return web.Response(status=self.status, text=self.name, headers=headers)

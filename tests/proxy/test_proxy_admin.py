@@ -141,3 +141,33 @@ async def test_drain_timeout_cuts_what_is_left(env: Env) -> None:
     except (asyncio.IncompleteReadError, ConnectionError):
         cut = True
     assert cut
+
+
+async def test_drain_answers_a_request_on_an_idle_connection_then_closes(env: Env) -> None:
+    backends = await env.three()
+    spec = make_spec(backends, drain_grace=0.3, drain_close_spread=0.2, drain_timeout=5.0)
+    proxy = await env.proxy(spec)
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    conns = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(2)]
+    for reader, writer in conns:
+        writer.write(request)
+        reply = await read_reply(reader)
+        assert reply.status == 200 and reply.header("Connection") != "close"  # kept alive
+    proxy.request_drain()
+    await asyncio.sleep(0)  # the drain task runs: both connections are idle now
+    assert proxy.draining
+    # A request written on an idle connection after the drain began is answered, and told
+    # to close; the connection closes after it.
+    reader, writer = conns[0]
+    writer.write(request)
+    reply = await read_reply(reader)
+    assert reply.status == 200 and reply.header("Connection") == "close"
+    assert await reader.read() == b""
+    # The other one sends nothing: the proxy closes it after the grace, cleanly.
+    started = asyncio.get_running_loop().time()
+    reader, writer = conns[1]
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    assert asyncio.get_running_loop().time() - started >= 0.25
+    await asyncio.wait_for(proxy.finished.wait(), 3)
+    for _, w in conns:
+        w.close()

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from gslb.auth import bearer_ok, find_token, load_token
 from gslb.histogram import Histogram
-from gslb.model import ServerSettings
+from gslb.model import Backend, ServerSettings
 from gslb.proxy import headers as hdr
+from gslb.proxy.backends import BackendTable
 from gslb.proxy.balancers import (
     NONE,
     IpHash,
@@ -172,6 +173,51 @@ def test_passive_threshold_cooldown_and_probation() -> None:
     assert record(p, True, 30.0, 3, 10.0) == CLEAR
     assert record(CLEAR, True, 1.0, 3, 10.0) is CLEAR
     assert record(Passive(failures=2), True, 0.0, 3, 1.0) == CLEAR
+
+
+def test_request_dependent_failures_count_once_per_client() -> None:
+    p = CLEAR
+    for t in range(50):  # one client provoking resets/5xx: never out
+        p = record(p, False, float(t), 2, 10.0, client="198.51.100.7")
+        assert not p.is_out(float(t))
+    assert p.count == 1
+    p = record(p, False, 60.0, 2, 10.0, client="198.51.100.8")  # a second client: out
+    assert p.is_out(60.0) and not p.is_out(70.0)
+    # Probation after the cool-down: one client alone still cannot take it back out...
+    for t in range(71, 80):
+        p = record(p, False, float(t), 2, 10.0, client="198.51.100.7")
+        assert not p.is_out(float(t))
+    # ...but a connection refused can, at once.
+    p = record(p, False, 80.0, 2, 10.0)
+    assert p.is_out(80.0)
+    # Mixed: one refused connection plus one client make two.
+    q = record(record(CLEAR, False, 0.0, 2, 1.0, client="a"), False, 0.0, 2, 1.0)
+    assert q.is_out(0.0)
+
+
+def test_panic_mode_ignores_passive_marks_below_the_threshold() -> None:
+    backends = [Backend(f"b{i}", f"http://127.0.0.1:{i + 1}", "127.0.0.1", i + 1) for i in range(4)]
+    table = BackendTable(backends, panic_threshold=0.5)
+    b0, b1, b2, b3 = table.backends
+    table.outcome(b0, False, 0.0, 1, 10.0)
+    table.outcome(b1, False, 0.0, 1, 10.0)  # 2 of 4 usable: 50% is not below 50%
+    assert [s.available for s in table.backends] == [False, False, True, True]
+    assert not table.panic
+    generation = table.generation
+    table.outcome(b2, False, 0.0, 1, 10.0)  # 1 of 4: passive marks are ignored
+    assert table.panic and all(s.available for s in table.backends)
+    assert table.generation > generation
+    table.set_drained(b3, True)  # drained stays out, panic or not
+    assert [s.available for s in table.backends] == [True, True, True, False]
+    table.outcome(b2, True, 1.0, 1, 10.0)
+    table.end_cooldown(b2, 11.0)
+    table.set_drained(b3, False)
+    table.end_cooldown(b0, 11.0)  # b0 and b1 back after their cool-down: 3, then 4 of 4
+    assert not table.panic and [s.available for s in table.backends] == [True, False, True, True]
+    off = BackendTable(backends)  # panic_threshold 0: never
+    for s in off.backends:
+        off.outcome(s, False, 0.0, 1, 10.0)
+    assert not off.panic and not off.any_available()
 
 
 # -- headers ------------------------------------------------------------------------------------
