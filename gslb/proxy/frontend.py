@@ -209,6 +209,8 @@ class ClientConnection(asyncio.Protocol):
         if role == KEEP:
             self._pieces += (name, b": ", value, CRLF)
         elif role == hdr.HOST:
+            if self._has_host:  # RFC 9112 §3.2: more than one Host is a bad request
+                raise Reject(400, "Bad Request", "more than one Host header")
             self._has_host = True
             self._pieces += (name, b": ", value, CRLF)
         elif role == hdr.LENGTH:
@@ -238,6 +240,9 @@ class ClientConnection(asyncio.Protocol):
         method = parser.get_method()
         if method == b"CONNECT":
             raise Reject(405, "Method Not Allowed", "CONNECT is not supported")
+        http11 = parser.get_http_version() != "1.0"
+        if http11 and not self._has_host:  # RFC 9112 §3.2; HTTP/1.0 may leave it out
+            raise Reject(400, "Bad Request", "Host header required")
         exchange.set_head(
             method,
             self._url,
@@ -247,7 +252,7 @@ class ClientConnection(asyncio.Protocol):
             self._via,
             self._has_host,
             self._cookies,
-            parser.get_http_version() != "1.0",
+            http11,
             parser.should_keep_alive() and not self._closing,
             self._content_length,
             self._chunked,

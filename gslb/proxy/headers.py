@@ -59,6 +59,8 @@ VIA_VALUE = b"1.1 gslb"
 CRLF = b"\r\n"
 # Connection options that name no header: nothing more to remove for them.
 _CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive"})
+# Never removed because `Connection` names them: Host is end-to-end (RFC 9112 §3.2).
+_NEVER_HOP_BY_HOP = _CONNECTION_OPTIONS | {b"host"}
 
 
 # Reason phrases by status. The backend's own phrase is not passed on (RFC 9112 calls it
@@ -71,13 +73,13 @@ def reason(status: int) -> bytes:
 
 
 def named_by_connection(value: bytes | None) -> frozenset[bytes]:
-    """Lower-cased header names a `Connection` value lists (hop-by-hop too)."""
+    """Lower-cased header names a `Connection` value lists (hop-by-hop too), Host never."""
     if value is None:
         return frozenset()
     lower = value.lower()
     if lower in _CONNECTION_OPTIONS:
         return frozenset()
-    return frozenset(t.strip() for t in lower.split(b",")) - _CONNECTION_OPTIONS
+    return frozenset(t.strip() for t in lower.split(b",")) - _NEVER_HOP_BY_HOP
 
 
 def _without(pieces: list[bytes], names: frozenset[bytes]) -> list[bytes]:
