@@ -137,6 +137,17 @@ class Backend:
     weight: int = 1
 
 
+ACCESS_LOG_FORMATS = ("json", "combined")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogSpec:
+    """`proxy.access_log:`: one line per request, to a file or stdout ("-")."""
+
+    path: str = "-"
+    format: str = "json"
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySpec:
     listen: HostPort
@@ -155,6 +166,7 @@ class ProxySpec:
     fail_threshold: int = 3  # passive: consecutive errors that take a backend out
     cooldown: float = 10.0  # passive: seconds out before it is tried again
     sticky_cookie: str = "GSLB_BACKEND"
+    access_log: AccessLogSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
