@@ -9,6 +9,7 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from proxyhelpers import Env, get, make_spec, raw_request
 from test_proxy_process import run_proxy, write_region
@@ -152,3 +153,16 @@ async def test_sigusr1_reopens_the_file_after_it_was_renamed(env: Env, tmp_path:
         assert [json.loads(x)["path"] for x in lines(rotated)] == ["/before"]
         proxy.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.proc.wait(), 10) == 0
+
+
+async def test_dash_writes_to_stdout(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b], access_log=AccessLogSpec("-", "json")))
+    assert (await get(proxy.port, "/out")).status == 200
+    assert proxy.access_log is not None
+    await proxy.access_log.flush()
+    proxy.reopen_logs()  # nothing to reopen: stdout stays
+    assert (await get(proxy.port, "/still")).status == 200
+    await proxy.access_log.flush()
+    out = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["path"] for line in out] == ["/out", "/still"]
