@@ -137,6 +137,17 @@ class Backend:
     weight: int = 1
 
 
+ACCESS_LOG_FORMATS = ("json", "combined")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogSpec:
+    """`proxy.access_log:`: one line per request, to a file or stdout ("-")."""
+
+    path: str = "-"
+    format: str = "json"
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySpec:
     listen: HostPort
@@ -158,6 +169,7 @@ class ProxySpec:
     cooldown: float = 10.0  # passive: seconds out before it is tried again
     panic_threshold: float = 0.5  # below this share of usable backends, passive marks are ignored
     sticky_cookie: str = "GSLB_BACKEND"
+    access_log: AccessLogSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,6 +249,33 @@ proxy:
     assert (proxy.drain_grace, proxy.drain_close_spread) == (2.0, 0.5)
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("", None),
+        ("  access_log: {}\n", ("-", "json")),
+        ('  access_log: {path: "-", format: json}\n', ("-", "json")),
+        ("  access_log: {path: logs/access.log, format: combined}\n", ("logs", "combined")),
+    ],
+)
+def test_proxy_access_log(tmp_path: Path, written: str, expected: tuple[str, str] | None) -> None:
+    block = "proxy:\n  listen: 127.0.0.1:0\n  backends: [{url: http://127.0.0.1:1}]\n"
+    proxy = load(tmp_path, east=EAST + block + written).regions["east"].proxy
+    assert proxy is not None
+    if expected is None:
+        assert proxy.access_log is None
+        return
+    assert proxy.access_log is not None
+    path = expected[0] if expected[0] == "-" else str(tmp_path / "logs" / "access.log")
+    assert (proxy.access_log.path, proxy.access_log.format) == (path, expected[1])
+
+
+def test_proxy_access_log_format_is_checked(tmp_path: Path) -> None:
+    block = "proxy:\n  listen: 127.0.0.1:0\n  backends: [{url: http://127.0.0.1:1}]\n"
+    with pytest.raises(ConfigError, match="combined"):
+        load(tmp_path, east=EAST + block + "  access_log: {format: apache}\n")
+
+
 def test_settings_defaults_and_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "db.mmdb").write_bytes(b"")
     config = load(

@@ -335,11 +335,14 @@ class Path(Kind):
     """A file path; relative ones are relative to the config directory. Stored absolute."""
 
     must_exist: bool = False
+    dash: bool = False  # "-" is taken as written (stdout)
 
     def parse(self, node: YNode, ctx: Ctx) -> Any:
         scalar = self.scalar(node, ctx)
         if scalar is None:
             return INVALID
+        if self.dash and scalar.text.strip() == "-":
+            return "-"
         path = os.path.normpath(os.path.join(ctx.directory, scalar.text.strip()))
         if self.must_exist and not os.path.isfile(path):
             ctx.report.add(node.line, f"no such file: {scalar.text} ({path})")
@@ -347,7 +350,7 @@ class Path(Kind):
         return path
 
     def describe(self) -> str:
-        return "a file path"
+        return "a file path, or - for stdout" if self.dash else "a file path"
 
     def schema(self) -> JsonSchema:
         return {"type": "string", "minLength": 1}

@@ -17,7 +17,7 @@ from gslb.config import names
 from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import PROXY
 from gslb.config.tables import Parsed, Table
-from gslb.model import Backend, CheckSpec, Endpoint, ProxySpec, Region, frozen_map
+from gslb.model import AccessLogSpec, Backend, CheckSpec, Endpoint, ProxySpec, Region, frozen_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +152,8 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
     limits = _section(parsed, "limits")
     passive = _section(parsed, "passive")
     sticky = _section(parsed, "sticky")
+    logged: Parsed | None = parsed["access_log"]
+    access_log = None if logged is None else AccessLogSpec(logged["path"], logged["format"])
     return ProxySpec(
         listen=listen,
         admin=parsed["admin"],
@@ -172,6 +174,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         cooldown=passive["cooldown"],
         panic_threshold=parsed["panic_threshold"],
         sticky_cookie=sticky["cookie"],
+        access_log=access_log,
     )
 
 

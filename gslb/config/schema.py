@@ -25,11 +25,13 @@ from gslb.config.fields import (
 )
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
+    ACCESS_LOG_FORMATS,
     CHECK_KINDS,
     HEALTH_QUORUMS,
     PICKERS,
     POLICIES,
     PROXY_METHODS,
+    AccessLogSpec,
     CheckSpec,
     ClusterSettings,
     CookieSettings,
@@ -210,6 +212,21 @@ STICKY = Table(
     (Field("cookie", Text(COOKIE_NAME, "a cookie name", 128), default=_PROXY.sticky_cookie),),
 )
 
+_ACCESS_LOG = AccessLogSpec()
+ACCESS_LOG = Table(
+    "access_log",
+    (
+        Field(
+            "path",
+            Path(dash=True),
+            default=_ACCESS_LOG.path,
+            doc="- is stdout; the file is reopened on SIGUSR1 (logrotate)",
+        ),
+        Field("format", Choice(ACCESS_LOG_FORMATS), default=_ACCESS_LOG.format),
+    ),
+    doc="one line per request: JSON or the combined format",
+)
+
 PROXY = Table(
     "proxy",
     (
@@ -242,6 +259,7 @@ PROXY = Table(
             doc="below this share of usable backends, passive marks are ignored (0% never)",
         ),
         Field("sticky", STICKY),
+        Field("access_log", ACCESS_LOG, doc="without it no access log is written"),
     ),
     doc="the region's L7 proxy tier",
 )

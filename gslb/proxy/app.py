@@ -1,4 +1,5 @@
-"""`gslb proxy`: run one region's proxy until SIGTERM/SIGINT; SIGHUP reloads its config."""
+"""`gslb proxy`: run one region's proxy until SIGTERM/SIGINT; SIGHUP reloads its config,
+SIGUSR1 reopens the access log."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ async def _serve(
     try:
         await server.start()
     except OSError as e:
-        print(f"gslb proxy: cannot listen: {e}", file=sys.stderr)
+        print(f"gslb proxy: cannot start: {e}", file=sys.stderr)
         await server.close()
         return 1
     loop = asyncio.get_running_loop()
@@ -90,6 +91,7 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, server.request_drain)
     loop.add_signal_handler(signal.SIGINT, server.request_drain)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, server.reopen_logs)
     print(
         f"gslb proxy: region {region} on {server.address}"
         + (f", admin on port {server.admin_port}" if server.admin_port else ""),
@@ -99,7 +101,7 @@ async def _serve(
     try:
         await server.finished.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         await server.close()
     return 0

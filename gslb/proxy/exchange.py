@@ -17,9 +17,11 @@ connection is cut, as nothing else can tell the client that the answer is incomp
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import time
+from typing import NamedTuple, Protocol
 
 from gslb.proxy import headers as hdr
+from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
 from gslb.proxy.passive import CLEAR
 from gslb.proxy.shared import Shared, Snapshot
@@ -39,6 +41,15 @@ CHUNKED = 2
 CHUNK_END = b"0\r\n\r\n"
 
 
+class Noted(NamedTuple):
+    """Header values the client connection noted for the access log and X-Request-Id."""
+
+    host: bytes
+    referer: bytes
+    user_agent: bytes
+    request_id: bytes | None  # as the client sent it
+
+
 class ClientSide(Protocol):
     """What an exchange needs of the client connection it belongs to."""
 
@@ -51,10 +62,14 @@ class ClientSide(Protocol):
     def abort(self) -> None: ...
 
 
+_NOTHING_NOTED = Noted(b"", b"", b"", None)
+
+
 class Exchange:
     __slots__ = (
         "_attempts",
         "_backend",
+        "_bytes_out",
         "_connecting",
         "_cookie",
         "_deadline",
@@ -64,6 +79,8 @@ class Exchange:
         "_head_request",
         "_idempotent",
         "_last_name",
+        "_method",
+        "_noted",
         "_out",
         "_pending",
         "_pending_bytes",
@@ -75,10 +92,12 @@ class Exchange:
         "_resp_started",
         "_started",
         "_status",
+        "_target",
         "_upstream",
         "client",
         "http11",
         "keep_alive",
+        "request_id",
         "shared",
         "snap",
     )
@@ -91,6 +110,11 @@ class Exchange:
         self.keep_alive = True
         self._started = shared.loop.time()
         self._head = b""
+        self._method = b""
+        self._target = b""
+        self._noted = _NOTHING_NOTED
+        self.request_id = b""
+        self._bytes_out = 0
         self._head_request = False
         self._idempotent = False
         self._cookie: str | None = None
@@ -130,9 +154,15 @@ class Exchange:
         keep_alive: bool,
         content_length: bytes | None,
         chunked: bool,
+        noted: Noted | None = None,
     ) -> None:
         """The request's head, as the client connection sorted its headers (see headers.py)."""
         snap = self.snap
+        self._method = method
+        self._target = target
+        if noted is not None:
+            self._noted = noted
+        self.request_id = request_id(self._noted.request_id)
         self.http11 = http11
         self.keep_alive = keep_alive
         self._head_request = method == b"HEAD"
@@ -160,6 +190,7 @@ class Exchange:
             b"http",
             framing,
             None if has_host else snap.default_host,
+            self.request_id,
         )
 
     def request_body(self, data: bytes) -> None:
@@ -273,11 +304,11 @@ class Exchange:
             framing = b""
             self._resp_mode = RAW
             self.keep_alive = False  # an HTTP/1.0 client learns the end from the close
-        extra = b""
+        extra = b"X-Request-Id: %s\r\n" % self.request_id
         snap = self.snap
         backend = self._backend
         if snap.sticky_cookie is not None and backend is not None and self._cookie != backend.name:
-            extra = b"Set-Cookie: %s=%s; Path=/; HttpOnly\r\n" % (
+            extra += b"Set-Cookie: %s=%s; Path=/; HttpOnly\r\n" % (
                 snap.sticky_cookie,
                 backend.name.encode(),
             )
@@ -288,6 +319,7 @@ class Exchange:
         )
 
     def response_body(self, data: bytes) -> None:
+        self._bytes_out += len(data)
         if self._resp_mode == CHUNKED:
             self._out += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
@@ -434,8 +466,10 @@ class Exchange:
         self._pending = []
         transport = self.client.transport
         keep = self.keep_alive and self._req_done and not self.shared.draining
+        self._bytes_out = len(message) + 1
         if transport is not None:
-            transport.write(hdr.error_response(status, reason, message, keep))
+            extra = b"X-Request-Id: %s\r\n" % self.request_id
+            transport.write(hdr.error_response(status, reason, message, keep, extra))
         self._finish(keep)
 
     def _abort(self) -> None:
@@ -446,9 +480,10 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
-        self.shared.stats.count_request(
-            self._last_name, self._status, self.shared.loop.time() - self._started
-        )
+        duration = self.shared.loop.time() - self._started
+        self.shared.stats.count_request(self._last_name, self._status, duration)
+        if self.shared.access_log is not None:
+            self._log(self._status, duration)
         self.client.exchange_done(self, keep_alive)
 
     def abandon(self) -> None:
@@ -457,6 +492,30 @@ class Exchange:
             return
         self._finished = True
         self._drop_upstream()
-        self.shared.stats.count_request(
-            self._last_name, 499, self.shared.loop.time() - self._started
+        duration = self.shared.loop.time() - self._started
+        self.shared.stats.count_request(self._last_name, 499, duration)
+        if self.shared.access_log is not None:
+            self._log(499, duration)
+
+    def _log(self, status: int, duration: float) -> None:
+        access_log = self.shared.access_log
+        assert access_log is not None
+        noted = self._noted
+        access_log.log(
+            (
+                time.time(),
+                self.client.client_ip,
+                self._method,
+                noted.host,
+                self._target,
+                "HTTP/1.1" if self.http11 else "HTTP/1.0",
+                status,
+                self._bytes_out,
+                duration,
+                self._last_name,
+                max(0, self._attempts - 1),
+                self.request_id,
+                noted.referer,
+                noted.user_agent,
+            )
         )

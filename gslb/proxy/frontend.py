@@ -11,6 +11,7 @@ client sends can take the proxy down.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import cast
 
@@ -22,7 +23,8 @@ from httptools import (
 )
 
 from gslb.proxy import headers as hdr
-from gslb.proxy.exchange import Exchange
+from gslb.proxy.accesslog import request_id
+from gslb.proxy.exchange import Exchange, Noted
 from gslb.proxy.headers import CRLF, KEEP, REQUEST_ROLES
 from gslb.proxy.shared import Shared
 
@@ -54,6 +56,7 @@ class ClientConnection(asyncio.Protocol):
         "_has_host",
         "_head_bytes",
         "_header_count",
+        "_host",
         "_in_head",
         "_parser",
         "_parsing",
@@ -61,7 +64,10 @@ class ClientConnection(asyncio.Protocol):
         "_pieces",
         "_queue",
         "_raw_head",
+        "_referer",
+        "_request_id",
         "_url",
+        "_user_agent",
         "_via",
         "client_ip",
         "shared",
@@ -85,6 +91,10 @@ class ClientConnection(asyncio.Protocol):
         self._forwarded_for: list[bytes] = []
         self._cookies: list[bytes] = []
         self._has_host = False
+        self._host = b""
+        self._referer = b""
+        self._user_agent = b""
+        self._request_id: bytes | None = None
         self._head_bytes = 0
         self._raw_head = 0
         self._content_length: bytes | None = None
@@ -189,6 +199,10 @@ class ClientConnection(asyncio.Protocol):
         if self._cookies:
             self._cookies = []
         self._has_host = False
+        self._host = b""
+        self._referer = b""
+        self._user_agent = b""
+        self._request_id = None
         self._head_bytes = 0
         self._content_length = None
         self._chunked = False
@@ -212,7 +226,10 @@ class ClientConnection(asyncio.Protocol):
         if role == KEEP:
             self._pieces += (name, b": ", value, CRLF)
         elif role == hdr.HOST:
+            if self._has_host:  # RFC 9112 §3.2: more than one Host is a bad request
+                raise Reject(400, "Bad Request", "more than one Host header")
             self._has_host = True
+            self._host = value
             self._pieces += (name, b": ", value, CRLF)
         elif role == hdr.LENGTH:
             self._content_length = value.strip()
@@ -227,6 +244,14 @@ class ClientConnection(asyncio.Protocol):
         elif role == hdr.COOKIE:
             self._cookies.append(value)
             self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.USER_AGENT:
+            self._user_agent = value
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.REFERER:
+            self._referer = value
+            self._pieces += (name, b": ", value, CRLF)
+        elif role == hdr.REQUEST_ID:
+            self._request_id = value.strip()
         elif role == hdr.EXPECT:
             self._expect_continue = value.strip().lower() == b"100-continue"
 
@@ -241,6 +266,9 @@ class ClientConnection(asyncio.Protocol):
         method = parser.get_method()
         if method == b"CONNECT":
             raise Reject(405, "Method Not Allowed", "CONNECT is not supported")
+        http11 = parser.get_http_version() != "1.0"
+        if http11 and not self._has_host:  # RFC 9112 §3.2; HTTP/1.0 may leave it out
+            raise Reject(400, "Bad Request", "Host header required")
         exchange.set_head(
             method,
             self._url,
@@ -250,10 +278,11 @@ class ClientConnection(asyncio.Protocol):
             self._via,
             self._has_host,
             self._cookies,
-            parser.get_http_version() != "1.0",
+            http11,
             parser.should_keep_alive() and not self._closing,
             self._content_length,
             self._chunked,
+            Noted(self._host, self._referer, self._user_agent, self._request_id),
         )
         if self._active is None:
             self._start(exchange)
@@ -362,9 +391,38 @@ class ClientConnection(asyncio.Protocol):
             active.request_failed(status, reason, message)  # a bad body of the request in hand
             return
         self.shared.stats.count_request("-", status, 0.0)
+        self._log_refused(status, len(message) + 1)
         if active is None and self.transport is not None:
             self.transport.write(hdr.error_response(status, reason, message))
             self.close()
+
+    def _log_refused(self, status: int, size: int) -> None:
+        """The access log line of a request refused before it had an exchange."""
+        access_log = self.shared.access_log
+        if access_log is None:
+            return
+        parser = self._parser
+        method = parser.get_method() if self._url else b""  # known once the target began
+        version = parser.get_http_version()
+        version = "HTTP/1.1" if version == "0.0" else "HTTP/" + version
+        access_log.log(
+            (
+                time.time(),
+                self.client_ip,
+                method,
+                self._host,
+                self._url,
+                version,
+                status,
+                size,
+                0.0,
+                "-",
+                0,
+                request_id(self._request_id),
+                self._referer,
+                self._user_agent,
+            )
+        )
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -395,6 +453,7 @@ class ClientConnection(asyncio.Protocol):
             self._closing = True  # a slow pipelined head: finish the answer in progress, then go
             return
         self.shared.stats.count_request("-", 408, 0.0)
+        self._log_refused(408, len("request too slow") + 1)
         if self.transport is not None:
             self.transport.write(hdr.error_response(408, "Request Timeout", "request too slow"))
         self.close()

@@ -26,6 +26,9 @@ FORWARDED_FOR = 6
 HOST = 7  # kept, and noted
 COOKIE = 8  # kept, and noted (sticky)
 EXPECT = 9  # answered by the proxy itself, not passed on
+REQUEST_ID = 10  # replaced by the proxy's own (the client's kept when well-formed)
+REFERER = 11  # kept, and noted (access log)
+USER_AGENT = 12  # kept, and noted (access log)
 
 HOP_BY_HOP = frozenset(
     {
@@ -52,13 +55,19 @@ REQUEST_ROLES: dict[bytes, int] = _COMMON | {
     b"host": HOST,
     b"cookie": COOKIE,
     b"expect": EXPECT,
+    b"x-request-id": REQUEST_ID,
+    b"referer": REFERER,
+    b"user-agent": USER_AGENT,
 }
-RESPONSE_ROLES: dict[bytes, int] = dict(_COMMON)
+# The backend's X-Request-Id is replaced by the request's (the one the backend was sent).
+RESPONSE_ROLES: dict[bytes, int] = _COMMON | {b"x-request-id": DROP}
 
 VIA_VALUE = b"1.1 gslb"
 CRLF = b"\r\n"
 # Connection options that name no header: nothing more to remove for them.
 _CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive"})
+# Never removed because `Connection` names them: Host is end-to-end (RFC 9112 §3.2).
+_NEVER_HOP_BY_HOP = _CONNECTION_OPTIONS | {b"host"}
 
 
 # Reason phrases by status. The backend's own phrase is not passed on (RFC 9112 calls it
@@ -71,13 +80,13 @@ def reason(status: int) -> bytes:
 
 
 def named_by_connection(value: bytes | None) -> frozenset[bytes]:
-    """Lower-cased header names a `Connection` value lists (hop-by-hop too)."""
+    """Lower-cased header names a `Connection` value lists (hop-by-hop too), Host never."""
     if value is None:
         return frozenset()
     lower = value.lower()
     if lower in _CONNECTION_OPTIONS:
         return frozenset()
-    return frozenset(t.strip() for t in lower.split(b",")) - _CONNECTION_OPTIONS
+    return frozenset(t.strip() for t in lower.split(b",")) - _NEVER_HOP_BY_HOP
 
 
 def _without(pieces: list[bytes], names: frozenset[bytes]) -> list[bytes]:
@@ -99,13 +108,15 @@ def request_head(
     proto: bytes,
     framing: bytes,
     host: bytes | None,
+    request_id: bytes | None = None,
 ) -> bytes:
     """The request head sent to a backend.
 
     `pieces` are the kept headers (placeholder first; it is the caller's scratch list and is
     consumed); `connection` the client's Connection value; `forwarded_for` and `via` the
     client's values of those; `framing` the framing line(s) to add (`Content-Length: n\\r\\n`,
-    `Transfer-Encoding: chunked\\r\\n` or empty); `host` a Host to add when the client sent none.
+    `Transfer-Encoding: chunked\\r\\n` or empty); `host` a Host to add when the client sent none;
+    `request_id` the X-Request-Id to send.
     """
     names = named_by_connection(connection)
     if names:
@@ -113,6 +124,8 @@ def request_head(
     pieces[0] = b"%s %s HTTP/1.1\r\n" % (method, target)
     if host is not None:
         pieces += (b"Host: ", host, CRLF)
+    if request_id is not None:
+        pieces += (b"X-Request-Id: ", request_id, CRLF)
     ip = client_ip.encode()
     pieces += (
         b"X-Forwarded-For: ",
@@ -156,8 +169,11 @@ def response_head(
     return b"".join(pieces)
 
 
-def error_response(status: int, reason: str, message: str, keep_alive: bool = False) -> bytes:
-    """A small complete plain-text response made by the proxy itself (400, 408, 502, ...)."""
+def error_response(
+    status: int, reason: str, message: str, keep_alive: bool = False, extra: bytes = b""
+) -> bytes:
+    """A small complete plain-text response made by the proxy itself (400, 408, 502, ...);
+    `extra` are formatted header lines (X-Request-Id)."""
     body = (message + "\n").encode()
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join(
@@ -166,6 +182,7 @@ def error_response(status: int, reason: str, message: str, keep_alive: bool = Fa
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
             b"Via: " + VIA_VALUE + CRLF,
+            extra,
             b"Connection: " + connection + CRLF,
             CRLF,
             body,

@@ -47,6 +47,11 @@ class ProxyCollector(Collector):
         yield CounterMetricFamily(
             "gslb_proxy_retries", "Requests retried on another backend", value=stats.retries
         )
+        yield CounterMetricFamily(
+            "gslb_proxy_access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            value=stats.access_log_dropped,
+        )
         changes = CounterMetricFamily(
             "gslb_proxy_health_changes",
             "Backends becoming usable (up) or unusable (down)",

@@ -3,6 +3,7 @@
     server = ProxyServer(spec, token="secret")
     await server.start()            # binds; port 0 works, read server.port / server.admin_port
     server.reload(new_spec)         # SIGHUP: swap backends/method/timeouts, no request dropped
+    server.reopen_logs()            # SIGUSR1: the access log file is opened again (logrotate)
     await server.drain()            # stop accepting, finish in-flight (up to drain_timeout)
     await server.close()
 
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from gslb.health import Health, Prober, Scheduler, Target
 from gslb.model import HostPort, ProxySpec
+from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.admin import make_admin_app
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import make_balancer
@@ -67,6 +69,11 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         shared = Shared(loop, self._snapshot(self._spec, None), self.stats)
         self._shared = shared
+        logged = self._spec.access_log
+        if logged is not None:
+            access_log = AccessLog(logged.path, logged.format, self.stats)
+            access_log.start()  # an unwritable path fails the start, like a taken port
+            shared.access_log = access_log
         shared.start_sweep()
         self._server = await loop.create_server(
             lambda: ClientConnection(shared),
@@ -89,6 +96,15 @@ class ProxyServer:
         await self._start_checks()
         admin = f"{self._admin.host}:{self.admin_port}" if self._admin else "off"
         log.info("proxy listening on %s (admin %s)", self.address, admin)
+
+    @property
+    def access_log(self) -> AccessLog | None:
+        return self._shared.access_log if self._shared is not None else None
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: open the access log's path again, after logrotate moved the file."""
+        if self.access_log is not None:
+            self.access_log.reopen()
 
     @property
     def port(self) -> int:
@@ -159,6 +175,9 @@ class ProxyServer:
             self._admin_runner = None
         if self._drain_task is not None and not self._drain_task.done():
             self._drain_task.cancel()
+        if shared is not None and shared.access_log is not None:
+            access_log, shared.access_log = shared.access_log, None
+            await access_log.close()  # the lines queued so far are written first
         self.finished.set()
 
     # -- config ---------------------------------------------------------------------------------

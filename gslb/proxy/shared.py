@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gslb.model import ProxySpec
+from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import Balancer
 from gslb.proxy.stats import ProxyStats
@@ -42,6 +43,7 @@ class Shared:
     __slots__ = (
         "_all_closed",
         "_sweeper",
+        "access_log",
         "connections",
         "drain_grace",
         "drain_spread",
@@ -65,6 +67,7 @@ class Shared:
         self.connections: set[Closable] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.access_log: AccessLog | None = None  # set by the server when configured
 
     # Timeouts are enforced by one sweep over the connections a few times per shortest
     # timeout, not by a timer per request: arming and cancelling a timer handle twice per

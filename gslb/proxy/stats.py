@@ -35,6 +35,7 @@ class ProxyStats:
     """Everything /metrics and /status count. Owned by one ProxyServer."""
 
     __slots__ = (
+        "access_log_dropped",
         "client_connections",
         "health_changes",
         "latency",
@@ -49,6 +50,7 @@ class ProxyStats:
         self.client_connections = 0
         self.upstream_connections = 0
         self.retries = 0
+        self.access_log_dropped = 0  # lines the access log's queue had no room for
         self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
 
     def count_request(self, backend: str, status: int, seconds: float) -> None:
