@@ -149,6 +149,16 @@ class AccessLogSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyRoute:
+    """`proxy.routes:` item: requests for `host` (exact or `*.suffix`, None: any) whose path
+    starts with `path` go to the named backends."""
+
+    host: str | None
+    path: str
+    backends: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProxySpec:
     listen: HostPort
     admin: HostPort | None
@@ -170,6 +180,7 @@ class ProxySpec:
     panic_threshold: float = 0.5  # below this share of usable backends, passive marks are ignored
     sticky_cookie: str = "GSLB_BACKEND"
     access_log: AccessLogSpec | None = None
+    routes: tuple[ProxyRoute, ...] = ()  # first match wins; no match: all backends
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 from gslb.config import load_config, load_region_proxy
 from gslb.config.rdata import txt
 from gslb.errors import ConfigError
-from gslb.model import CheckSpec, Config, Endpoint, HostPort
+from gslb.model import CheckSpec, Config, Endpoint, HostPort, ProxyRoute
 
 SAMPLE = Path(__file__).resolve().parent.parent / "zones"
 
@@ -274,6 +274,44 @@ def test_proxy_access_log_format_is_checked(tmp_path: Path) -> None:
     block = "proxy:\n  listen: 127.0.0.1:0\n  backends: [{url: http://127.0.0.1:1}]\n"
     with pytest.raises(ConfigError, match="combined"):
         load(tmp_path, east=EAST + block + "  access_log: {format: apache}\n")
+
+
+ROUTED = """\
+proxy:
+  listen: 127.0.0.1:0
+  backends: [{name: a1, url: "http://127.0.0.1:1"}, {name: b1, url: "http://127.0.0.1:2"}]
+"""
+
+
+def test_proxy_routes_map_to_proxy_spec(tmp_path: Path) -> None:
+    routes = """\
+  routes:
+    - {host: API.example.com, path: /v2/, backends: [a1, a1]}
+    - {host: "*.example.org", backends: [b1]}
+"""
+    proxy = load(tmp_path, east=EAST + ROUTED + routes).regions["east"].proxy
+    assert proxy is not None
+    assert proxy.routes == (
+        ProxyRoute("API.example.com", "/v2/", ("a1",)),
+        ProxyRoute("*.example.org", "/", ("b1",)),
+    )
+    plain = load(tmp_path, east=EAST + ROUTED).regions["east"].proxy
+    assert plain is not None and plain.routes == ()
+
+
+def test_proxy_route_naming_an_unknown_backend_is_an_error(tmp_path: Path) -> None:
+    routes = "  routes:\n    - path: /v2/\n      backends:\n        - a1\n        - nope\n"
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, east=EAST + ROUTED + routes)
+    (problem,) = caught.value.problems
+    assert "unknown backend 'nope'" in problem.message
+    assert problem.line == EAST.count("\n") + ROUTED.count("\n") + 5
+
+
+@pytest.mark.parametrize("route", ["{path: v2, backends: [a1]}", "{host: a b, backends: [a1]}"])
+def test_proxy_route_host_and_path_are_checked(tmp_path: Path, route: str) -> None:
+    with pytest.raises(ConfigError):
+        load(tmp_path, east=EAST + ROUTED + f"  routes: [{route}]\n")
 
 
 def test_settings_defaults_and_relative_paths(tmp_path: Path) -> None:

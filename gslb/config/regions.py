@@ -17,7 +17,16 @@ from gslb.config import names
 from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import PROXY
 from gslb.config.tables import Parsed, Table
-from gslb.model import AccessLogSpec, Backend, CheckSpec, Endpoint, ProxySpec, Region, frozen_map
+from gslb.model import (
+    AccessLogSpec,
+    Backend,
+    CheckSpec,
+    Endpoint,
+    ProxyRoute,
+    ProxySpec,
+    Region,
+    frozen_map,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
             check.line_of("type") if check else parsed.line,
             "proxy health checks use http or tcp: backends speak plain http",
         )
+    routes = _routes(parsed["routes"] or (), {b.name for b in backends}, ctx)
     if listen is None or not backends:
         return None
     timeouts = _section(parsed, "timeouts")
@@ -175,6 +185,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         panic_threshold=parsed["panic_threshold"],
         sticky_cookie=sticky["cookie"],
         access_log=access_log,
+        routes=routes,
     )
 
 
@@ -205,4 +216,22 @@ def _backends(items: tuple[Parsed, ...], ctx: Ctx) -> tuple[Backend, ...]:
             continue
         first[name] = item.line
         out.append(Backend(name, url, host_port.host, host_port.port, item["weight"]))
+    return tuple(out)
+
+
+def _routes(items: tuple[Parsed, ...], names: set[str], ctx: Ctx) -> tuple[ProxyRoute, ...]:
+    out: list[ProxyRoute] = []
+    for item in items:
+        members: list[str] = []
+        for marked in item["backends"] or ():
+            name = marked.value
+            if name not in names:
+                known = ", ".join(sorted(names)) or "none"
+                ctx.report.add(
+                    marked.line, f"route names unknown backend {name!r} (known: {known})"
+                )
+            elif name not in members:
+                members.append(name)
+        if members:
+            out.append(ProxyRoute(item["host"], item["path"], tuple(members)))
     return tuple(out)

@@ -212,6 +212,35 @@ STICKY = Table(
     (Field("cookie", Text(COOKIE_NAME, "a cookie name", 128), default=_PROXY.sticky_cookie),),
 )
 
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+ROUTE_HOST = rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?"
+ROUTE_PATH = r"/[!-~]*"
+
+ROUTE = Table(
+    "route",
+    (
+        Field(
+            "host",
+            Text(ROUTE_HOST, "a host name or *.suffix", 253),
+            doc="exact, case-insensitive, port ignored; *.example.com: any name under "
+            "example.com; default: any host",
+        ),
+        Field(
+            "path",
+            Text(ROUTE_PATH, "a path starting with /", 1024),
+            default="/",
+            doc="a prefix of the request path (query left out)",
+        ),
+        Field(
+            "backends",
+            ListOf(Text(BACKEND_NAME, "a backend name"), min_items=1, marked=True),
+            required=True,
+            doc="names of backends of this proxy: the group the matching requests go to",
+        ),
+    ),
+    doc="first match wins",
+)
+
 _ACCESS_LOG = AccessLogSpec()
 ACCESS_LOG = Table(
     "access_log",
@@ -260,6 +289,11 @@ PROXY = Table(
         ),
         Field("sticky", STICKY),
         Field("access_log", ACCESS_LOG, doc="without it no access log is written"),
+        Field(
+            "routes",
+            ListOf(ROUTE),
+            doc="optional: first match wins; default: all backends",
+        ),
     ),
     doc="the region's L7 proxy tier",
 )

@@ -24,6 +24,7 @@ from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
 from gslb.proxy.passive import CLEAR
+from gslb.proxy.routes import BackendGroup
 from gslb.proxy.shared import Shared, Snapshot
 from gslb.proxy.upstream import UNSAFE_REUSE_WITHIN, UpstreamConnection
 
@@ -75,6 +76,7 @@ class Exchange:
         "_deadline",
         "_exclude",
         "_finished",
+        "_group",
         "_head",
         "_head_request",
         "_idempotent",
@@ -130,6 +132,7 @@ class Exchange:
         self._attempts = 0
         self._last_name = "-"
         self._exclude = -1
+        self._group: BackendGroup | None = None
         self._resp_started = False
         self._resp_mode = NO_BODY
         self._status = 0
@@ -177,6 +180,7 @@ class Exchange:
             framing = b"Content-Length: " + content_length + b"\r\n"
         else:
             framing = b""
+        self._group = snap.group(self._noted.host, target)
         if snap.sticky_cookie is not None and cookies:
             self._cookie = hdr.cookie_value(cookies, snap.sticky_cookie)
         self._head = hdr.request_head(
@@ -234,11 +238,11 @@ class Exchange:
 
     def _try_backend(self) -> None:
         snap = self.snap
-        index = snap.balancer.choose(snap.table, self.client.client_ip, self._cookie, self._exclude)
-        if index < 0:
+        group = self._group or snap.groups[0]
+        backend = group.choose(self.client.client_ip, self._cookie, self._exclude)
+        if backend is None:
             self._fail(502, "Bad Gateway", "no backend can take the request")
             return
-        backend = snap.table.backends[index]
         self._backend = backend
         self._last_name = backend.name
         self._attempts += 1
@@ -389,7 +393,7 @@ class Exchange:
             and self._attempts < 2
             and failed is not None
         ):
-            self._exclude = failed.index
+            self._exclude = (self._group or self.snap.groups[0]).local(failed)
             self.shared.stats.retries += 1
             self._pending = list(self._replay)
             self._pending_bytes = self._replay_bytes

@@ -32,6 +32,7 @@ from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import make_balancer
 from gslb.proxy.frontend import ClientConnection
 from gslb.proxy.metrics import make_registry
+from gslb.proxy.routes import BackendGroup, RouteTable
 from gslb.proxy.shared import Shared, Snapshot
 from gslb.proxy.stats import ProxyStats
 
@@ -198,7 +199,17 @@ class ProxyServer:
             names = [b.name for b in spec.backends]
             balancer = make_balancer(spec.method, names, [b.weight for b in spec.backends])
         sticky = spec.sticky_cookie.encode() if spec.method == "sticky" else None
-        return Snapshot(spec, table, balancer, sticky)
+        names = [b.name for b in spec.backends]
+        groups = [BackendGroup(table, names, balancer)]
+        kept = {g.key: g.balancer for g in previous.groups[1:]} if previous else {}
+        weights = {b.name: b.weight for b in spec.backends}
+        for route in spec.routes:
+            key = (spec.method, route.backends, tuple(weights.get(n, 1) for n in route.backends))
+            group_balancer = kept.pop(key, None) or make_balancer(spec.method, *key[1:])
+            groups.append(BackendGroup(table, route.backends, group_balancer, key))
+        return Snapshot(
+            spec, table, balancer, sticky, routes=RouteTable(spec.routes), groups=tuple(groups)
+        )
 
     def reload(self, spec: ProxySpec) -> None:
         """Apply a new proxy block. Requests in flight finish on the snapshot they started

@@ -14,6 +14,7 @@ from gslb.model import ProxySpec
 from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import Balancer
+from gslb.proxy.routes import NO_ROUTES, BackendGroup, RouteTable
 from gslb.proxy.stats import ProxyStats
 from gslb.proxy.upstream import Pool
 
@@ -25,6 +26,12 @@ class Snapshot:
     balancer: Balancer
     sticky_cookie: bytes | None  # the cookie name when the method is sticky
     default_host: bytes = b"localhost"  # Host for requests that came without one (HTTP/1.0)
+    routes: RouteTable = NO_ROUTES
+    groups: tuple[BackendGroup, ...] = ()  # route i's is groups[i + 1]; groups[0]: all
+
+    def group(self, host: bytes, target: bytes) -> BackendGroup:
+        """The backend group a request goes to (see routes.py)."""
+        return self.groups[self.routes.match(host, target)]
 
 
 class Closable(Protocol):

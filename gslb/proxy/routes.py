@@ -1,0 +1,135 @@
+"""Routes: which backend group a request goes to, by Host and path prefix. Pure, no I/O.
+
+`RouteTable` is compiled once per config (at load and at reload) from `proxy.routes`; its
+`match(host, target)` answers one call per request with a group index: route i (in configured
+order, first match wins) is group i + 1; 0 is the default group, all backends, for requests
+no route matches. Hosts compare case-insensitively with the port (and a trailing dot) left
+out; `*.example.com` matches any name under example.com but not example.com itself. Paths
+compare as byte prefixes of the request path (without the query): `/v2/` matches `/v2/x`,
+`/v2` would also match `/v2x`.
+
+`BackendGroup` is one group's view of the backend table (the balancers' `PoolView`): its
+backends in configured order, sharing their live state (health, drain, passive marks,
+in-flight counts) with every other group that names them, and its own balancer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gslb.model import ProxyRoute
+from gslb.proxy.backends import BackendState, BackendTable
+from gslb.proxy.balancers import NONE, Balancer
+
+DEFAULT = 0
+
+
+def normal_host(host: bytes) -> bytes:
+    """A Host value as routes compare it: lower case, no port, no trailing dot."""
+    host = host.strip().lower()
+    if host.startswith(b"["):  # an IPv6 literal: [::1]:8080
+        end = host.find(b"]")
+        return host[: end + 1] if end >= 0 else host
+    colon = host.rfind(b":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(b".")
+
+
+def split_target(target: bytes) -> tuple[bytes | None, bytes]:
+    """(authority or None, path without query) of a request target; an absolute-form
+    target (`http://host/path`) names its host, which then wins over the Host header."""
+    authority: bytes | None = None
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+        rest = target[target.index(b"//") + 2 :]
+        slash = rest.find(b"/")
+        authority, target = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+    query = target.find(b"?")
+    return authority, target if query < 0 else target[:query]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    exact: bytes | None  # a host compared whole
+    suffix: bytes | None  # `.example.com` for `*.example.com`
+    path: bytes
+
+
+def _compile(route: ProxyRoute) -> _Compiled:
+    host = route.host
+    exact = suffix = None
+    if host is not None:
+        h = normal_host(host.encode("idna") if not host.isascii() else host.encode())
+        if h.startswith(b"*."):
+            suffix = h[1:]
+        else:
+            exact = h
+    return _Compiled(exact, suffix, route.path.encode())
+
+
+class RouteTable:
+    """The compiled `proxy.routes`, matched in order."""
+
+    __slots__ = ("_routes",)
+
+    def __init__(self, routes: Sequence[ProxyRoute]) -> None:
+        self._routes = tuple(_compile(r) for r in routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def match(self, host: bytes, target: bytes) -> int:
+        """The group of a request: 1 + the index of the first route it matches, else 0."""
+        if not self._routes:
+            return DEFAULT
+        authority, path = split_target(target)
+        h = normal_host(authority if authority is not None else host)
+        for i, r in enumerate(self._routes):
+            if r.exact is not None and h != r.exact:
+                continue
+            if r.suffix is not None and not (h.endswith(r.suffix) and len(h) > len(r.suffix)):
+                continue
+            if path.startswith(r.path):
+                return i + 1
+        return DEFAULT
+
+
+class BackendGroup:
+    """Some backends of a table, as a balancer sees them, and the group's balancer."""
+
+    __slots__ = ("_local", "_states", "_table", "balancer", "key")
+
+    def __init__(
+        self,
+        table: BackendTable,
+        names: Sequence[str],
+        balancer: Balancer,
+        key: object = None,
+    ) -> None:
+        states = [table.get(n) for n in names]
+        self._states: tuple[BackendState, ...] = tuple(s for s in states if s is not None)
+        self._local = {id(s): i for i, s in enumerate(self._states)}
+        self._table = table
+        self.balancer = balancer
+        self.key = key  # what the balancer was built for: kept across reloads when equal
+
+    @property
+    def backends(self) -> Sequence[BackendState]:
+        return self._states
+
+    @property
+    def generation(self) -> int:
+        return self._table.generation
+
+    def local(self, state: BackendState) -> int:
+        """The index of `state` in this group (-1 when it is not in it)."""
+        return self._local.get(id(state), NONE)
+
+    def choose(self, client: str, cookie: str | None, exclude: int) -> BackendState | None:
+        i = self.balancer.choose(self, client, cookie, exclude)
+        return None if i < 0 else self._states[i]
+
+
+NO_ROUTES = RouteTable(())
