@@ -173,6 +173,7 @@ class ProxySpec:
     total_timeout: float = 60.0  # one whole request, first byte in to last byte out
     client_timeout: float = 10.0  # to receive a request's headers (slowloris)
     idle_timeout: float = 60.0  # keep-alive idle, client side
+    tunnel_idle_timeout: float = 3600.0  # an Upgrade tunnel with no byte either way is closed
     max_header_bytes: int = 16384
     max_headers: int = 100
     fail_threshold: int = 3  # passive: consecutive errors that take a backend out

@@ -178,6 +178,7 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         total_timeout=timeouts["total"],
         client_timeout=timeouts["client"],
         idle_timeout=timeouts["idle"],
+        tunnel_idle_timeout=parsed["tunnel_idle_timeout"],
         max_header_bytes=limits["max_header_bytes"],
         max_headers=limits["max_headers"],
         fail_threshold=passive["fail_threshold"],

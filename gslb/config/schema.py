@@ -278,6 +278,12 @@ PROXY = Table(
             default=_PROXY.drain_close_spread,
             doc="draining: idle connections close at random over this long after the grace",
         ),
+        Field(
+            "tunnel_idle_timeout",
+            Duration(positive=True),
+            default=_PROXY.tunnel_idle_timeout,
+            doc="a WebSocket (or other Upgrade) tunnel with no byte either way is closed",
+        ),
         Field("timeouts", TIMEOUTS),
         Field("limits", LIMITS),
         Field("passive", PASSIVE),

@@ -60,6 +60,9 @@ class ClientSide(Protocol):
     def pause(self, reason: int) -> None: ...
     def resume(self, reason: int) -> None: ...
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None: ...
+    def start_tunnel(
+        self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
+    ) -> None: ...
     def abort(self) -> None: ...
 
 
@@ -95,6 +98,7 @@ class Exchange:
         "_started",
         "_status",
         "_target",
+        "_upgrade",
         "_upstream",
         "client",
         "http11",
@@ -138,6 +142,7 @@ class Exchange:
         self._status = 0
         self._deadline = 0.0  # when the whole request must be done (0.0: not begun)
         self._finished = False
+        self._upgrade: bytes | None = None  # the protocol the client asks to switch to
         # Bytes for the client, written once per read from the backend (one send, not three).
         self._out: list[bytes] = []
 
@@ -158,6 +163,7 @@ class Exchange:
         content_length: bytes | None,
         chunked: bool,
         noted: Noted | None = None,
+        upgrade: bytes | None = None,
     ) -> None:
         """The request's head, as the client connection sorted its headers (see headers.py)."""
         snap = self.snap
@@ -181,6 +187,11 @@ class Exchange:
         else:
             framing = b""
         self._group = snap.group(self._noted.host, target)
+        if upgrade is not None:
+            # Passed on (hop-by-hop otherwise); an answer other than 101 ends the connection.
+            self._upgrade = upgrade
+            self.keep_alive = False
+            framing += hdr.upgrade_head(upgrade)
         if snap.sticky_cookie is not None and cookies:
             self._cookie = hdr.cookie_value(cookies, snap.sticky_cookie)
         self._head = hdr.request_head(
@@ -271,7 +282,7 @@ class Exchange:
 
     def _attach(self, conn: UpstreamConnection) -> None:
         self._upstream = conn
-        conn.send(self, self._head, self._head_request)
+        conn.send(self, self._head, self._head_request, self._upgrade is not None)
         if self._pending:
             for piece in self._pending:
                 conn.write(piece)
@@ -321,6 +332,29 @@ class Exchange:
         self._out.append(
             hdr.response_head(status, reason, pieces, connection, via, framing, keep, extra)
         )
+
+    def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
+        """The backend switched protocols: relay its 101, then the connections are a tunnel
+        (the backend stays counted in flight until the tunnel ends)."""
+        conn = self._upstream
+        self._upstream = None
+        self._replay = None
+        self._resp_started = True
+        self._status = 101
+        extra = hdr.upgrade_head(protocol) + b"X-Request-Id: %s\r\n" % self.request_id
+        transport = self.client.transport
+        if transport is not None:
+            transport.write(hdr.switching_head(pieces, via, extra))
+        backend, self._backend = self._backend, None
+        if backend is not None and backend.passive is not CLEAR:
+            self.shared.report(self.snap, backend, True, None)
+        self._finished = True
+        duration = self.shared.loop.time() - self._started
+        self.shared.stats.count_request(self._last_name, 101, duration)
+        if self.shared.access_log is not None:
+            self._log(101, duration)
+        assert conn is not None
+        self.client.start_tunnel(self, conn, backend)
 
     def response_body(self, data: bytes) -> None:
         self._bytes_out += len(data)

@@ -24,9 +24,12 @@ from httptools import (
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
+from gslb.proxy.backends import BackendState
 from gslb.proxy.exchange import Exchange, Noted
 from gslb.proxy.headers import CRLF, KEEP, REQUEST_ROLES
 from gslb.proxy.shared import Shared
+from gslb.proxy.tunnel import Tunnel
+from gslb.proxy.upstream import UpstreamConnection
 
 PAUSE_PIPELINE = 4  # a request waits behind the one in progress
 
@@ -58,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         "_header_count",
         "_host",
         "_in_head",
+        "_leftover",
         "_parser",
         "_parsing",
         "_paused",
@@ -66,6 +70,8 @@ class ClientConnection(asyncio.Protocol):
         "_raw_head",
         "_referer",
         "_request_id",
+        "_tunnel",
+        "_upgrade",
         "_url",
         "_user_agent",
         "_via",
@@ -106,6 +112,9 @@ class ClientConnection(asyncio.Protocol):
         # than a timer handle armed and cancelled for every request.
         self._deadline = 0.0
         self._deadline_is_idle = False
+        self._upgrade: bytes | None = None  # the request's Upgrade value
+        self._leftover = b""  # bytes after an Upgrade request's head: for the tunnel
+        self._tunnel: Tunnel | None = None  # after a 101: the bytes go there
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -127,6 +136,8 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_timer()
         self.transport = None
         self._closing = True
+        if self._tunnel is not None:
+            self._tunnel.client_closed()
         if self._active is not None:
             active, self._active = self._active, None
             active.abandon()
@@ -134,6 +145,9 @@ class ClientConnection(asyncio.Protocol):
             self._queue.popleft().abandon()
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.from_client(data)
+            return
         if self._closing:
             return
         if self._deadline_is_idle:
@@ -141,9 +155,10 @@ class ClientConnection(asyncio.Protocol):
         counting = self._parsing is None or self._in_head
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade:
-            # The request is complete; we do not switch protocols (Upgrade is hop-by-hop and
-            # removed), so it is answered normally and the connection closes after it.
+        except HttpParserUpgrade as e:
+            # The request is complete and nothing more is parsed: after a 101 the rest goes
+            # through the tunnel (start_tunnel); any other answer closes the connection.
+            self._leftover = data[e.args[0] :]
             self._parser = HttpRequestParser(self)
             self._closing = True
             self._pause(PAUSE_PIPELINE)
@@ -170,11 +185,15 @@ class ClientConnection(asyncio.Protocol):
                 self._arm(self.shared.snapshot.spec.client_timeout, idle=False)
 
     def pause_writing(self) -> None:
-        if self._active is not None:
+        if self._tunnel is not None:
+            self._tunnel.client_pause_writing()
+        elif self._active is not None:
             self._active.client_pause()
 
     def resume_writing(self) -> None:
-        if self._active is not None:
+        if self._tunnel is not None:
+            self._tunnel.client_resume_writing()
+        elif self._active is not None:
             self._active.client_resume()
 
     def eof_received(self) -> bool | None:
@@ -207,6 +226,7 @@ class ClientConnection(asyncio.Protocol):
         self._content_length = None
         self._chunked = False
         self._expect_continue = False
+        self._upgrade = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -254,6 +274,8 @@ class ClientConnection(asyncio.Protocol):
             self._request_id = value.strip()
         elif role == hdr.EXPECT:
             self._expect_continue = value.strip().lower() == b"100-continue"
+        elif role == hdr.UPGRADE:
+            self._upgrade = value.strip()
 
     def on_headers_complete(self) -> None:
         exchange = self._parsing
@@ -283,6 +305,7 @@ class ClientConnection(asyncio.Protocol):
             self._content_length,
             self._chunked,
             Noted(self._host, self._referer, self._user_agent, self._request_id),
+            self._upgrade if self._upgrade and hdr.wants_upgrade(self._connection) else None,
         )
         if self._active is None:
             self._start(exchange)
@@ -330,6 +353,25 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self._arm(self.shared.snapshot.spec.idle_timeout, idle=True)
 
+    def start_tunnel(
+        self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
+    ) -> None:
+        """The backend switched protocols (its 101 is written): relay bytes from now on."""
+        if exchange is not self._active or self.transport is None:
+            conn.close()
+            if backend is not None:
+                backend.in_flight -= 1
+            return
+        self._active = None
+        self._queue.clear()
+        self._closing = False
+        self._cancel_timer()
+        tunnel = self._tunnel = Tunnel(self, conn, backend, self.shared)
+        leftover, self._leftover = self._leftover, b""
+        if leftover:
+            tunnel.from_client(leftover)
+        self._resume(PAUSE_PIPELINE)
+
     def _next(self) -> None:
         if self._active is not None or not self._queue or self.transport is None:
             return
@@ -361,7 +403,10 @@ class ClientConnection(asyncio.Protocol):
         """The proxy is draining. Nothing is closed under a request that may be on the wire:
         the next answer on this connection says `Connection: close` and the connection closes
         after it (exchange.py); an idle one is closed after the drain grace (spread out, see
-        Shared.drain_close_delay) unless a request arrives first, which is then answered so."""
+        Shared.drain_close_delay) unless a request arrives first, which is then answered so.
+        A tunnel stays open until it ends or the drain timeout cuts it."""
+        if self._tunnel is not None:
+            return
         if self._active is None and self._parsing is None and not self._in_head:
             delay = self.shared.drain_close_delay()
             deadline = self.shared.loop.time() + delay
@@ -436,6 +481,9 @@ class ClientConnection(asyncio.Protocol):
 
     def check(self, now: float) -> None:
         """The server's sweep: enforce this connection's timeouts and its request's."""
+        if self._tunnel is not None:
+            self._tunnel.check(now)
+            return
         active = self._active
         if active is not None:
             active.check(now)

@@ -29,6 +29,7 @@ EXPECT = 9  # answered by the proxy itself, not passed on
 REQUEST_ID = 10  # replaced by the proxy's own (the client's kept when well-formed)
 REFERER = 11  # kept, and noted (access log)
 USER_AGENT = 12  # kept, and noted (access log)
+UPGRADE = 13  # hop-by-hop, but passed on with `Connection: Upgrade` (tunnel.py)
 
 HOP_BY_HOP = frozenset(
     {
@@ -48,6 +49,7 @@ _COMMON = {name: DROP for name in HOP_BY_HOP} | {
     b"transfer-encoding": TRANSFER_ENCODING,
     b"content-length": LENGTH,
     b"via": VIA,
+    b"upgrade": UPGRADE,
 }
 REQUEST_ROLES: dict[bytes, int] = _COMMON | {
     b"x-forwarded-for": FORWARDED_FOR,
@@ -166,6 +168,26 @@ def response_head(
         extra,
         b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
     )
+    return b"".join(pieces)
+
+
+def upgrade_head(protocol: bytes) -> bytes:
+    """The header lines that ask for (request) or agree to (101) a protocol switch."""
+    return b"Connection: Upgrade\r\nUpgrade: " + protocol + CRLF
+
+
+def wants_upgrade(connection: bytes | None) -> bool:
+    """Whether a `Connection` value has the `upgrade` option."""
+    if connection is None:
+        return False
+    return b"upgrade" in (t.strip() for t in connection.lower().split(b","))
+
+
+def switching_head(pieces: list[bytes], via: Sequence[bytes], extra: bytes) -> bytes:
+    """The 101 sent to the client: the backend's kept headers (`pieces`, consumed), `Via`,
+    and `extra` (the Upgrade lines, X-Request-Id)."""
+    pieces[0] = b"HTTP/1.1 101 Switching Protocols\r\n"
+    pieces += (b"Via: ", b", ".join((*via, VIA_VALUE)) if via else VIA_VALUE, CRLF, extra, CRLF)
     return b"".join(pieces)
 
 

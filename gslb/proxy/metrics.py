@@ -44,6 +44,11 @@ class ProxyCollector(Collector):
         connections.add_metric(["client"], stats.client_connections)
         connections.add_metric(["backend"], stats.upstream_connections)
         yield connections
+        yield GaugeMetricFamily(
+            "gslb_proxy_tunnels_open",
+            "Switched connections (WebSocket or other Upgrade) being relayed",
+            value=stats.tunnels_open,
+        )
         yield CounterMetricFamily(
             "gslb_proxy_retries", "Requests retried on another backend", value=stats.retries
         )

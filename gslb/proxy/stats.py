@@ -41,6 +41,7 @@ class ProxyStats:
         "latency",
         "requests",
         "retries",
+        "tunnels_open",
         "upstream_connections",
     )
 
@@ -50,6 +51,7 @@ class ProxyStats:
         self.client_connections = 0
         self.upstream_connections = 0
         self.retries = 0
+        self.tunnels_open = 0  # switched connections (WebSocket, other Upgrade) being relayed
         self.access_log_dropped = 0  # lines the access log's queue had no room for
         self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
 from gslb.proxy.headers import CRLF, KEEP, RESPONSE_ROLES
 from gslb.proxy.stats import ProxyStats
+
+if TYPE_CHECKING:
+    from gslb.proxy.tunnel import Tunnel
 
 Header = tuple[bytes, bytes]
 MAX_IDLE_PER_BACKEND = 256
@@ -50,6 +53,9 @@ class ResponseSink(Protocol):
     def upstream_failed(self, error: str, replied: bool) -> None: ...
     def upstream_pause(self) -> None: ...
     def upstream_resume(self) -> None: ...
+    def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
+        """The backend answered 101 to a request asking for `Upgrade` (see tunnel.py)."""
+        ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -64,6 +70,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_pieces",
         "_reset_parser",
         "_stats",
+        "_upgrade",
+        "_upgrade_to",
         "_via",
         "backend",
         "closed",
@@ -74,6 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         "replied",
         "sink",
         "transport",
+        "tunnel",
     )
 
     def __init__(self, pool: Pool, backend: BackendState, stats: ProxyStats) -> None:
@@ -97,6 +106,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunked = False
         self._close_delimited = False
         self._in_body = False
+        self._upgrade = False  # the request asks for a protocol switch
+        self._upgrade_to = b""  # the backend's Upgrade value
+        self.tunnel: Tunnel | None = None  # after a 101: the bytes go there
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -109,6 +121,11 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
         self._stats.upstream_connections -= 1
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.backend_closed()
+            return
         sink = self.sink
         if sink is None:
             return
@@ -122,6 +139,10 @@ class UpstreamConnection(asyncio.Protocol):
         return False  # close our side too
 
     def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_backend(data)
+            return
         self.replied = True
         self.last_io = self.pool.loop.time()
         if self.sink is None:
@@ -129,6 +150,13 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            tunnel = self.tunnel
+            if tunnel is None:
+                self._fail("backend switched protocols unasked")
+            elif len(data) > e.args[0]:
+                tunnel.from_backend(data[e.args[0] :])
+            return
         except HttpParserError as e:
             self._fail(f"bad response from backend: {e}")
             return
@@ -137,17 +165,23 @@ class UpstreamConnection(asyncio.Protocol):
             sink.flush()
 
     def pause_writing(self) -> None:
-        if self.sink is not None:
+        if self.tunnel is not None:
+            self.tunnel.backend_pause_writing()
+        elif self.sink is not None:
             self.sink.upstream_pause()
 
     def resume_writing(self) -> None:
-        if self.sink is not None:
+        if self.tunnel is not None:
+            self.tunnel.backend_resume_writing()
+        elif self.sink is not None:
             self.sink.upstream_resume()
 
     # -- used by the request side ---------------------------------------------------------------
 
-    def send(self, sink: ResponseSink, head: bytes, head_request: bool) -> None:
-        """Start one request: `sink` receives its response."""
+    def send(
+        self, sink: ResponseSink, head: bytes, head_request: bool, upgrade: bool = False
+    ) -> None:
+        """Start one request: `sink` receives its response (`upgrade`: it may be a 101)."""
         if self._reset_parser:
             self._parser = HttpResponseParser(self)
             self._reset_parser = False
@@ -162,6 +196,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunked = False
         self._close_delimited = False
         self._in_body = False
+        self._upgrade = upgrade
+        self._upgrade_to = b""
         self.last_io = self.pool.loop.time()
         assert self.transport is not None
         self.transport.write(head)
@@ -212,9 +248,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._connection = hdr.joined(self._connection, value)
         elif role == hdr.VIA:
             self._via.append(value)
+        elif role == hdr.UPGRADE:
+            self._upgrade_to = value
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        switched = self.sink
+        if status == 101 and self._upgrade and self._upgrade_to and switched is not None:
+            self.sink = None
+            switched.response_switched(self._pieces, self._via, self._upgrade_to)
+            return
         if status < 200:
             # An interim answer (100, 103): not forwarded; the real one follows.
             self._pieces = [b""]
