@@ -135,6 +135,7 @@ class Backend:
     host: str
     port: int
     weight: int = 1
+    max_connections: int = 0  # requests in flight to it at once; 0: no cap
 
 
 ACCESS_LOG_FORMATS = ("json", "combined")
@@ -170,6 +171,8 @@ class ProxySpec:
     panic_threshold: float = 0.5  # below this share of usable backends, passive marks are ignored
     sticky_cookie: str = "GSLB_BACKEND"
     access_log: AccessLogSpec | None = None
+    max_connections: int = 10000  # client connections; at it the proxy stops accepting
+    queue_timeout: float = 5.0  # a request waiting for a backend at its cap gets 503 after
 
 
 @dataclass(frozen=True, slots=True)

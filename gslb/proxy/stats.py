@@ -35,10 +35,12 @@ class ProxyStats:
     """Everything /metrics and /status count. Owned by one ProxyServer."""
 
     __slots__ = (
+        "accept_paused",
         "access_log_dropped",
         "client_connections",
         "health_changes",
         "latency",
+        "queue_timeouts",
         "requests",
         "retries",
         "upstream_connections",
@@ -51,6 +53,8 @@ class ProxyStats:
         self.upstream_connections = 0
         self.retries = 0
         self.access_log_dropped = 0  # lines the access log's queue had no room for
+        self.accept_paused = 0  # times max_connections was reached and accepting stopped
+        self.queue_timeouts = 0  # requests answered 503 after waiting queue_timeout for a backend
         self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
 
     def count_request(self, backend: str, status: int, seconds: float) -> None:
