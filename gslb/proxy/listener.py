@@ -101,7 +101,7 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # out of file descriptors, or the like: back off a little
-                log.warning("accept failed: %s", e)
+                self._warn(f"accept failed: {e}; trying again in {RETRY_AFTER}s")
                 self._stop_reading()
                 if self._retry is None:
                     self._retry = self._loop.call_later(RETRY_AFTER, self._retry_accept)
@@ -128,14 +128,15 @@ class Listener:
     def _pause(self) -> None:
         self._stop_reading()
         self._on_pause()
+        limit = self._limit()
+        self._warn(f"max_connections ({limit}) reached: not accepting until a connection closes")
+
+    def _warn(self, message: str) -> None:
+        """Log `message` at most once per LOG_EVERY seconds (the rest are only counted)."""
         now = self._loop.time()
         if now - self._last_log >= LOG_EVERY:
             also = f" ({self._unlogged} more times since)" if self._unlogged else ""
-            log.warning(
-                "max_connections (%d) reached: not accepting until a connection closes%s",
-                self._limit(),
-                also,
-            )
+            log.warning("%s%s", message, also)
             self._last_log = now
             self._unlogged = 0
         else:

@@ -4,11 +4,13 @@ queues) and a backend's max_connections (requests wait up to queue_timeout, then
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import aiohttp
+import pytest
 from prometheus_client import generate_latest
 from proxyhelpers import Env, get, make_spec, read_reply
 
@@ -26,8 +28,9 @@ def queued(proxy: ProxyServer) -> int:
 
 
 async def test_at_max_connections_the_proxy_stops_accepting_until_one_closes(
-    env: Env,
+    env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, "gslb.proxy.listener")
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b], max_connections=5))
     slow = []
@@ -56,6 +59,10 @@ async def test_at_max_connections_the_proxy_stops_accepting_until_one_closes(
     first.close()  # a slot frees: the sixth is accepted and served
     reply = await asyncio.wait_for(waiting, 5)
     assert (reply.status, reply.body) == (200, b"solo")
+    # Accepting the sixth reached the cap again: counted again, but logged once a minute.
+    assert proxy.stats.accept_paused == 2
+    warned = [r for r in caplog.records if "max_connections (5) reached" in r.getMessage()]
+    assert len(warned) == 1
     writer.close()
     for _, w in slow:
         w.close()
