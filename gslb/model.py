@@ -135,6 +135,7 @@ class Backend:
     host: str
     port: int
     weight: int = 1
+    max_connections: int = 0  # requests in flight to it at once; 0: no cap
 
 
 ACCESS_LOG_FORMATS = ("json", "combined")
@@ -182,6 +183,8 @@ class ProxySpec:
     sticky_cookie: str = "GSLB_BACKEND"
     access_log: AccessLogSpec | None = None
     routes: tuple[ProxyRoute, ...] = ()  # first match wins; no match: all backends
+    max_connections: int = 10000  # client connections; at it the proxy stops accepting
+    queue_timeout: float = 5.0  # a request waiting for a backend at its cap gets 503 after
 
 
 @dataclass(frozen=True, slots=True)

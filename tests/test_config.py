@@ -270,6 +270,24 @@ def test_proxy_access_log(tmp_path: Path, written: str, expected: tuple[str, str
     assert (proxy.access_log.path, proxy.access_log.format) == (path, expected[1])
 
 
+def test_proxy_connection_caps(tmp_path: Path) -> None:
+    block = "proxy:\n  listen: 127.0.0.1:0\n  backends: [{url: http://127.0.0.1:1}]\n"
+    proxy = load(tmp_path, east=EAST + block).regions["east"].proxy
+    assert proxy is not None
+    assert (proxy.max_connections, proxy.queue_timeout) == (10000, 5.0)
+    assert proxy.backends[0].max_connections == 0  # no cap unless written
+    capped = (
+        "proxy:\n  listen: 127.0.0.1:0\n  max_connections: 5\n  queue_timeout: 250ms\n"
+        "  backends: [{url: http://127.0.0.1:1, max_connections: 200}]\n"
+    )
+    proxy = load(tmp_path / "capped", east=EAST + capped).regions["east"].proxy
+    assert proxy is not None
+    assert (proxy.max_connections, proxy.queue_timeout) == (5, 0.25)
+    assert proxy.backends[0].max_connections == 200
+    with pytest.raises(ConfigError, match="out of range"):
+        load(tmp_path / "zero", east=EAST + block + "  max_connections: 0\n")
+
+
 def test_proxy_access_log_format_is_checked(tmp_path: Path) -> None:
     block = "proxy:\n  listen: 127.0.0.1:0\n  backends: [{url: http://127.0.0.1:1}]\n"
     with pytest.raises(ConfigError, match="combined"):

@@ -187,6 +187,8 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         sticky_cookie=sticky["cookie"],
         access_log=access_log,
         routes=routes,
+        max_connections=parsed["max_connections"],
+        queue_timeout=parsed["queue_timeout"],
     )
 
 
@@ -216,7 +218,16 @@ def _backends(items: tuple[Parsed, ...], ctx: Ctx) -> tuple[Backend, ...]:
             )
             continue
         first[name] = item.line
-        out.append(Backend(name, url, host_port.host, host_port.port, item["weight"]))
+        out.append(
+            Backend(
+                name,
+                url,
+                host_port.host,
+                host_port.port,
+                item["weight"],
+                item["max_connections"],
+            )
+        )
     return tuple(out)
 
 

@@ -177,6 +177,13 @@ BACKEND = Table(
         Field("name", Text(BACKEND_NAME, "a backend name"), doc="default: host:port of the url"),
         Field("url", HttpUrl(), required=True),
         Field("weight", WEIGHT, default=1),
+        Field(
+            "max_connections",
+            Int(0, 1_000_000),
+            default=0,
+            doc="requests in flight to this backend at once (0: no cap); more wait in a "
+            "queue for up to queue_timeout, then get 503",
+        ),
     ),
 )
 
@@ -299,6 +306,19 @@ PROXY = Table(
             "routes",
             ListOf(ROUTE),
             doc="optional: first match wins; default: all backends",
+        ),
+        Field(
+            "max_connections",
+            Int(1, 1_000_000),
+            default=_PROXY.max_connections,
+            doc="client connections open at once; at it the proxy stops accepting (the "
+            "kernel's backlog queues new ones) until one closes; the admin port always answers",
+        ),
+        Field(
+            "queue_timeout",
+            Duration(positive=True),
+            default=_PROXY.queue_timeout,
+            doc="how long a request waits for a backend at its max_connections before 503",
         ),
     ),
     doc="the region's L7 proxy tier",

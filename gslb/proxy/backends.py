@@ -13,8 +13,10 @@ clients influence, and answering 502 to everyone is worse than trying a suspect 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gslb.model import Backend
 from gslb.proxy.passive import CLEAR, Passive, record
@@ -34,6 +36,7 @@ class BackendStatus:
     in_flight: int
     requests: int
     health_detail: str
+    queued: int = 0  # requests waiting for a slot (the backend is at its max_connections)
 
 
 class BackendState:
@@ -50,6 +53,7 @@ class BackendState:
         "passive",
         "passive_out",
         "requests",
+        "waiting",
     )
 
     def __init__(self, backend: Backend, index: int) -> None:
@@ -63,6 +67,15 @@ class BackendState:
         self.passive: Passive = CLEAR
         self.passive_out = False
         self.available = True
+        # Requests waiting for a slot while in_flight is at the backend's max_connections,
+        # oldest first (gslb.proxy.exchange's Exchange; Any keeps this module free of it).
+        self.waiting: deque[Any] = deque()
+
+    @property
+    def full(self) -> bool:
+        """At its max_connections: a new request has to wait."""
+        cap = self.backend.max_connections
+        return cap > 0 and self.in_flight >= cap
 
     @property
     def name(self) -> str:
@@ -85,6 +98,7 @@ class BackendState:
             self.in_flight,
             self.requests,
             self.detail,
+            len(self.waiting),
         )
 
 

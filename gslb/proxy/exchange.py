@@ -17,6 +17,7 @@ connection is cut, as nothing else can tell the client that the answer is incomp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import NamedTuple, Protocol
 
@@ -89,6 +90,7 @@ class Exchange:
         "_out",
         "_pending",
         "_pending_bytes",
+        "_queued_until",
         "_replay",
         "_replay_bytes",
         "_req_done",
@@ -100,6 +102,7 @@ class Exchange:
         "_target",
         "_upgrade",
         "_upstream",
+        "_waiting_on",
         "client",
         "http11",
         "keep_alive",
@@ -141,6 +144,8 @@ class Exchange:
         self._resp_mode = NO_BODY
         self._status = 0
         self._deadline = 0.0  # when the whole request must be done (0.0: not begun)
+        self._waiting_on: BackendState | None = None  # queued for a backend at its cap
+        self._queued_until = 0.0
         self._finished = False
         self._upgrade: bytes | None = None  # the protocol the client asks to switch to
         # Bytes for the client, written once per read from the backend (one send, not three).
@@ -254,6 +259,37 @@ class Exchange:
         if backend is None:
             self._fail(502, "Bad Gateway", "no backend can take the request")
             return
+        if backend.full or backend.waiting:  # at its cap (or others wait first): queue
+            self._queue_for(backend)
+            return
+        self._use(backend)
+
+    def _queue_for(self, backend: BackendState) -> None:
+        """Wait for a slot of `backend` (FIFO), up to queue_timeout; the queue holds at most
+        as many requests as the proxy has client connections, so it is bounded."""
+        self._last_name = backend.name
+        spec = self.snap.spec
+        if len(backend.waiting) >= spec.max_connections:
+            self._queue_timed_out()
+            return
+        backend.waiting.append(self)
+        self._waiting_on = backend
+        self._queued_until = self.shared.loop.time() + spec.queue_timeout
+
+    def _unqueue(self) -> None:
+        backend = self._waiting_on
+        if backend is not None:
+            self._waiting_on = None
+            with contextlib.suppress(ValueError):
+                backend.waiting.remove(self)
+
+    def _queue_timed_out(self) -> None:
+        self.shared.stats.queue_timeouts += 1
+        self._fail(503, "Service Unavailable", "backend at its connection limit")
+
+    def _use(self, backend: BackendState) -> None:
+        snap = self.snap
+        self._waiting_on = None
         self._backend = backend
         self._last_name = backend.name
         self._attempts += 1
@@ -442,6 +478,11 @@ class Exchange:
         """Called by the server's sweep: enforce the total and the read timeout."""
         if self._finished or self._deadline == 0.0:
             return
+        if self._waiting_on is not None:
+            if now >= self._queued_until or now >= self._deadline:
+                self._unqueue()
+                self._queue_timed_out()
+            return
         conn = self._upstream
         if now < self._deadline:
             if conn is None or conn.reading_paused:
@@ -474,6 +515,7 @@ class Exchange:
     def _drop_upstream(self) -> None:
         """Stop connecting, close the backend connection (never pooled: it is mid-request)
         and release the backend without reporting it (it did nothing wrong)."""
+        self._unqueue()
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
@@ -493,6 +535,9 @@ class Exchange:
             return
         self._backend = None
         backend.in_flight -= 1
+        waiting = backend.waiting
+        if waiting and not backend.full:  # a slot freed: the oldest waiting request takes it
+            waiting.popleft()._use(backend)
         if report and not (ok and backend.passive is CLEAR):  # the common case: nothing to do
             client = None if ok or request_independent else self.client.client_ip
             self.shared.report(self.snap, backend, ok, client)

@@ -57,6 +57,16 @@ class ProxyCollector(Collector):
             "Access log lines dropped because the writer fell behind",
             value=stats.access_log_dropped,
         )
+        yield CounterMetricFamily(
+            "gslb_proxy_accept_paused",
+            "Times max_connections was reached and the proxy stopped accepting",
+            value=stats.accept_paused,
+        )
+        yield CounterMetricFamily(
+            "gslb_proxy_queue_timeouts",
+            "Requests answered 503 after waiting queue_timeout for a backend at its cap",
+            value=stats.queue_timeouts,
+        )
         changes = CounterMetricFamily(
             "gslb_proxy_health_changes",
             "Backends becoming usable (up) or unusable (down)",

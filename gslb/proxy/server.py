@@ -31,6 +31,7 @@ from gslb.proxy.admin import make_admin_app
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import make_balancer
 from gslb.proxy.frontend import ClientConnection
+from gslb.proxy.listener import Listener, bind
 from gslb.proxy.metrics import make_registry
 from gslb.proxy.routes import BackendGroup, RouteTable
 from gslb.proxy.shared import Shared, Snapshot
@@ -54,7 +55,7 @@ class ProxyServer:
         self._admin = admin or spec.admin
         self.stats = ProxyStats()
         self._shared: Shared | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._admin_runner: web.AppRunner | None = None
         self._admin_site_port = 0
         self._port = 0
@@ -76,13 +77,15 @@ class ProxyServer:
             access_log.start()  # an unwritable path fails the start, like a taken port
             shared.access_log = access_log
         shared.start_sweep()
-        self._server = await loop.create_server(
+        listener = Listener(
+            loop,
+            bind(self._listen),
             lambda: ClientConnection(shared),
-            self._listen.host,
-            self._listen.port,
-            reuse_address=True,
-            backlog=1024,
+            lambda: shared.snapshot.spec.max_connections,
+            self._accept_paused,
         )
+        shared.on_closed = listener.closed_one
+        self._server = listener
         self._port = int(self._server.sockets[0].getsockname()[1])
         if self._admin is not None:
             runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
@@ -97,6 +100,14 @@ class ProxyServer:
         await self._start_checks()
         admin = f"{self._admin.host}:{self.admin_port}" if self._admin else "off"
         log.info("proxy listening on %s (admin %s)", self.address, admin)
+
+    def _accept_paused(self) -> None:
+        self.stats.accept_paused += 1
+
+    @property
+    def accepting(self) -> bool:
+        """False while max_connections client connections are open (or once closed)."""
+        return self._server is not None and self._server.accepting
 
     @property
     def access_log(self) -> AccessLog | None:
@@ -222,6 +233,8 @@ class ProxyServer:
         self._spec = spec
         for gone in snap.table.retired(previous.table):
             shared.pool.close_idle(gone)
+        if self._server is not None:
+            self._server.recheck()  # max_connections may have been raised
         if self._scheduler is not None or spec.health is not None:
             asyncio.get_running_loop().create_task(self._start_checks())
         log.info("proxy reloaded: %d backends, %s", len(spec.backends), spec.method)
@@ -326,6 +339,7 @@ class ProxyServer:
                     "passive_out": s.passive_out,
                     "drained": s.drained,
                     "in_flight": s.in_flight,
+                    "queued": s.queued,
                     "requests": s.requests,
                     "share": round(s.requests / total, 4),
                     "health_detail": s.health_detail,

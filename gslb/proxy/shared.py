@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +57,7 @@ class Shared:
         "drain_spread",
         "draining",
         "loop",
+        "on_closed",
         "pool",
         "snapshot",
         "stats",
@@ -75,6 +77,7 @@ class Shared:
         self._all_closed: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.access_log: AccessLog | None = None  # set by the server when configured
+        self.on_closed: Callable[[], None] | None = None  # the listener, to accept again
 
     # Timeouts are enforced by one sweep over the connections a few times per shortest
     # timeout, not by a timer per request: arming and cancelling a timer handle twice per
@@ -91,7 +94,11 @@ class Shared:
     def tick(self) -> float:
         spec = self.snapshot.spec
         shortest = min(
-            spec.client_timeout, spec.idle_timeout, spec.read_timeout, spec.total_timeout
+            spec.client_timeout,
+            spec.idle_timeout,
+            spec.read_timeout,
+            spec.total_timeout,
+            spec.queue_timeout,
         )
         return min(0.5, max(0.01, shortest / 8))
 
@@ -120,6 +127,8 @@ class Shared:
     def forget(self, conn: Closable) -> None:
         """A client connection closed."""
         self.connections.discard(conn)
+        if self.on_closed is not None:
+            self.on_closed()
         waiter = self._all_closed
         if not self.connections and waiter is not None and not waiter.done():
             waiter.set_result(None)

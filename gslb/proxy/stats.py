@@ -35,10 +35,12 @@ class ProxyStats:
     """Everything /metrics and /status count. Owned by one ProxyServer."""
 
     __slots__ = (
+        "accept_paused",
         "access_log_dropped",
         "client_connections",
         "health_changes",
         "latency",
+        "queue_timeouts",
         "requests",
         "retries",
         "tunnels_open",
@@ -53,6 +55,8 @@ class ProxyStats:
         self.retries = 0
         self.tunnels_open = 0  # switched connections (WebSocket, other Upgrade) being relayed
         self.access_log_dropped = 0  # lines the access log's queue had no room for
+        self.accept_paused = 0  # times max_connections was reached and accepting stopped
+        self.queue_timeouts = 0  # requests answered 503 after waiting queue_timeout for a backend
         self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
 
     def count_request(self, backend: str, status: int, seconds: float) -> None:
