@@ -70,6 +70,13 @@ class ClientSide(Protocol):
 _NOTHING_NOTED = Noted(b"", b"", b"", None)
 
 
+def wake(backend: BackendState) -> None:
+    """Requests waiting for `backend` take its free slots, oldest first."""
+    waiting = backend.waiting
+    while waiting and not backend.full:
+        waiting.popleft()._use(backend)
+
+
 class Exchange:
     __slots__ = (
         "_attempts",
@@ -259,7 +266,9 @@ class Exchange:
         if backend is None:
             self._fail(502, "Bad Gateway", "no backend can take the request")
             return
-        if backend.full or backend.waiting:  # at its cap (or others wait first): queue
+        if backend.waiting:  # others wait first (a reload may have raised the cap since)
+            wake(backend)
+        if backend.full or backend.waiting:  # at its cap: wait for a slot
             self._queue_for(backend)
             return
         self._use(backend)
@@ -535,9 +544,8 @@ class Exchange:
             return
         self._backend = None
         backend.in_flight -= 1
-        waiting = backend.waiting
-        if waiting and not backend.full:  # a slot freed: the oldest waiting request takes it
-            waiting.popleft()._use(backend)
+        if backend.waiting:  # a slot freed: the oldest waiting request takes it
+            wake(backend)
         if report and not (ok and backend.passive is CLEAR):  # the common case: nothing to do
             client = None if ok or request_independent else self.client.client_ip
             self.shared.report(self.snap, backend, ok, client)

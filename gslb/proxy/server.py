@@ -30,6 +30,7 @@ from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.admin import make_admin_app
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import make_balancer
+from gslb.proxy.exchange import wake
 from gslb.proxy.frontend import ClientConnection
 from gslb.proxy.listener import Listener, bind
 from gslb.proxy.metrics import make_registry
@@ -235,6 +236,8 @@ class ProxyServer:
             shared.pool.close_idle(gone)
         if self._server is not None:
             self._server.recheck()  # max_connections may have been raised
+        for state in snap.table.backends:
+            wake(state)  # so may a backend's: requests waiting for it take the new slots
         if self._scheduler is not None or spec.health is not None:
             asyncio.get_running_loop().create_task(self._start_checks())
         log.info("proxy reloaded: %d backends, %s", len(spec.backends), spec.method)

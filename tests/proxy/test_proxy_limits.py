@@ -103,3 +103,19 @@ async def test_a_request_waiting_longer_than_queue_timeout_gets_503(env: Env) ->
     b.release.set()
     assert (await asyncio.wait_for(first, 5)).status == 200
     assert (await get(proxy.port)).status == 200  # the slot is free again
+
+
+async def test_a_reload_that_raises_a_backends_cap_lets_waiting_requests_go(env: Env) -> None:
+    b = await env.backend("solo")
+    spec = replace(make_spec([b]), backends=(replace(b.backend, max_connections=1),))
+    proxy = await env.proxy(spec)
+    first = asyncio.ensure_future(get(proxy.port, "/wait"))
+    await b.entered.wait()
+    second = asyncio.ensure_future(get(proxy.port, "/wait"))
+    await wait_until(lambda: queued(proxy) == 1)
+    proxy.reload(replace(spec, backends=(replace(b.backend, max_connections=2),)))
+    await wait_until(lambda: b.in_flight == 2)  # the waiting one went on at once
+    assert queued(proxy) == 0
+    b.release.set()
+    replies = await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert [r.status for r in replies] == [200, 200]
