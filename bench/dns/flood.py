@@ -41,6 +41,20 @@ NAMES = (
 SAMPLE_RRL = "rate_limit: {responses_per_second: 20, window: 5s, slip: 2, exempt: [127.0.0.0/8]}"
 
 
+def _receive(socks: list[socket.socket], wait: float) -> tuple[int, int]:
+    """(replies, bytes) read from the sockets that have any within `wait` seconds."""
+    replies = size = 0
+    for sock in select.select(socks, [], [], wait)[0]:
+        while True:
+            try:
+                reply = sock.recv(65535)
+            except BlockingIOError:
+                break
+            replies += 1
+            size += len(reply)
+    return replies, size
+
+
 def flood(port: int, rate: float, seconds: float, counts: dict[str, int]) -> None:
     """Send `rate` q/s from four addresses of one /24 and count bytes both ways."""
     socks = []
@@ -66,23 +80,14 @@ def flood(port: int, rate: float, seconds: float, counts: dict[str, int]) -> Non
                 break
             sent += 1
             bytes_in += len(wire)
-        for sock in select.select(socks, [], [], 0.0005)[0]:
-            while True:
-                try:
-                    reply = sock.recv(65535)
-                except BlockingIOError:
-                    break
-                received += 1
-                bytes_out += len(reply)
+        replies, size = _receive(socks, 0.0005)
+        received += replies
+        bytes_out += size
     drain_until = time.perf_counter() + 1.0
     while time.perf_counter() < drain_until:
-        for sock in select.select(socks, [], [], 0.05)[0]:
-            try:
-                reply = sock.recv(65535)
-            except BlockingIOError:
-                continue
-            received += 1
-            bytes_out += len(reply)
+        replies, size = _receive(socks, 0.05)
+        received += replies
+        bytes_out += size
     counts.update(sent=sent, received=received, bytes_in=bytes_in, bytes_out=bytes_out)
 
 
