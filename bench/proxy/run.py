@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BACKEND_PORTS = (19101, 19102, 19103)
-PROXY_PORTS = {"haproxy": 18601, "nginx": 18602, "gslb": 18603}
+PROXY_PORTS = {"haproxy": 18601, "nginx": 18602, "gslb": 18603, "gslb-full": 18604}
 PROXY_CORE = "0"
 LOAD_CORE = "1"
 
@@ -151,19 +151,35 @@ backend app
     return conf
 
 
-def gslb_config(tmp: Path) -> Path:
-    directory = tmp / "gslb"
+# "gslb-full": every issue-14 feature switched on, so the figure is not that of a bare
+# proxy: two routes ahead of the default (the bench's requests match none, so both are
+# tried), an access log line per request written to a file, a connection cap and a
+# per-backend cap with its queue.
+FULL_FEATURES = """  max_connections: 10000
+  queue_timeout: 5s
+  access_log: {{path: "{log}", format: json}}
+  routes:
+    - {{host: api.example.com, path: /v2/, backends: [b1]}}
+    - {{host: "*.static.example.com", backends: [b2]}}
+"""
+
+
+def gslb_config(tmp: Path, name: str = "gslb") -> Path:
+    directory = tmp / name
     (directory / "regions").mkdir(parents=True)
+    cap = ", max_connections: 1000" if name == "gslb-full" else ""
     members = "\n".join(
-        f'    - {{name: b{i}, url: "http://127.0.0.1:{p}"}}' for i, p in enumerate(BACKEND_PORTS, 1)
+        f'    - {{name: b{i}, url: "http://127.0.0.1:{p}"{cap}}}'
+        for i, p in enumerate(BACKEND_PORTS, 1)
     )
+    features = FULL_FEATURES.format(log=tmp / "gslb-access.log") if name == "gslb-full" else ""
     (directory / "regions" / "bench.yaml").write_text(
         f"""region: bench
 location: {{lat: 0, lon: 0}}
 proxy:
-  listen: 127.0.0.1:{PROXY_PORTS["gslb"]}
+  listen: 127.0.0.1:{PROXY_PORTS[name]}
   method: round_robin
-  backends:
+{features}  backends:
 {members}
 """
     )
@@ -178,7 +194,7 @@ def proxy_command(name: str, tmp: Path) -> list[str]:
         return [*pin, "nginx", "-c", str(nginx_proxy_conf(tmp)), "-p", str(tmp)]
     code = (
         "import sys; from gslb.proxy.app import main; "
-        f"sys.exit(main({str(gslb_config(tmp))!r}, 'bench', None, None))"
+        f"sys.exit(main({str(gslb_config(tmp, name))!r}, 'bench', None, None))"
     )
     return [*pin, sys.executable, "-c", code]
 
@@ -252,7 +268,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole set")
     parser.add_argument(
-        "--only", nargs="*", choices=list(PROXY_PORTS), default=["haproxy", "nginx", "gslb"]
+        "--only",
+        nargs="*",
+        choices=list(PROXY_PORTS),
+        default=["haproxy", "nginx", "gslb", "gslb-full"],
     )
     args = parser.parse_args()
     need("wrk", "haproxy", "nginx", "taskset")
