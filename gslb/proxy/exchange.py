@@ -24,6 +24,26 @@ from typing import NamedTuple, Protocol
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
+from gslb.proxy.lifecycle import (
+    ABANDON,
+    ANSWER,
+    BEGIN,
+    CONNECT,
+    CUT,
+    ENDED,
+    HEAD,
+    IDLE,
+    QUEUE,
+    QUEUED,
+    RELAYING_RESPONSE,
+    RESPONSE_END,
+    RESPONSE_HEAD,
+    RETRY,
+    SEND,
+    SWITCH,
+    State,
+    advance,
+)
 from gslb.proxy.passive import CLEAR
 from gslb.proxy.routes import BackendGroup
 from gslb.proxy.shared import Shared, Snapshot
@@ -86,7 +106,6 @@ class Exchange:
         "_cookie",
         "_deadline",
         "_exclude",
-        "_finished",
         "_group",
         "_head",
         "_head_request",
@@ -103,8 +122,8 @@ class Exchange:
         "_req_done",
         "_req_mode",
         "_resp_mode",
-        "_resp_started",
         "_started",
+        "_state",
         "_status",
         "_target",
         "_upgrade",
@@ -122,6 +141,8 @@ class Exchange:
         self.client = client
         self.shared = shared
         self.snap: Snapshot = shared.snapshot
+        # Where the exchange is in its life (lifecycle.py); moved only by `advance`.
+        self._state: State = IDLE
         self.http11 = True
         self.keep_alive = True
         self._started = shared.loop.time()
@@ -147,13 +168,11 @@ class Exchange:
         self._last_name = "-"
         self._exclude = -1
         self._group: BackendGroup | None = None
-        self._resp_started = False
         self._resp_mode = NO_BODY
         self._status = 0
         self._deadline = 0.0  # when the whole request must be done (0.0: not begun)
         self._waiting_on: BackendState | None = None  # queued for a backend at its cap
         self._queued_until = 0.0
-        self._finished = False
         self._upgrade: bytes | None = None  # the protocol the client asks to switch to
         # Bytes for the client, written once per read from the backend (one send, not three).
         self._out: list[bytes] = []
@@ -178,6 +197,7 @@ class Exchange:
         upgrade: bytes | None = None,
     ) -> None:
         """The request's head, as the client connection sorted its headers (see headers.py)."""
+        self._state = advance(self._state, HEAD)
         snap = self.snap
         self._method = method
         self._target = target
@@ -245,7 +265,7 @@ class Exchange:
         if upstream is not None:
             upstream.write(data)
             return
-        if self._finished:
+        if self._state in ENDED:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
@@ -256,10 +276,12 @@ class Exchange:
 
     def begin(self) -> None:
         """Start forwarding (the client connection calls this once the head is complete)."""
+        self._state = advance(self._state, BEGIN)
         self._deadline = self._started + self.snap.spec.total_timeout
         self._try_backend()
 
     def _try_backend(self) -> None:
+        """Choose a backend (CHOOSING, or REPLAYING on a retry) and use it, or wait for it."""
         snap = self.snap
         group = self._group or snap.groups[0]
         backend = group.choose(self.client.client_ip, self._cookie, self._exclude)
@@ -281,6 +303,7 @@ class Exchange:
         if len(backend.waiting) >= spec.max_connections:
             self._queue_timed_out()
             return
+        self._state = advance(self._state, QUEUE)
         backend.waiting.append(self)
         self._waiting_on = backend
         self._queued_until = self.shared.loop.time() + spec.queue_timeout
@@ -310,13 +333,14 @@ class Exchange:
         if conn is not None:
             self._attach(conn)
         else:
+            self._state = advance(self._state, CONNECT)
             self._connecting = self.shared.pool.connect(
                 backend, snap.spec.connect_timeout, self._connected
             )
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         self._connecting = None
-        if self._finished:
+        if self._state in ENDED:
             if conn is not None:
                 self.shared.pool.release(conn)
             return
@@ -326,6 +350,7 @@ class Exchange:
         self._attach(conn)
 
     def _attach(self, conn: UpstreamConnection) -> None:
+        self._state = advance(self._state, SEND)
         self._upstream = conn
         conn.send(self, self._head, self._head_request, self._upgrade is not None)
         if self._pending:
@@ -348,8 +373,8 @@ class Exchange:
         content_length: bytes | None,
         has_body: bool,
     ) -> None:
-        self._replay = None
-        self._resp_started = True
+        self._state = advance(self._state, RESPONSE_HEAD)
+        self._replay = None  # nothing of it is needed any more: no retry from here on
         self._status = status
         if content_length is not None and (has_body or self._head_request or status == 304):
             framing = b"Content-Length: " + content_length + b"\r\n"
@@ -381,10 +406,10 @@ class Exchange:
     def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
         """The backend switched protocols: relay its 101, then the connections are a tunnel
         (the backend stays counted in flight until the tunnel ends)."""
+        self._state = advance(self._state, SWITCH)
         conn = self._upstream
         self._upstream = None
         self._replay = None
-        self._resp_started = True
         self._status = 101
         extra = hdr.upgrade_head(protocol) + b"X-Request-Id: %s\r\n" % self.request_id
         transport = self.client.transport
@@ -393,7 +418,6 @@ class Exchange:
         backend, self._backend = self._backend, None
         if backend is not None and backend.passive is not CLEAR:
             self.shared.report(self.snap, backend, True, None)
-        self._finished = True
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 101, duration)
         if self.shared.access_log is not None:
@@ -417,6 +441,7 @@ class Exchange:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def response_end(self, reusable: bool) -> None:
+        self._state = advance(self._state, RESPONSE_END)
         conn = self._upstream
         self._upstream = None
         if self._resp_mode == CHUNKED:
@@ -460,9 +485,10 @@ class Exchange:
     ) -> None:
         failed = self._backend
         self._release_backend(ok=False, request_independent=request_independent)
-        if self._finished:
+        state = self._state
+        if state in ENDED:
             return
-        if self._resp_started:
+        if state is RELAYING_RESPONSE:
             self._abort()
             return
         if (
@@ -472,6 +498,7 @@ class Exchange:
             and self._attempts < 2
             and failed is not None
         ):
+            self._state = advance(state, RETRY)
             self._exclude = (self._group or self.snap.groups[0]).local(failed)
             self.shared.stats.retries += 1
             self._pending = list(self._replay)
@@ -485,9 +512,10 @@ class Exchange:
 
     def check(self, now: float) -> None:
         """Called by the server's sweep: enforce the total and the read timeout."""
-        if self._finished or self._deadline == 0.0:
+        state = self._state
+        if state in ENDED or self._deadline == 0.0:
             return
-        if self._waiting_on is not None:
+        if state is QUEUED:
             if now >= self._queued_until or now >= self._deadline:
                 self._unqueue()
                 self._queue_timed_out()
@@ -507,7 +535,7 @@ class Exchange:
             self._upstream = None
             conn.close()
         self._release_backend(ok=False, request_independent=connecting)
-        if self._resp_started:
+        if state is RELAYING_RESPONSE:
             self._abort()
         else:
             self._fail(504, "Gateway Timeout", "backend timed out")
@@ -516,7 +544,8 @@ class Exchange:
         """The client's body turned out malformed: drop the backend side and answer `status`
         unless the backend's answer already started (then the connection closes after it)."""
         self.keep_alive = False
-        if self._finished or self._resp_started:
+        state = self._state
+        if state in ENDED or state is RELAYING_RESPONSE:
             return
         self._drop_upstream()
         self._fail(status, reason, message)
@@ -552,6 +581,7 @@ class Exchange:
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""
+        self._state = advance(self._state, ANSWER)
         self._status = status
         self._replay = None
         self._pending = []
@@ -564,13 +594,12 @@ class Exchange:
         self._finish(keep)
 
     def _abort(self) -> None:
+        self._state = advance(self._state, CUT)
         self._finish(False)
         self.client.abort()
 
     def _finish(self, keep_alive: bool) -> None:
-        if self._finished:
-            return
-        self._finished = True
+        """Count, log and hand the connection back (the state has just moved to its end)."""
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, self._status, duration)
         if self.shared.access_log is not None:
@@ -579,9 +608,9 @@ class Exchange:
 
     def abandon(self) -> None:
         """The client went away: stop, and do not keep the backend connection."""
-        if self._finished:
+        if self._state in ENDED:
             return
-        self._finished = True
+        self._state = advance(self._state, ABANDON)
         self._drop_upstream()
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 499, duration)

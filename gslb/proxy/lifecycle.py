@@ -105,3 +105,31 @@ def advance(state: State, event: Event) -> State:
         return TRANSITIONS[state, event]
     except KeyError:
         raise IllegalTransition(state, event) from None
+
+
+# The members as module constants: the exchange reads them on every request, and a module
+# global is one lookup where `State.DONE` is two.
+IDLE = S.IDLE
+READY = S.READY
+CHOOSING = S.CHOOSING
+QUEUED = S.QUEUED
+CONNECTING = S.CONNECTING
+AWAITING_RESPONSE = S.AWAITING_RESPONSE
+REPLAYING = S.REPLAYING
+RELAYING_RESPONSE = S.RELAYING_RESPONSE
+SWITCHED = S.SWITCHED
+DONE = S.DONE
+ABORTED = S.ABORTED
+ABANDONED = S.ABANDONED
+HEAD = E.HEAD
+BEGIN = E.BEGIN
+QUEUE = E.QUEUE
+CONNECT = E.CONNECT
+SEND = E.SEND
+RETRY = E.RETRY
+RESPONSE_HEAD = E.RESPONSE_HEAD
+SWITCH = E.SWITCH
+RESPONSE_END = E.RESPONSE_END
+ANSWER = E.ANSWER
+CUT = E.CUT
+ABANDON = E.ABANDON
