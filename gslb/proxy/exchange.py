@@ -203,7 +203,8 @@ class Exchange:
         self._target = target
         if noted is not None:
             self._noted = noted
-        self.request_id = request_id(self._noted.request_id)
+        sent = self._noted.request_id  # the client's, kept when well-formed
+        self.request_id = request_id(sent) if sent is not None else self.shared.request_ids.new()
         self.http11 = http11
         self.keep_alive = keep_alive
         self._head_request = method == b"HEAD"
