@@ -173,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
         self._parsing = Exchange(self, self.shared)
         self._in_head = True
         spec = self.shared.snapshot.spec
-        self._head.reset(spec.max_header_bytes, spec.max_headers)
+        self._head.reset_request(spec.max_header_bytes, spec.max_headers)
 
     def on_headers_complete(self) -> None:
         exchange = self._parsing

@@ -12,13 +12,10 @@ connections.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.headers import CRLF, KEEP
-
-UNLIMITED = sys.maxsize  # a backend's head is not limited (it is trusted as far as this goes)
 
 
 class Reject(Exception):
@@ -38,6 +35,7 @@ def _too_large(message: str) -> Reject:
 class Head:
     __slots__ = (
         "_count",
+        "_limited",
         "_max_bytes",
         "_max_fields",
         "_roles",
@@ -65,20 +63,33 @@ class Head:
         self.forwarded_for: list[bytes] = []
         self.cookies: list[bytes] = []
         self.reset()
+        self._limited = False
+        self._request_fields(0, 0)
 
-    def reset(self, max_bytes: int = UNLIMITED, max_fields: int = UNLIMITED) -> None:
-        """Start a new message; a request's head is held to `max_bytes` and `max_fields`
-        (Reject 431 beyond them)."""
+    def reset(self) -> None:
+        """Start a new message: the fields a response has (a response's head is not limited:
+        the backend is trusted as far as that goes)."""
+        self.pieces: list[bytes] = [b""]
+        self.connection: bytes | None = None
+        if self.via:  # replaced only when used: most messages have none
+            self.via = []
+        self.content_length: bytes | None = None
+        self.chunked = False
+        self.upgrade: bytes | None = None
+
+    def reset_request(self, max_bytes: int, max_fields: int) -> None:
+        """Start a new request: its head is held to `max_bytes` and `max_fields` (Reject 431
+        beyond them), and the fields only requests have are cleared too."""
+        self.reset()
+        self._limited = True
+        self._request_fields(max_bytes, max_fields)
+
+    def _request_fields(self, max_bytes: int, max_fields: int) -> None:
         self._max_bytes = max_bytes
         self._max_fields = max_fields
         self._size = 0
         self._count = 0
         self.url = b""
-        self.pieces: list[bytes] = [b""]
-        self.connection: bytes | None = None
-        # Replaced only when used: most messages have none of these.
-        if self.via:
-            self.via = []
         if self.forwarded_for:
             self.forwarded_for = []
         if self.cookies:
@@ -88,10 +99,7 @@ class Head:
         self.referer = b""
         self.user_agent = b""
         self.request_id: bytes | None = None
-        self.content_length: bytes | None = None
-        self.chunked = False
         self.expect_continue = False
-        self.upgrade: bytes | None = None
 
     # -- httptools callbacks --------------------------------------------------------------------
 
@@ -102,12 +110,13 @@ class Head:
             raise _too_large("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._size += len(name) + len(value) + 4
-        if self._size > self._max_bytes:
-            raise _too_large("request head too large")
-        self._count += 1
-        if self._count > self._max_fields:
-            raise _too_large("too many header fields")
+        if self._limited:  # a request's (one test here costs less than counting always)
+            self._size += len(name) + len(value) + 4
+            if self._size > self._max_bytes:
+                raise _too_large("request head too large")
+            self._count += 1
+            if self._count > self._max_fields:
+                raise _too_large("too many header fields")
         role = self._roles.get(name.lower(), KEEP)
         if role == KEEP:
             self.pieces += (name, b": ", value, CRLF)

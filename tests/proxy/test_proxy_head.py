@@ -34,6 +34,7 @@ REQUEST = (
 
 def test_a_request_head_is_sorted_by_role() -> None:
     head = Head(REQUEST_ROLES)
+    head.reset_request(8192, 100)
     feeder = Feeder(head)
     HttpRequestParser(feeder).feed_data(REQUEST)
     assert feeder.complete == 1
@@ -98,7 +99,7 @@ def test_limits_reject(
     data: bytes, max_bytes: int, max_fields: int, status: int, message: str
 ) -> None:
     head = Head(REQUEST_ROLES)
-    head.reset(max_bytes, max_fields)
+    head.reset_request(max_bytes, max_fields)
     with pytest.raises(HttpParserCallbackError) as caught:
         HttpRequestParser(Feeder(head)).feed_data(data)
     reject = caught.value.__context__
