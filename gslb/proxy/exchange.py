@@ -123,7 +123,6 @@ class Exchange:
         "_req_mode",
         "_resp_mode",
         "_started",
-        "_state",
         "_status",
         "_target",
         "_upgrade",
@@ -135,14 +134,16 @@ class Exchange:
         "request_id",
         "shared",
         "snap",
+        "state",
     )
 
     def __init__(self, client: ClientSide, shared: Shared) -> None:
         self.client = client
         self.shared = shared
         self.snap: Snapshot = shared.snapshot
-        # Where the exchange is in its life (lifecycle.py); moved only by `advance`.
-        self._state: State = IDLE
+        # Where the exchange is in its life (lifecycle.py): moved only here, by `advance`;
+        # the client connection reads it (IDLE: the head is still being parsed).
+        self.state: State = IDLE
         self.http11 = True
         self.keep_alive = True
         self._started = shared.loop.time()
@@ -197,7 +198,7 @@ class Exchange:
         upgrade: bytes | None = None,
     ) -> None:
         """The request's head, as the client connection sorted its headers (see headers.py)."""
-        self._state = advance(self._state, HEAD)
+        self.state = advance(self.state, HEAD)
         snap = self.snap
         self._method = method
         self._target = target
@@ -266,7 +267,7 @@ class Exchange:
         if upstream is not None:
             upstream.write(data)
             return
-        if self._state in ENDED:
+        if self.state in ENDED:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
@@ -277,7 +278,7 @@ class Exchange:
 
     def begin(self) -> None:
         """Start forwarding (the client connection calls this once the head is complete)."""
-        self._state = advance(self._state, BEGIN)
+        self.state = advance(self.state, BEGIN)
         self._deadline = self._started + self.snap.spec.total_timeout
         self._try_backend()
 
@@ -304,7 +305,7 @@ class Exchange:
         if len(backend.waiting) >= spec.max_connections:
             self._queue_timed_out()
             return
-        self._state = advance(self._state, QUEUE)
+        self.state = advance(self.state, QUEUE)
         backend.waiting.append(self)
         self._waiting_on = backend
         self._queued_until = self.shared.loop.time() + spec.queue_timeout
@@ -334,14 +335,14 @@ class Exchange:
         if conn is not None:
             self._attach(conn)
         else:
-            self._state = advance(self._state, CONNECT)
+            self.state = advance(self.state, CONNECT)
             self._connecting = self.shared.pool.connect(
                 backend, snap.spec.connect_timeout, self._connected
             )
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         self._connecting = None
-        if self._state in ENDED:
+        if self.state in ENDED:
             if conn is not None:
                 self.shared.pool.release(conn)
             return
@@ -351,7 +352,7 @@ class Exchange:
         self._attach(conn)
 
     def _attach(self, conn: UpstreamConnection) -> None:
-        self._state = advance(self._state, SEND)
+        self.state = advance(self.state, SEND)
         self._upstream = conn
         conn.send(self, self._head, self._head_request, self._upgrade is not None)
         if self._pending:
@@ -374,7 +375,7 @@ class Exchange:
         content_length: bytes | None,
         has_body: bool,
     ) -> None:
-        self._state = advance(self._state, RESPONSE_HEAD)
+        self.state = advance(self.state, RESPONSE_HEAD)
         self._replay = None  # nothing of it is needed any more: no retry from here on
         self._status = status
         if content_length is not None and (has_body or self._head_request or status == 304):
@@ -407,7 +408,7 @@ class Exchange:
     def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
         """The backend switched protocols: relay its 101, then the connections are a tunnel
         (the backend stays counted in flight until the tunnel ends)."""
-        self._state = advance(self._state, SWITCH)
+        self.state = advance(self.state, SWITCH)
         conn = self._upstream
         self._upstream = None
         self._replay = None
@@ -442,7 +443,7 @@ class Exchange:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def response_end(self, reusable: bool) -> None:
-        self._state = advance(self._state, RESPONSE_END)
+        self.state = advance(self.state, RESPONSE_END)
         conn = self._upstream
         self._upstream = None
         if self._resp_mode == CHUNKED:
@@ -486,7 +487,7 @@ class Exchange:
     ) -> None:
         failed = self._backend
         self._release_backend(ok=False, request_independent=request_independent)
-        state = self._state
+        state = self.state
         if state in ENDED:
             return
         if state is RELAYING_RESPONSE:
@@ -499,7 +500,7 @@ class Exchange:
             and self._attempts < 2
             and failed is not None
         ):
-            self._state = advance(state, RETRY)
+            self.state = advance(state, RETRY)
             self._exclude = (self._group or self.snap.groups[0]).local(failed)
             self.shared.stats.retries += 1
             self._pending = list(self._replay)
@@ -513,7 +514,7 @@ class Exchange:
 
     def check(self, now: float) -> None:
         """Called by the server's sweep: enforce the total and the read timeout."""
-        state = self._state
+        state = self.state
         if state in ENDED or self._deadline == 0.0:
             return
         if state is QUEUED:
@@ -545,7 +546,7 @@ class Exchange:
         """The client's body turned out malformed: drop the backend side and answer `status`
         unless the backend's answer already started (then the connection closes after it)."""
         self.keep_alive = False
-        state = self._state
+        state = self.state
         if state in ENDED or state is RELAYING_RESPONSE:
             return
         self._drop_upstream()
@@ -582,7 +583,7 @@ class Exchange:
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""
-        self._state = advance(self._state, ANSWER)
+        self.state = advance(self.state, ANSWER)
         self._status = status
         self._replay = None
         self._pending = []
@@ -595,7 +596,7 @@ class Exchange:
         self._finish(keep)
 
     def _abort(self) -> None:
-        self._state = advance(self._state, CUT)
+        self.state = advance(self.state, CUT)
         self._finish(False)
         self.client.abort()
 
@@ -609,9 +610,9 @@ class Exchange:
 
     def abandon(self) -> None:
         """The client went away: stop, and do not keep the backend connection."""
-        if self._state in ENDED:
+        if self.state in ENDED:
             return
-        self._state = advance(self._state, ABANDON)
+        self.state = advance(self.state, ABANDON)
         self._drop_upstream()
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 499, duration)

@@ -28,6 +28,7 @@ from gslb.proxy.backends import BackendState
 from gslb.proxy.exchange import Exchange, Noted
 from gslb.proxy.head import Head, Reject
 from gslb.proxy.headers import REQUEST_ROLES
+from gslb.proxy.lifecycle import IDLE
 from gslb.proxy.shared import Shared
 from gslb.proxy.tunnel import Tunnel
 from gslb.proxy.upstream import UpstreamConnection
@@ -42,7 +43,6 @@ class ClientConnection(asyncio.Protocol):
         "_deadline",
         "_deadline_is_idle",
         "_head",
-        "_in_head",
         "_leftover",
         "_parser",
         "_parsing",
@@ -70,7 +70,6 @@ class ClientConnection(asyncio.Protocol):
         self._parsing: Exchange | None = None  # the request the parser is reading
         self._active: Exchange | None = None  # the request being answered
         self._queue: deque[Exchange] = deque()  # pipelined requests, complete heads
-        self._in_head = False
         self._raw_head = 0
         self._paused = 0
         self._closing = False
@@ -117,7 +116,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._deadline_is_idle:
             self._cancel_timer()
-        counting = self._parsing is None or self._in_head
+        parsing = self._parsing  # in a head while its exchange is IDLE (lifecycle.py)
+        counting = parsing is None or parsing.state is IDLE
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -140,7 +140,8 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserError:
             self._reject(400, "Bad Request", "malformed request")
             return
-        if self._in_head:
+        parsing = self._parsing
+        if parsing is not None and parsing.state is IDLE:
             if counting:
                 self._raw_head += len(data)
             if self._raw_head > self.shared.snapshot.spec.max_header_bytes:
@@ -171,14 +172,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._parsing = Exchange(self, self.shared)
-        self._in_head = True
         spec = self.shared.snapshot.spec
         self._head.reset_request(spec.max_header_bytes, spec.max_headers)
 
     def on_headers_complete(self) -> None:
         exchange = self._parsing
         assert exchange is not None
-        self._in_head = False
         self._raw_head = 0
         if self._deadline != 0.0 and not self._deadline_is_idle:
             self._cancel_timer()
@@ -307,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
         A tunnel stays open until it ends or the drain timeout cuts it."""
         if self._tunnel is not None:
             return
-        if self._active is None and self._parsing is None and not self._in_head:
+        if self._active is None and self._parsing is None:
             delay = self.shared.drain_close_delay()
             deadline = self.shared.loop.time() + delay
             if not (self._deadline_is_idle and 0.0 < self._deadline < deadline):
@@ -328,7 +327,6 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, status: int, reason: str, message: str) -> None:
         """Refuse what the parser is reading: answer it if nothing else is, then close."""
         self._closing = True
-        self._in_head = False
         parsing, self._parsing = self._parsing, None
         self._pause(PAUSE_PIPELINE)
         active = self._active
