@@ -1,12 +1,15 @@
-"""The exchange's state machine (gslb.proxy.lifecycle), without sockets: every legal move
-lands where the table says, every other (state, event) pair raises."""
+"""The exchange's state machine (gslb.proxy.lifecycle): without sockets, every legal move
+lands where the table says and every other (state, event) pair raises; over real sockets,
+the proxy's exchanges make exactly the moves of the table."""
 
 from __future__ import annotations
 
 from itertools import product
 
 import pytest
+from proxyhelpers import Env, get, make_spec
 
+from gslb.proxy import exchange
 from gslb.proxy.lifecycle import (
     ANSWER_STARTED,
     ENDED,
@@ -126,3 +129,50 @@ def test_answer_started_excludes_retry_and_own_answer() -> None:
     for state in ANSWER_STARTED:
         assert (state, E.RETRY) not in TRANSITIONS
         assert (state, E.ANSWER) not in TRANSITIONS
+
+
+# -- the machine in a running proxy: the moves its exchanges make, over real sockets --------
+
+
+class Moves:
+    """Records every move the proxy's exchanges make (gslb.proxy.exchange calls `advance`)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def advance(self, state: State, event: Event) -> State:
+        self.events.append(event)
+        return advance(state, event)
+
+
+@pytest.fixture
+def moves(monkeypatch: pytest.MonkeyPatch) -> Moves:
+    recorder = Moves()
+    monkeypatch.setattr(exchange, "advance", recorder.advance)
+    return recorder
+
+
+async def test_a_proxied_request_moves_through_the_table(env: Env, moves: Moves) -> None:
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    assert (await get(proxy.port)).status == 200  # a new backend connection
+    assert moves.events == [E.HEAD, E.BEGIN, E.CONNECT, E.SEND, E.RESPONSE_HEAD, E.RESPONSE_END]
+    moves.events.clear()
+    assert (await get(proxy.port)).status == 200  # the pooled one
+    assert moves.events == [E.HEAD, E.BEGIN, E.SEND, E.RESPONSE_HEAD, E.RESPONSE_END]
+
+
+async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) -> None:
+    dead, alive = await env.backend("dead"), await env.backend("alive")
+    proxy = await env.proxy(make_spec([dead, alive]))
+    await dead.stop()
+    replies = [await get(proxy.port) for _ in range(2)]
+    assert [r.body for r in replies] == [b"alive", b"alive"]
+    assert E.RETRY in moves.events  # the request that went to the dead backend first
+    assert moves.events.count(E.RESPONSE_END) == 2
+    await alive.stop()
+    moves.events.clear()
+    reply = await get(proxy.port)
+    assert reply.status == 502
+    assert moves.events[-1] is E.ANSWER
+    assert E.RESPONSE_HEAD not in moves.events
