@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
+from gslb.proxy.head import Head
 from gslb.proxy.lifecycle import (
     ABANDON,
     ANSWER,
@@ -63,15 +64,6 @@ CHUNKED = 2
 CHUNK_END = b"0\r\n\r\n"
 
 
-class Noted(NamedTuple):
-    """Header values the client connection noted for the access log and X-Request-Id."""
-
-    host: bytes
-    referer: bytes
-    user_agent: bytes
-    request_id: bytes | None  # as the client sent it
-
-
 class ClientSide(Protocol):
     """What an exchange needs of the client connection it belongs to."""
 
@@ -85,9 +77,6 @@ class ClientSide(Protocol):
         self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
     ) -> None: ...
     def abort(self) -> None: ...
-
-
-_NOTHING_NOTED = Noted(b"", b"", b"", None)
 
 
 def wake(backend: BackendState) -> None:
@@ -109,14 +98,15 @@ class Exchange:
         "_group",
         "_head",
         "_head_request",
+        "_host",
         "_idempotent",
         "_last_name",
         "_method",
-        "_noted",
         "_out",
         "_pending",
         "_pending_bytes",
         "_queued_until",
+        "_referer",
         "_replay",
         "_replay_bytes",
         "_req_done",
@@ -127,6 +117,7 @@ class Exchange:
         "_target",
         "_upgrade",
         "_upstream",
+        "_user_agent",
         "_waiting_on",
         "client",
         "http11",
@@ -150,7 +141,9 @@ class Exchange:
         self._head = b""
         self._method = b""
         self._target = b""
-        self._noted = _NOTHING_NOTED
+        self._host = b""
+        self._referer = b""
+        self._user_agent = b""
         self.request_id = b""
         self._bytes_out = 0
         self._head_request = False
@@ -181,30 +174,20 @@ class Exchange:
     # -- the request, as the client connection parses it ------------------------------------
 
     def set_head(
-        self,
-        method: bytes,
-        target: bytes,
-        pieces: list[bytes],
-        connection: bytes | None,
-        forwarded_for: list[bytes],
-        via: list[bytes],
-        has_host: bool,
-        cookies: list[bytes],
-        http11: bool,
-        keep_alive: bool,
-        content_length: bytes | None,
-        chunked: bool,
-        noted: Noted | None = None,
-        upgrade: bytes | None = None,
+        self, method: bytes, parsed: Head, http11: bool, keep_alive: bool, upgrade: bytes | None
     ) -> None:
-        """The request's head, as the client connection sorted its headers (see headers.py)."""
+        """The request's head as the client connection's parser collected it (head.py); its
+        lists are consumed here (the connection resets `parsed` for its next request).
+        `upgrade`: the protocol the client asks to switch to, when it really asks."""
         self.state = advance(self.state, HEAD)
         snap = self.snap
+        target = parsed.url
         self._method = method
         self._target = target
-        if noted is not None:
-            self._noted = noted
-        sent = self._noted.request_id  # the client's, kept when well-formed
+        self._host = host = parsed.host  # these three for the access log
+        self._referer = parsed.referer
+        self._user_agent = parsed.user_agent
+        sent = parsed.request_id  # the client's, kept when well-formed
         self.request_id = request_id(sent) if sent is not None else self.shared.request_ids.new()
         self.http11 = http11
         self.keep_alive = keep_alive
@@ -212,7 +195,8 @@ class Exchange:
         self._idempotent = method in IDEMPOTENT
         if not self._idempotent:
             self._replay = None
-        if chunked:
+        content_length = parsed.content_length
+        if parsed.chunked:
             self._req_mode = CHUNKED
             framing = b"Transfer-Encoding: chunked\r\n"
         elif content_length is not None:
@@ -220,25 +204,25 @@ class Exchange:
             framing = b"Content-Length: " + content_length + b"\r\n"
         else:
             framing = b""
-        self._group = snap.group(self._noted.host, target)
+        self._group = snap.group(host, target)
         if upgrade is not None:
             # Passed on (hop-by-hop otherwise); an answer other than 101 ends the connection.
             self._upgrade = upgrade
             self.keep_alive = False
             framing += hdr.upgrade_head(upgrade)
-        if snap.sticky_cookie is not None and cookies:
-            self._cookie = hdr.cookie_value(cookies, snap.sticky_cookie)
+        if snap.sticky_cookie is not None and parsed.cookies:
+            self._cookie = hdr.cookie_value(parsed.cookies, snap.sticky_cookie)
         self._head = hdr.request_head(
             method,
             target,
-            pieces,
-            connection,
-            forwarded_for,
-            via,
+            parsed.pieces,
+            parsed.connection,
+            parsed.forwarded_for,
+            parsed.via,
             self.client.client_ip,
             b"http",
             framing,
-            None if has_host else snap.default_host,
+            None if parsed.has_host else snap.default_host,
             self.request_id,
         )
 
@@ -622,13 +606,12 @@ class Exchange:
     def _log(self, status: int, duration: float) -> None:
         access_log = self.shared.access_log
         assert access_log is not None
-        noted = self._noted
         access_log.log(
             (
                 time.time(),
                 self.client.client_ip,
                 self._method,
-                noted.host,
+                self._host,
                 self._target,
                 "HTTP/1.1" if self.http11 else "HTTP/1.0",
                 status,
@@ -637,7 +620,7 @@ class Exchange:
                 self._last_name,
                 max(0, self._attempts - 1),
                 self.request_id,
-                noted.referer,
-                noted.user_agent,
+                self._referer,
+                self._user_agent,
             )
         )

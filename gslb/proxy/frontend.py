@@ -25,7 +25,7 @@ from httptools import (
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
-from gslb.proxy.exchange import Exchange, Noted
+from gslb.proxy.exchange import Exchange
 from gslb.proxy.head import Head, Reject
 from gslb.proxy.headers import REQUEST_ROLES
 from gslb.proxy.lifecycle import IDLE
@@ -189,23 +189,10 @@ class ClientConnection(asyncio.Protocol):
         head = self._head
         if http11 and not head.has_host:  # RFC 9112 §3.2; HTTP/1.0 may leave it out
             raise Reject(400, "Bad Request", "Host header required")
-        upgrade = head.upgrade
-        exchange.set_head(
-            method,
-            head.url,
-            head.pieces,
-            head.connection,
-            head.forwarded_for,
-            head.via,
-            head.has_host,
-            head.cookies,
-            http11,
-            parser.should_keep_alive() and not self._closing,
-            head.content_length,
-            head.chunked,
-            Noted(head.host, head.referer, head.user_agent, head.request_id),
-            upgrade if upgrade and hdr.wants_upgrade(head.connection) else None,
-        )
+        # An Upgrade header that Connection does not name is not a request to switch.
+        upgrade = head.upgrade if head.upgrade and hdr.wants_upgrade(head.connection) else None
+        keep_alive = parser.should_keep_alive() and not self._closing
+        exchange.set_head(method, head, http11, keep_alive, upgrade)
         if self._active is None:
             self._start(exchange)
         else:
