@@ -26,8 +26,7 @@ from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
 from gslb.proxy.exchange import Exchange
-from gslb.proxy.head import Head, Reject
-from gslb.proxy.headers import REQUEST_ROLES
+from gslb.proxy.head import REQUEST, Head, Reject
 from gslb.proxy.lifecycle import IDLE
 from gslb.proxy.shared import Shared
 from gslb.proxy.tunnel import Tunnel
@@ -61,7 +60,7 @@ class ClientConnection(asyncio.Protocol):
         self.shared = shared
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
-        self._head = head = Head(REQUEST_ROLES)
+        self._head = head = Head(REQUEST)
         # The parser calls the head's own methods for the target and each header (it looks
         # them up on this object once, when it is made): one Python call per header.
         self.on_url = head.on_url

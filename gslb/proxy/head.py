@@ -2,20 +2,67 @@
 side, gslb.proxy.frontend) and responses (the backend side, gslb.proxy.upstream).
 
 Each header is sorted as it arrives with one lookup in a role table (`REQUEST_ROLES` or
-`RESPONSE_ROLES`, headers.py): headers passed on go straight into pre-formatted `pieces`
-(placeholder first) so the head sent on is one join; framing, `Connection`, `Via` and the
-headers the proxy notes are kept apart. The parser calls `on_header` (and `on_url`) of a
-`Head` directly: a connection hands its own parser these bound methods, so a header costs one
-Python call, not two. A `Head` is reset for each message and reused, never shared between
-connections.
+`RESPONSE_ROLES`, headers.py; `REQUEST` and `RESPONSE` here add the names in their usual
+spelling, found without lowering them first): headers passed on go straight into
+pre-formatted `pieces` (placeholder first) so the head sent on is one join; framing,
+`Connection`, `Via` and the headers the proxy notes are kept apart. The parser calls
+`on_header` (and `on_url`) of a `Head` directly: a connection hands its own parser these
+bound methods, so a header costs one Python call, not two. A `Head` is reset for each
+message and reused, never shared between connections.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from gslb.proxy import headers as hdr
-from gslb.proxy.headers import CRLF, KEEP
+from gslb.proxy.headers import CRLF, KEEP, REQUEST_ROLES, RESPONSE_ROLES
+
+# Header names as clients and servers nearly always spell them (with the role tables' own
+# names in that spelling, added below). A name sent so costs one dict probe; any other
+# spelling is lowered and looked up in the role table.
+_USUAL_NAMES = (
+    b"Accept",
+    b"Accept-Encoding",
+    b"Accept-Language",
+    b"Accept-Ranges",
+    b"Access-Control-Allow-Origin",
+    b"Age",
+    b"Authorization",
+    b"Cache-Control",
+    b"Content-Encoding",
+    b"Content-Type",
+    b"Date",
+    b"ETag",
+    b"Expires",
+    b"If-Modified-Since",
+    b"If-None-Match",
+    b"Last-Modified",
+    b"Location",
+    b"Origin",
+    b"Pragma",
+    b"Server",
+    b"Set-Cookie",
+    b"Vary",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """A role table by lower-case name, and the same roles of names in their usual spelling."""
+
+    lower: Mapping[bytes, int]
+    as_sent: Mapping[bytes, int]
+
+
+def roles(table: Mapping[bytes, int]) -> Roles:
+    usual = (*_USUAL_NAMES, *(name.title() for name in table))
+    return Roles(table, {name: table.get(name.lower(), KEEP) for name in usual})
+
+
+REQUEST = roles(REQUEST_ROLES)
+RESPONSE = roles(RESPONSE_ROLES)
 
 
 class Reject(Exception):
@@ -34,6 +81,7 @@ def _too_large(message: str) -> Reject:
 
 class Head:
     __slots__ = (
+        "_as_sent",
         "_count",
         "_limited",
         "_max_bytes",
@@ -57,8 +105,9 @@ class Head:
         "via",
     )
 
-    def __init__(self, roles: Mapping[bytes, int]) -> None:
-        self._roles = roles
+    def __init__(self, roles: Roles) -> None:
+        self._roles = roles.lower
+        self._as_sent = roles.as_sent
         self.via: list[bytes] = []
         self.forwarded_for: list[bytes] = []
         self.cookies: list[bytes] = []
@@ -117,7 +166,9 @@ class Head:
             self._count += 1
             if self._count > self._max_fields:
                 raise _too_large("too many header fields")
-        role = self._roles.get(name.lower(), KEEP)
+        role = self._as_sent.get(name)
+        if role is None:
+            role = self._roles.get(name.lower(), KEEP)
         if role == KEEP:
             self.pieces += (name, b": ", value, CRLF)
         elif role == hdr.HOST:

@@ -18,8 +18,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
-from gslb.proxy.head import Head
-from gslb.proxy.headers import RESPONSE_ROLES
+from gslb.proxy.head import RESPONSE, Head
 from gslb.proxy.stats import ProxyStats
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         self.last_io = 0.0
         self.idle_since = 0.0  # when the pool took it back
-        self._head = Head(RESPONSE_ROLES)
+        self._head = Head(RESPONSE)
         self.on_header = self._head.on_header  # called by the parser itself (see head.py)
         self._parser = HttpResponseParser(self)
         self._reset_parser = False

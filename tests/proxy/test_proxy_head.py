@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from httptools import HttpParserCallbackError, HttpRequestParser, HttpResponseParser
 
-from gslb.proxy.head import Head, Reject
-from gslb.proxy.headers import REQUEST_ROLES, RESPONSE_ROLES
+from gslb.proxy.head import REQUEST, RESPONSE, Head, Reject, roles
+from gslb.proxy.headers import KEEP, REQUEST_ROLES, RESPONSE_ROLES
 
 
 class Feeder:
@@ -23,7 +23,7 @@ class Feeder:
         self.complete += 1
 
 
-REQUEST = (
+A_REQUEST = (
     b"GET /a?b=1 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: ua/1\r\n"
     b"Referer: http://ref.example/\r\nCookie: s=1\r\nX-Forwarded-For: 192.0.2.7\r\n"
     b"Via: 1.1 edge\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
@@ -33,10 +33,10 @@ REQUEST = (
 
 
 def test_a_request_head_is_sorted_by_role() -> None:
-    head = Head(REQUEST_ROLES)
+    head = Head(REQUEST)
     head.reset_request(8192, 100)
     feeder = Feeder(head)
-    HttpRequestParser(feeder).feed_data(REQUEST)
+    HttpRequestParser(feeder).feed_data(A_REQUEST)
     assert feeder.complete == 1
     assert head.url == b"/a?b=1"
     assert head.has_host and head.host == b"app.example.com"
@@ -58,7 +58,7 @@ def test_a_request_head_is_sorted_by_role() -> None:
 
 
 def test_a_response_head_uses_the_response_roles_and_reset_clears_it() -> None:
-    head = Head(RESPONSE_ROLES)
+    head = Head(RESPONSE)
     feeder = Feeder(head)
     parser = HttpResponseParser(feeder)
     parser.feed_data(
@@ -98,10 +98,27 @@ def test_a_response_head_uses_the_response_roles_and_reset_clears_it() -> None:
 def test_limits_reject(
     data: bytes, max_bytes: int, max_fields: int, status: int, message: str
 ) -> None:
-    head = Head(REQUEST_ROLES)
+    head = Head(REQUEST)
     head.reset_request(max_bytes, max_fields)
     with pytest.raises(HttpParserCallbackError) as caught:
         HttpRequestParser(Feeder(head)).feed_data(data)
     reject = caught.value.__context__
     assert isinstance(reject, Reject)
     assert (reject.status, reject.message) == (status, message)
+
+
+@pytest.mark.parametrize("table", [REQUEST_ROLES, RESPONSE_ROLES])
+def test_names_found_as_sent_have_their_lower_case_role(table: dict[bytes, int]) -> None:
+    usual = roles(table).as_sent
+    assert b"Content-Length" in usual and b"Server" in usual
+    for name, role in usual.items():
+        assert role == table.get(name.lower(), KEEP), name
+
+
+def test_any_spelling_of_a_name_gets_its_role() -> None:
+    head = Head(RESPONSE)
+    parser = HttpResponseParser(Feeder(head))
+    parser.feed_data(b"HTTP/1.1 200 OK\r\ncontent-LENGTH: 2\r\nVIA: 1.0 x\r\nServer: s\r\n\r\n")
+    assert head.content_length == b"2"
+    assert head.via == [b"1.0 x"]
+    assert b"".join(head.pieces) == b"Server: s\r\n"
