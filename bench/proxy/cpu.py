@@ -8,8 +8,10 @@
 The same layout as bench/proxy/run.py (proxy alone on core 0; wrk and the nginx backends on
 core 1; keep-alive, 50 connections), but what is measured is the proxy process's CPU time
 over the wrk run (utime and stime from /proc/PID/stat, before and after) divided by the
-requests wrk counted. Unlike requests/s, that figure hardly moves when other work on the
-machine takes turns on the proxy's core. With `--reference DIR` each round runs the other
+requests wrk counted, with HAProxy (`nbthread 1`, as in run.py) measured the same way in each
+round as the reference. That figure moves less than requests/s when other work on the
+machine takes turns on the proxy's core, but it does move: fewer events per wake-up cost
+more system calls per request. With `--reference DIR` each round runs the other
 checkout's code too (through PYTHONPATH), interleaved with this one, for a same-run A/B.
 `--profile py-spy` samples the proxy (py-spy, `pip install py-spy`) and prints the functions
 with the most samples, self and inclusive; `--profile cprofile` runs it under cProfile
@@ -43,6 +45,7 @@ from bench.proxy.run import (  # noqa: E402
     process,
     wrk,
 )
+from bench.proxy.run import proxy_command as reference_command  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -65,6 +68,8 @@ def cpu_ticks(pid: int) -> tuple[int, int]:
 
 
 def proxy_command(variant: str, tmp: Path, profile_out: Path | None) -> list[str]:
+    if variant == "haproxy":
+        return reference_command(variant, tmp)
     config = str(gslb_config(tmp, variant))
     call = f"main({config!r}, 'bench', None, None)"
     if profile_out is not None:  # main returns after SIGTERM's drain: the profile is written
@@ -155,8 +160,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--variants", nargs="*", default=["gslb", "gslb-full"],
-                        choices=["gslb", "gslb-full"])  # fmt: skip
+    parser.add_argument("--variants", nargs="*", default=["haproxy", "gslb", "gslb-full"],
+                        choices=["haproxy", "gslb", "gslb-full"])  # fmt: skip
     parser.add_argument("--reference", type=Path, help="another checkout to compare with")
     parser.add_argument("--profile", choices=["py-spy", "cprofile"])
     args = parser.parse_args()
@@ -171,8 +176,9 @@ def main() -> int:
             backends = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends_conf(tmp)), "-p", t]
             with process(backends, BACKEND_PORTS[0], tmp / "backends.log"):
                 for variant in args.variants:
-                    for code in codes:
-                        c, report = measure(code, variant, tmp, args.duration, args.profile)
+                    for code in codes[:1] if variant == "haproxy" else codes:
+                        profile = None if variant == "haproxy" else args.profile
+                        c, report = measure(code, variant, tmp, args.duration, profile)
                         print(
                             f"| {n} | {c.code} | {c.variant} | {c.requests:,} | {c.rps:,.0f} "
                             f"| {c.user_us:.1f} | {c.system_us:.1f} "
