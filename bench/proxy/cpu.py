@@ -79,7 +79,8 @@ def proxy_command(variant: str, tmp: Path, profile_out: Path | None) -> list[str
         )
     else:
         code = f"import sys; from gslb.proxy.app import main; sys.exit({call})"
-    return ["taskset", "-c", PROXY_CORE, sys.executable, "-c", code]
+    # -P: no current directory on sys.path, so gslb comes from PYTHONPATH (the code measured)
+    return ["taskset", "-c", PROXY_CORE, sys.executable, "-P", "-c", code]
 
 
 def requests_of(text: str) -> int:

@@ -111,7 +111,11 @@ async def measure(config: Path, requests: int, rounds: int, profile: Path | None
 def run_here(variant: str, requests: int, rounds: int, profile: Path | None) -> float:
     import uvloop
 
-    sys.path.insert(0, str(ROOT))
+    import gslb
+
+    print(f"gslb from {Path(gslb.__file__).parent.parent}", file=sys.stderr)
+
+    sys.path.append(str(ROOT))  # after PYTHONPATH: gslb is the code measured
     from bench.proxy.run import gslb_config
 
     with tempfile.TemporaryDirectory(prefix="gslb-micro-") as t:
@@ -123,7 +127,7 @@ def run_here(variant: str, requests: int, rounds: int, profile: Path | None) -> 
 def run_there(code: Path, variant: str, requests: int, rounds: int) -> float:
     """The same in a subprocess importing gslb from `code` (this script's bench helpers)."""
     env = dict(os.environ, PYTHONPATH=str(code))
-    cmd = [sys.executable, __file__, "--variant", variant, "--requests", str(requests),
+    cmd = [sys.executable, "-P", __file__, "--variant", variant, "--requests", str(requests),
            "--rounds", str(rounds), "--bare"]  # fmt: skip
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return float(out.split()[-1])
