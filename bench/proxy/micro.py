@@ -13,7 +13,8 @@ the proxy does in Python per request runs (parse, route, balance, rewrite both h
 count), and no system call does. The figure is CPU time (time.process_time, the access log's
 writer thread included) per request, the best of `--rounds`: other work on the machine
 hardly moves it, unlike wall-clock figures. With `--reference DIR` the same runs for
-another checkout's code (a subprocess with PYTHONPATH=DIR), alternating, in the same run.
+another checkout's code (a subprocess with PYTHONPATH=DIR), alternating, in the same run;
+each run is pinned to core 0 (taskset), with its access log thread.
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ def run_here(variant: str, requests: int, rounds: int, profile: Path | None) -> 
 def run_there(code: Path, variant: str, requests: int, rounds: int) -> float:
     """The same in a subprocess importing gslb from `code` (this script's bench helpers)."""
     env = dict(os.environ, PYTHONPATH=str(code))
-    cmd = [sys.executable, "-P", __file__, "--variant", variant, "--requests", str(requests),
-           "--rounds", str(rounds), "--bare"]  # fmt: skip
+    # On one core, as the real proxy runs (its access log thread shares the core too).
+    cmd = ["taskset", "-c", "0", sys.executable, "-P", __file__, "--variant", variant,
+           "--requests", str(requests), "--rounds", str(rounds), "--bare"]  # fmt: skip
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return float(out.split()[-1])
 
