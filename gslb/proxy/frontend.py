@@ -27,7 +27,7 @@ from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
 from gslb.proxy.exchange import Exchange
 from gslb.proxy.head import REQUEST, Head, Reject
-from gslb.proxy.lifecycle import IDLE
+from gslb.proxy.lifecycle import IDLE, IllegalTransition
 from gslb.proxy.shared import Shared
 from gslb.proxy.tunnel import Tunnel
 from gslb.proxy.upstream import UpstreamConnection
@@ -131,6 +131,8 @@ class ClientConnection(asyncio.Protocol):
             return
         except HttpParserCallbackError as e:
             cause = e.__context__
+            if isinstance(cause, IllegalTransition):
+                raise cause from None  # the proxy's own bug, not a bad request: the loop logs it
             if isinstance(cause, Reject):
                 self._reject(cause.status, cause.reason, cause.message)
             else:

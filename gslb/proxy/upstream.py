@@ -19,6 +19,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
 from gslb.proxy.head import RESPONSE, Head
+from gslb.proxy.lifecycle import IllegalTransition
 from gslb.proxy.stats import ProxyStats
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class UpstreamConnection(asyncio.Protocol):
                 tunnel.from_backend(data[e.args[0] :])
             return
         except HttpParserError as e:
+            if isinstance(e.__context__, IllegalTransition):
+                raise e.__context__ from None  # the proxy's own bug, not the backend's
             self._fail(f"bad response from backend: {e}")
             return
         sink = self.sink
