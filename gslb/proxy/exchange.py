@@ -12,6 +12,11 @@ was idle for less than UNSAFE_REUSE_WITHIN (gslb.proxy.upstream), else on a new 
 Timeouts: connect (502 when nothing else can take it), read
 between backend bytes and total per request (504 before the answer started, else the client
 connection is cut, as nothing else can tell the client that the answer is incomplete).
+
+Where an exchange is in its life (parsed, queued, connecting, awaiting the answer, relaying
+it, done …) is one `State`, moved only through the transition table of gslb.proxy.lifecycle
+(`advance`); whether the request's body has ended is kept apart (`_req_done`), as a backend
+may answer before it has.
 """
 
 from __future__ import annotations
