@@ -5,11 +5,10 @@ the proxy's exchanges make exactly the moves of the table."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from itertools import product
 
 import pytest
-from proxyhelpers import Env, get, make_spec
+from proxyhelpers import Env, TestBackend, get, make_spec
 
 from gslb.proxy import exchange
 from gslb.proxy.lifecycle import (
@@ -21,6 +20,7 @@ from gslb.proxy.lifecycle import (
     State,
     advance,
 )
+from gslb.proxy.server import ProxyServer
 
 S = State
 E = Event
@@ -180,23 +180,26 @@ async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) 
     assert E.RESPONSE_HEAD not in moves.events
 
 
-def _failing_on(event: Event) -> Callable[[State, Event], State]:
-    """`advance` with a bug planted: `event` is refused as an illegal move."""
+async def _proxy_with_a_bug(
+    env: Env, monkeypatch: pytest.MonkeyPatch, event: Event
+) -> tuple[TestBackend, ProxyServer]:
+    """A proxy whose `advance` has a bug planted: `event` is refused as an illegal move."""
 
     def broken(state: State, e: Event) -> State:
         if e is event:
             raise IllegalTransition(state, e)
         return advance(state, e)
 
-    return broken
+    b = await env.backend("solo")
+    proxy = await env.proxy(make_spec([b]))
+    monkeypatch.setattr(exchange, "advance", broken)
+    return b, proxy
 
 
 async def test_an_illegal_move_while_parsing_a_request_is_logged_not_a_400(
     env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    b = await env.backend("solo")
-    proxy = await env.proxy(make_spec([b]))
-    monkeypatch.setattr(exchange, "advance", _failing_on(E.HEAD))
+    b, proxy = await _proxy_with_a_bug(env, monkeypatch, E.HEAD)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert await asyncio.wait_for(reader.read(), 3) == b""  # cut, no "400 malformed request"
@@ -208,9 +211,7 @@ async def test_an_illegal_move_while_parsing_a_request_is_logged_not_a_400(
 async def test_an_illegal_move_on_a_response_is_logged_not_blamed_on_the_parser(
     env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    b = await env.backend("solo")
-    proxy = await env.proxy(make_spec([b]))
-    monkeypatch.setattr(exchange, "advance", _failing_on(E.RESPONSE_HEAD))
+    _, proxy = await _proxy_with_a_bug(env, monkeypatch, E.RESPONSE_HEAD)
     reply = await get(proxy.port)
     assert reply.status == 502
     assert b"bad response from backend" not in reply.body
