@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from gslb.config.dnssec_keys import attach_keys
 from gslb.config.kinds import Ctx
 from gslb.config.links import link
 from gslb.config.problems import Report
@@ -57,7 +58,9 @@ def load_config(directory: str) -> Config:
         file, parsed = read(name, ZONE)
         zone = None if parsed is None else build_zone(parsed, file, Ctx(report_for(file), root))
         if zone is not None:
-            zone_drafts.append(zone)
+            # A key is made on first use only for a config that is otherwise sound.
+            create = settings.cluster is None and not report_for(file).problems
+            zone_drafts.append(attach_keys(zone, report_for(file), create))
 
     region_drafts: list[RegionDraft] = []
     region_files = [
