@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Literal
 
 from gslb.config.problems import Report
 from gslb.config.zones import ZoneDraft
@@ -11,6 +12,8 @@ from gslb.dnssec.keys import KeyError_, generate_key, load_keys
 from gslb.dnssec.wire import ALGORITHM_NAMES, ALGORITHMS
 
 log = logging.getLogger(__name__)
+
+KeyMode = Literal["create", "require", "skip"]
 
 
 def attach_keys(draft: ZoneDraft, report: Report, create: bool) -> ZoneDraft:
