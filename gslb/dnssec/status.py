@@ -54,6 +54,8 @@ class DnssecMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         status = dnssec_status(self._plan(), self._resigned_at())
+        if not status:
+            return  # no signed zone: no DNSSEC series at all
         keys = GaugeMetricFamily(
             "gslb_dnssec_key_info",
             "The zone's DNSSEC keys (1 per key), by tag, algorithm and state",
