@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
 import signal
@@ -223,16 +224,18 @@ class Runtime:
             self.resign_if_due()
 
     def resign_if_due(self) -> bool:
-        """At a new signing period, a new state snapshot: every answer cache (workers'
-        too) drops its signed answers and the next queries sign afresh."""
+        """At a new signing period, a copy of the plan: every answer cache (workers' too)
+        sees a new plan, drops all it holds, static answers included, and the next
+        queries sign afresh."""
         now = self.wall_clock()
         if hour_of(now) == hour_of(self.resigned_at):
             return False
         self.resigned_at = now
         if not any(zone.signer is not None for zone in self._view.plan.zones.values()):
             return False
-        state = self._view.state
-        self._swap_state(State(state.version + 1, state.down, state.admin))
+        self._view = View(dataclasses.replace(self._view.plan), self._view.state)
+        if self.pool is not None:
+            self.pool.publish(self._view)
         return True
 
     def status(self) -> dict[str, Any]:

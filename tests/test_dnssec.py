@@ -337,3 +337,31 @@ def test_cached_signed_answers_equal_the_full_paths(signed_dir: Path, geo: GeoDa
 
     check()
     assert fast.cache.hits > 100
+
+
+def test_the_runtime_re_signs_every_hour(signed_dir: Path) -> None:
+    from gslb.runtime import Runtime
+
+    runtime = Runtime(str(signed_dir))
+    clock = [NOW]
+    runtime.wall_clock = lambda: clock[0]
+    runtime.resigned_at = NOW
+    query = dns.message.make_query("gslb.example.com.", "SOA", use_edns=0, want_dnssec=True)
+
+    def inception() -> int:
+        wire = runtime.responder.handle_wire(query.to_wire(), "127.0.0.1")
+        assert wire is not None
+        reply = dns.message.from_wire(wire)
+        sig = next(r for r in reply.answer if r.rdtype == dns.rdatatype.RRSIG)
+        return int(sig[0].inception)
+
+    first = inception()
+    assert first == inception()  # cached
+    clock[0] = NOW + 1800 if (NOW // 3600) == ((NOW + 1800) // 3600) else NOW + 60
+    assert not runtime.resign_if_due() and inception() == first  # the same hour
+    plan = runtime.view().plan
+    clock[0] = NOW + 3600
+    assert runtime.resign_if_due() and runtime.view().plan is not plan
+    assert inception() == first + 3600  # the cache dropped it: signed afresh
+    status = runtime.status()["dnssec"]["gslb.example.com."]
+    assert status["earliest_expiry_unix"] == validity(NOW + 3600)[1]

@@ -209,3 +209,16 @@ def test_csk_rollover_by_the_runbook_validates_at_every_step(
         assert verdict == "; fully validated"
     verdict, _ = delv(served, old, ZONE, "SOA")
     assert "fully validated" not in verdict  # the retired key signs nothing any more
+
+
+def test_workers_sign_with_the_same_keys(tmp_path: Path) -> None:
+    config = signed_sample(tmp_path / "zones")
+    gslb("dnssec", "keygen", ZONE, "--config", str(config))
+    served = start_serve(config, "--workers", "2")
+    try:
+        anchor = anchors(tmp_path, config)
+        for _ in range(6):  # the kernel spreads these over both workers
+            verdict, records = delv(served, anchor, f"www.{ZONE}", source=EU_RESOLVER)
+            assert verdict == "; fully validated" and addresses(records) <= EU
+    finally:
+        served.stop()
