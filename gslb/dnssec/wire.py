@@ -7,6 +7,7 @@ one with name compression off and names in lower case (RFC 4034 §6.2, RFC 6840 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterable
@@ -32,8 +33,12 @@ ALGORITHMS = {"ECDSAP256SHA256": ECDSAP256SHA256, "ED25519": ED25519}
 ALGORITHM_NAMES = {number: name for name, number in ALGORITHMS.items()}
 
 
+@functools.lru_cache(maxsize=4096)  # owner and signer names repeat in every answer
 def name_wire(name: str) -> bytes:
     """An absolute name's canonical wire form: plain labels, lower case."""
+    if "\\" not in name and name.isascii():  # plain labels: no escapes to read
+        labels = name.lower().rstrip(".").encode().split(b".") if name != "." else []
+        return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
     out = bytearray()
     for label in DNSLabel(name.lower()).label:
         out.append(len(label))
@@ -44,10 +49,13 @@ def name_wire(name: str) -> bytes:
 
 def label_count(name: str) -> int:
     """RRSIG's Labels field: the owner's labels, not counting the root (or a `*`)."""
-    labels = DNSLabel(name).label
-    if labels and labels[0] == b"*":
-        return len(labels) - 1
-    return len(labels)
+    wire = name_wire(name)
+    count, pos = 0, 0
+    while wire[pos]:
+        if not (count == 0 and wire[pos : pos + 2] == b"\x01*"):
+            count += 1
+        pos += wire[pos] + 1
+    return count
 
 
 class _CanonicalBuffer(DNSBuffer):  # type: ignore[misc]  # dnslib is untyped
@@ -60,6 +68,8 @@ class _CanonicalBuffer(DNSBuffer):  # type: ignore[misc]  # dnslib is untyped
 
 def rdata_wire(rd: RD) -> bytes:
     """One rdata in canonical form."""
+    if type(rd) is RD:  # opaque bytes (our DNSSEC records): already canonical
+        return bytes(rd.data)
     buffer = _CanonicalBuffer()
     rd.pack(buffer)
     return bytes(buffer.data)
