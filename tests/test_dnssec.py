@@ -365,3 +365,12 @@ def test_the_runtime_re_signs_every_hour(signed_dir: Path) -> None:
     assert inception() == first + 3600  # the cache dropped it: signed afresh
     status = runtime.status()["dnssec"]["gslb.example.com."]
     assert status["earliest_expiry_unix"] == validity(NOW + 3600)[1]
+
+
+def test_an_explicit_nxname_query_is_formerr(signed_dir: Path, geo: GeoDatabase) -> None:
+    responder = responder_for(signed_dir, geo)
+    for do in (True, False):  # RFC 9824 §3.5: whatever the DO bit
+        for _ in range(2):  # computed, then from the cache
+            reply = ask(responder, "www.gslb.example.com.", "TYPE128", do=do)
+            assert reply.rcode() == dns.rcode.FORMERR and not reply.answer
+    assert ask(responder, "www.gslb.example.com.", "TYPE127").rcode() == dns.rcode.NOERROR

@@ -46,11 +46,12 @@ from gslb.dns.codec import (
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
+from gslb.dnssec.wire import TYPE_NXNAME
 from gslb.histogram import Histogram
 from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
-from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select import FORMERR, NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
@@ -196,6 +197,12 @@ class Responder:
             if view.plan.find_zone(query.name) is None:
                 return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
+        if query.qtype == TYPE_NXNAME:
+            # RFC 9824 §3.5: NXNAME only ever appears in compact denial's NSEC bitmaps; a
+            # server that signs with it answers an explicit query for it FORMERR.
+            zone = view.plan.find_zone(query.name)
+            if zone is not None and zone.signer is not None:
+                return Decision(FORMERR, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
         decision = select(view.plan, view.state, query.name, query.qtype, client, self._rng)
         if query.edns is not None and query.edns.do and decision.zone is not None:
