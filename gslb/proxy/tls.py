@@ -1,0 +1,112 @@
+"""The proxy's TLS, built once per load: the server side of the HTTPS listener and the client
+side towards https:// backends.
+
+`ServerTls(spec)`: one `ssl.SSLContext` per certificate. The first one's is handed to the
+listener; its servername callback switches a handshake to the context the SNI table picks
+(`gslb.proxy.sni`). Each context offers ALPN `http/1.1` and refuses versions below
+`min_version`. Session resumption stays as OpenSSL does it by default: TLS 1.3 tickets (and
+TLS 1.2 tickets and session ids), kept in, and encrypted with keys of, the first context, so
+they survive the switch. A reload builds a new `ServerTls`: connections already open keep
+theirs, new ones get the new certificates (and a full handshake: the ticket keys are new).
+
+`BackendTls`: one verifying client context per CA file (or the system's trust store), shared
+by the backends naming it; a context is kept across reloads while its CA file's bytes stay the
+same, so that the health checks of the backends using it are not restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Iterable, Mapping
+
+from gslb.certificates import CertificateError, load_pair, read_names
+from gslb.model import Backend, ProxyTlsSpec, frozen_map
+from gslb.proxy.sni import SniTable
+
+ALPN = ["http/1.1"]
+MIN_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class ServerTls:
+    """The certificates of one load; `context` is what the TLS listener wraps connections in."""
+
+    __slots__ = ("_contexts", "_table", "context", "handshake_timeout", "names")
+
+    def __init__(self, spec: ProxyTlsSpec) -> None:
+        """Raises CertificateError when a file became unusable since the config was read."""
+        names: list[tuple[str, ...]] = []
+        contexts: list[ssl.SSLContext] = []
+        for certificate in spec.certificates:
+            names.append(read_names(certificate.cert))
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = MIN_VERSIONS[spec.min_version]
+            context.set_alpn_protocols(ALPN)
+            load_pair(context, certificate.cert, certificate.key)
+            contexts.append(context)
+        self.names: tuple[tuple[str, ...], ...] = tuple(names)
+        self._table = SniTable.build(names)
+        self._contexts = tuple(contexts)
+        self.context = contexts[0]
+        self.context.sni_callback = self._on_server_name
+        self.handshake_timeout = spec.handshake_timeout
+
+    def _on_server_name(
+        self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+    ) -> None:
+        index = self._table.choose(server_name)
+        if index:
+            conn.context = self._contexts[index]
+
+
+class BackendTls:
+    """Verifying client contexts for https:// backends, by CA file (None: the system's)."""
+
+    __slots__ = ("_by_ca",)
+
+    def __init__(self, backends: Iterable[Backend], previous: BackendTls | None = None) -> None:
+        """Raises CertificateError when a CA file became unusable since the config was read."""
+        kept = previous._by_ca if previous is not None else {}
+        by_ca: dict[str | None, tuple[bytes, ssl.SSLContext]] = {}
+        for backend in backends:
+            if not backend.https or backend.ca in by_ca:
+                continue
+            digest, cadata = _read_ca(backend.ca)
+            old = kept.get(backend.ca)
+            if old is not None and old[0] == digest:
+                by_ca[backend.ca] = old
+            else:
+                by_ca[backend.ca] = (digest, _client_context(cadata))
+        self._by_ca: Mapping[str | None, tuple[bytes, ssl.SSLContext]] = frozen_map(by_ca)
+
+    def context(self, backend: Backend) -> ssl.SSLContext | None:
+        """The context to reach `backend` with; None for a plain http:// one."""
+        if not backend.https:
+            return None
+        return self._by_ca[backend.ca][1]
+
+
+def _read_ca(ca: str | None) -> tuple[bytes, str | None]:
+    """The CA file's digest and text; for the system's trust store (None) nothing to read."""
+    if ca is None:
+        return b"", None
+    try:
+        with open(ca, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CertificateError(f"cannot read {ca}: {e.strerror or e}") from None
+    return hashlib.blake2b(data, digest_size=16).digest(), data.decode("ascii", "replace")
+
+
+def _client_context(cadata: str | None) -> ssl.SSLContext:
+    """Verification on: the chain up to the given CAs (only them) and the backend's host name."""
+    if cadata is None:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks the host name
+        try:
+            context.load_verify_locations(cadata=cadata)
+        except ssl.SSLError:
+            raise CertificateError("the CA file holds no usable CA certificate") from None
+    context.set_alpn_protocols(ALPN)
+    return context
