@@ -12,8 +12,10 @@ import ssl
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from gslb.errors import GslbError
 
-class CertificateError(Exception):
+
+class CertificateError(GslbError):
     """A certificate, key or CA file that cannot be used; the message says why."""
 
 

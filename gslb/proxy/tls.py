@@ -66,16 +66,18 @@ class BackendTls:
 
     def __init__(self, backends: Iterable[Backend], previous: BackendTls | None = None) -> None:
         """Raises CertificateError when a CA file became unusable since the config was read."""
+        # The previous load's contexts stay reachable: a request that began before the reload
+        # may still connect to a backend the new config dropped, with the CA it named.
         kept = previous._by_ca if previous is not None else {}
-        by_ca: dict[str | None, tuple[bytes, ssl.SSLContext]] = {}
+        by_ca: dict[str | None, tuple[bytes, ssl.SSLContext]] = dict(kept)
+        done: set[str | None] = set()
         for backend in backends:
-            if not backend.https or backend.ca in by_ca:
+            if not backend.https or backend.ca in done:
                 continue
+            done.add(backend.ca)
             digest, cadata = _read_ca(backend.ca)
             old = kept.get(backend.ca)
-            if old is not None and old[0] == digest:
-                by_ca[backend.ca] = old
-            else:
+            if old is None or old[0] != digest:
                 by_ca[backend.ca] = (digest, _client_context(cadata))
         self._by_ca: Mapping[str | None, tuple[bytes, ssl.SSLContext]] = frozen_map(by_ca)
 
@@ -110,3 +112,27 @@ def _client_context(cadata: str | None) -> ssl.SSLContext:
             raise CertificateError("the CA file holds no usable CA certificate") from None
     context.set_alpn_protocols(ALPN)
     return context
+
+
+# OpenSSL's reasons for "no version both sides speak" (min_version refused the client's).
+_VERSION_REASONS = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "VERSION_TOO_LOW",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+    }
+)
+
+
+def handshake_failure(error: BaseException) -> str:
+    """What a failed server-side handshake's exception says, as the metric's `result`:
+    version (no common TLS version), closed (the client went away), error (anything else:
+    no common cipher, a bad record, plain HTTP on the TLS port, an alert from the client)."""
+    if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "closed"
+    if isinstance(error, ssl.SSLError):
+        return "version" if error.reason in _VERSION_REASONS else "error"
+    if isinstance(error, ConnectionError | EOFError):
+        return "closed"
+    return "error"
