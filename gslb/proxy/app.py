@@ -98,8 +98,8 @@ async def _serve(
     loop.add_signal_handler(signal.SIGUSR1, server.reopen_logs)
     print(
         f"gslb proxy: region {region} on {server.address}"
-        + (f", https on {server.tls_address}" if server.tls_address else "")
-        + (f", admin on port {server.admin_port}" if server.admin_port else ""),
+        + (f", admin on port {server.admin_port}" if server.admin_port else "")
+        + (f", https on {server.tls_address}" if server.tls_address else ""),
         file=sys.stderr,
         flush=True,
     )

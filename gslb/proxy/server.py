@@ -385,6 +385,7 @@ class ProxyServer:
         total = sum(s.requests for s in states) or 1
         return {
             "listen": str(self.address),
+            "tls_listen": str(self.tls_address) if self.tls_address else None,
             "method": snap.spec.method,
             "draining": shared.draining,
             "healthy": self.healthy()[0],

@@ -8,18 +8,22 @@ import asyncio
 import dataclasses
 import json
 import shutil
+import signal
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 from prometheus_client import generate_latest
 from proxyhelpers import Env, Reply, TestBackend, get, make_spec, read_reply
+from test_proxy_process import run_proxy, write_region
 from tlshelpers import Leaf, TestCA, peer_serial
 
-from gslb.model import HostPort, ProxyTlsSpec, TlsCertificate
+from gslb.certificates import CertificateError
+from gslb.model import Backend, CheckSpec, HostPort, ProxySpec, ProxyTlsSpec, TlsCertificate
 from gslb.proxy.server import ProxyServer
 
 WWW = "www.example.test"
@@ -128,29 +132,27 @@ async def test_sni_picks_the_certificate_else_the_default(
     assert got.alpn == "http/1.1"
 
 
-async def test_curl_gets_the_certificate_for_its_name(env: Env, certs: Certs) -> None:
+async def curl_https(ca: TestCA, port: int, name: str = WWW) -> tuple[str, str]:
+    """curl https://NAME:PORT/ trusting `ca` (only): ("CODE HTTP-VERSION", body)."""
     curl = shutil.which("curl")
     assert curl is not None
+    process = await asyncio.create_subprocess_exec(
+        *(curl, "-sS", "--cacert", str(ca.path), "--resolve", f"{name}:{port}:127.0.0.1"),
+        *("-w", "\n%{http_code} %{http_version}", f"https://{name}:{port}/"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err
+    body, _, status = out.decode().rpartition("\n")
+    return status, body
+
+
+async def test_curl_gets_the_certificate_for_its_name(env: Env, certs: Certs) -> None:
     b = await env.backend("b0")
     proxy = await tls_proxy(env, [b], certs.tls(certs.www, certs.api))
-    port = proxy.tls_port
-    for name in (WWW, "v1.api.example.test"):
-        process = await asyncio.create_subprocess_exec(
-            curl,
-            "-sS",
-            "--cacert",
-            str(certs.ca.path),
-            "--resolve",
-            f"{name}:{port}:127.0.0.1",
-            "-w",
-            "\n%{http_code} %{http_version} %{ssl_verify_result}",
-            f"https://{name}:{port}/",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, err
-        assert out.decode().split("\n") == ["b0", "200 1.1 0"]
+    for name in (WWW, "v1.api.example.test"):  # curl verifies the name: SNI picked the right one
+        assert await curl_https(certs.ca, proxy.tls_port, name) == ("200 1.1", "b0")
 
 
 async def test_min_version_13_refuses_a_tls12_client(env: Env, certs: Certs) -> None:
@@ -270,3 +272,151 @@ async def test_failed_handshakes_are_counted_and_free_their_slot(
         *(tls_get(proxy.tls_port, client_context(certs.ca)) for _ in range(2))
     )
     assert first.reply.status == second.reply.status == 200
+
+
+# -- reloads -----------------------------------------------------------------------------------
+
+
+async def test_a_reload_gives_new_connections_the_new_certificate_and_keeps_open_ones(
+    env: Env, certs: Certs
+) -> None:
+    b = await env.backend("b0")
+    spec = make_spec([b], tls=certs.tls(certs.www))
+    proxy = await env.proxy(spec)
+    context = client_context(certs.ca)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", proxy.tls_port, ssl=context, server_hostname=WWW
+    )
+    request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+    writer.write(request)
+    assert (await read_reply(reader)).status == 200
+    shown = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    assert peer_serial(shown) == certs.www.serial
+
+    renewed = certs.ca.issue("www", [WWW])  # the same files, rewritten: a renewal
+    proxy.reload(spec)
+
+    writer.write(request)  # the connection opened before the reload still answers
+    assert (await read_reply(reader)).status == 200
+    writer.close()
+    fresh = await tls_get(proxy.tls_port, context)
+    assert (fresh.serial, fresh.reply.status) == (renewed.serial, 200)
+
+
+async def test_a_reload_with_a_broken_key_changes_nothing(env: Env, certs: Certs) -> None:
+    b = await env.backend("b0")
+    spec = make_spec([b], tls=certs.tls(certs.www))
+    proxy = await env.proxy(spec)
+    certs.www.key.write_text("not a key\n")  # broken after the config was read
+    with pytest.raises(CertificateError):
+        proxy.reload(replace(spec, method="least_conn"))
+    assert proxy.status()["method"] == "round_robin"
+    got = await tls_get(proxy.tls_port, client_context(certs.ca))
+    assert (got.serial, got.reply.status) == (certs.www.serial, 200)
+
+
+# -- https:// backends -------------------------------------------------------------------------
+
+
+@dataclass
+class HttpsBackend:
+    backend: TestBackend
+    server_names: list[str | None]  # the SNI of each handshake it saw
+
+    def spec(self, ca: TestCA | None, **kw: object) -> ProxySpec:
+        b = self.backend
+        url = f"https://localhost:{b.port}"  # a name: the certificate says localhost
+        target = Backend(b.name, url, "localhost", b.port, ca=str(ca.path) if ca else None)
+        return replace(make_spec([b], **kw), backends=(target,))
+
+
+@pytest.fixture
+async def https_backend(env: Env, certs: Certs) -> HttpsBackend:
+    leaf = certs.ca.issue("localhost", ["localhost"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(leaf.cert, leaf.key)
+    names: list[str | None] = []
+
+    def note(_: object, name: str | None, __: object) -> None:
+        names.append(name)
+
+    context.sni_callback = note
+    return HttpsBackend(await env.backend("tb", ssl_context=context), names)
+
+
+async def test_an_https_backend_is_verified_with_its_ca_and_gets_sni(
+    env: Env, certs: Certs, https_backend: HttpsBackend
+) -> None:
+    proxy = await env.proxy(https_backend.spec(certs.ca))
+    reply = await get(proxy.port, "/echo")
+    assert (reply.status, reply.header("X-Backend")) == (200, "tb")
+    assert forwarded_proto(reply) == ["http"]
+    assert https_backend.server_names == ["localhost"]
+    assert (await get(proxy.port)).status == 200  # the pooled connection is reused
+    assert https_backend.server_names == ["localhost"]
+
+
+@pytest.mark.parametrize("trust", ["other CA", "system"])
+async def test_an_https_backend_with_an_untrusted_certificate_gets_502(
+    env: Env, certs: Certs, https_backend: HttpsBackend, trust: str
+) -> None:
+    ca = certs.other_ca if trust == "other CA" else None
+    proxy = await env.proxy(https_backend.spec(ca))
+    reply = await get(proxy.port)
+    assert reply.status == 502
+    assert https_backend.backend.hits == 0
+
+
+@pytest.mark.parametrize(("trust", "healthy"), [("own CA", True), ("other CA", False)])
+async def test_health_checks_of_an_https_backend_verify_it(
+    env: Env, certs: Certs, https_backend: HttpsBackend, trust: str, healthy: bool
+) -> None:
+    ca = certs.ca if trust == "own CA" else certs.other_ca
+    check = CheckSpec(kind="http", interval=0.1, timeout=0.1, rise=1, fall=1)
+    proxy = await env.proxy(https_backend.spec(ca, health=check))
+
+    def verdict() -> dict[str, object]:
+        backend: dict[str, object] = proxy.status()["backends"][0]
+        return backend
+
+    await wait_until(lambda: verdict()["health_detail"] != "")
+    assert verdict()["healthy"] is healthy
+    detail = str(verdict()["health_detail"])
+    assert detail == "HTTP 200" if healthy else detail.startswith("TLS certificate")
+
+
+# -- the real process (uvloop): curl, SIGHUP -----------------------------------------------------
+
+
+async def test_sighup_swaps_certificates_in_the_running_proxy(env: Env, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    ca = TestCA.make(config / "regions" / "tls")
+    first = ca.issue("www", [WWW])
+    # the files beside the region file (regions/tls/), as the config reference says
+    tls = "  tls:\n    listen: 127.0.0.1:0\n"
+    tls += "    certificates: [{cert: tls/www.pem, key: tls/www.key}]\n"
+    write_region(config, [await env.backend("b0")], tls)
+    async with run_proxy(config) as proxy, aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{proxy.admin_port}/status") as r:
+            port = int((await r.json())["tls_listen"].rsplit(":", 1)[1])
+        assert await curl_https(ca, port) == ("200 1.1", "b0")
+        context = client_context(ca)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname=WWW
+        )
+        request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+        writer.write(request)
+        assert (await read_reply(reader)).status == 200
+        assert (await tls_get(port, context)).serial == first.serial
+
+        renewed = ca.issue("www", [WWW])
+        proxy.proc.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(10):  # the signal is handled asynchronously: ask until
+            while (await tls_get(port, context)).serial != renewed.serial:
+                await asyncio.sleep(0.02)
+        writer.write(request)  # opened before the reload: still answered
+        assert (await read_reply(reader)).status == 200
+        writer.close()
+        assert await curl_https(ca, port) == ("200 1.1", "b0")
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.proc.wait(), 10) == 0
