@@ -166,7 +166,11 @@ class Listener:
             result = "timeout" if timed_out else handshake_failure(e)
             self._on_handshake(result)
             self._handshake_log.log(
-                logging.INFO, result, "TLS handshake failed (%s): %s", result, e or type(e)
+                logging.INFO,
+                result,
+                "TLS handshake failed (%s): %s",
+                result,
+                str(e) or type(e).__name__,
             )
             return
         sslobj = transport.get_extra_info("ssl_object")
@@ -207,6 +211,13 @@ class Listener:
             and self._open < self._limit()
         ):
             self._start_reading()
+
+    def abort(self) -> None:
+        """Close, and drop the connections accepted but not yet handed over (in a TLS
+        handshake)."""
+        self.close()
+        for task in list(self._tasks):
+            task.cancel()
 
     def close(self) -> None:
         """Stop listening: the sockets close (connections already accepted stay)."""

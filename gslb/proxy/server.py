@@ -205,7 +205,7 @@ class ProxyServer:
         """Cut everything and release the ports (drain first for a graceful stop)."""
         shared = self._shared
         if self._server is not None:
-            self._server.close()
+            self._server.abort()
         if shared is not None:
             shared.draining = True
             shared.stop_sweep()
