@@ -1,0 +1,213 @@
+"""Benchmark TLS termination: `gslb proxy` against HAProxy, both terminating TLS 1.3 with the
+same certificate, in front of the same three plain-HTTP backends.
+
+    apt-get install -y haproxy nginx wrk        # once; this script installs nothing
+    .venv/bin/python bench/proxy/tls.py [--duration 10] [--connections 50] [--rounds 1]
+
+The layout is bench/proxy/run.py's (its helpers are used): each proxy alone on core 0, wrk
+and the backends (one nginx worker, `return 200`) on core 1. Three modes: `plain` (the same
+proxy process's plain HTTP port, keep-alive: the reference TLS costs are read against),
+`keep-alive` (wrk holds its TLS connections: the cost of TLS records), and `close` (every
+request carries `Connection: close`, so each one is a new TCP connection and a full TLS 1.3
+handshake: wrk does not resume sessions). The certificate is an ECDSA P-256 one made for the run,
+`min_version` TLS 1.3 on both, ALPN http/1.1. Everything listens on 127.0.0.1 only.
+
+Besides requests/s, each proxy's CPU time (user + system, from /proc) over the measured run
+is divided by the requests it served: CPU µs per request, a figure that other load on the
+machine disturbs far less than requests/s does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from run import (
+    BACKEND_PORTS,
+    LOAD_CORE,
+    PROXY_CORE,
+    REPO,
+    Result,
+    add_run_arguments,
+    backends_conf,
+    haproxy_conf,
+    median_table,
+    need,
+    parse_wrk,
+    process,
+    table,
+)
+
+TLS_PORTS = {"haproxy": 18611, "gslb": 18613}
+PLAIN_PORTS = {"haproxy": 18612, "gslb": 18614}  # the same proxy's plain port: the reference
+TICK = os.sysconf("SC_CLK_TCK")
+MODES = ("plain", "keep-alive", "close")
+NAME = "bench.example.test"
+
+
+def make_certificate(tmp: Path) -> tuple[Path, Path, Path]:
+    """A self-signed ECDSA P-256 certificate for NAME and 127.0.0.1: (cert, key, cert+key)."""
+    cert, key, bundle = tmp / "bench.pem", tmp / "bench.key", tmp / "bench-haproxy.pem"
+    cmd = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-days", "2", "-subj", f"/CN={NAME}", "-keyout", str(key), "-out", str(cert),
+        "-addext", f"subjectAltName=DNS:{NAME},IP:127.0.0.1",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    bundle.write_bytes(cert.read_bytes() + key.read_bytes())  # HAProxy's crt: both in one file
+    return cert, key, bundle
+
+
+def haproxy_frontend(bundle: Path) -> str:
+    tls = f"ssl crt {bundle} ssl-min-ver TLSv1.3 alpn http/1.1"
+    return f"""  bind 127.0.0.1:{TLS_PORTS["haproxy"]} {tls}
+  bind 127.0.0.1:{PLAIN_PORTS["haproxy"]}
+  http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+  http-request set-header X-Forwarded-Proto http unless {{ ssl_fc }}
+"""
+
+
+def gslb_config(tmp: Path, cert: Path, key: Path) -> Path:
+    directory = tmp / "gslb-tls"
+    (directory / "regions").mkdir(parents=True)
+    members = "\n".join(
+        f'    - {{name: b{i}, url: "http://127.0.0.1:{p}"}}' for i, p in enumerate(BACKEND_PORTS, 1)
+    )
+    (directory / "regions" / "bench.yaml").write_text(
+        f"""region: bench
+location: {{lat: 0, lon: 0}}
+proxy:
+  listen: 127.0.0.1:{PLAIN_PORTS["gslb"]}
+  tls:
+    listen: 127.0.0.1:{TLS_PORTS["gslb"]}
+    certificates: [{{cert: "{cert}", key: "{key}"}}]
+    min_version: "1.3"
+  method: round_robin
+  backends:
+{members}
+"""
+    )
+    return directory
+
+
+def proxy_command(name: str, tmp: Path, files: tuple[Path, Path, Path]) -> list[str]:
+    pin = ["taskset", "-c", PROXY_CORE]
+    cert, key, bundle = files
+    if name == "haproxy":
+        conf = haproxy_conf(tmp, haproxy_frontend(bundle), "haproxy-tls")
+        return [*pin, "haproxy", "-f", str(conf), "-db"]
+    code = (
+        "import sys; from gslb.proxy.app import main; "
+        f"sys.exit(main({str(gslb_config(tmp, cert, key))!r}, 'bench', None, None))"
+    )
+    return [*pin, sys.executable, "-c", code]
+
+
+def wrk(name: str, mode: str, connections: int, duration: float) -> str:
+    close = ["-H", "Connection: close"] if mode == "close" else []
+    if mode == "plain":
+        url = f"http://127.0.0.1:{PLAIN_PORTS[name]}/"
+    else:
+        url = f"https://127.0.0.1:{TLS_PORTS[name]}/"
+    cmd = [
+        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s",
+        "--latency", *close, url,
+    ]  # fmt: skip
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+
+
+def requests_served(text: str) -> int:
+    found = re.search(r"(\d+) requests in", text)
+    if not found:
+        raise RuntimeError(f"no request count in wrk output:\n{text}")
+    return int(found.group(1))
+
+
+def run(
+    names: list[str],
+    modes: list[str],
+    connections: int,
+    duration: float,
+    warmup: float,
+    cpu: dict[tuple[str, str], list[float]],
+) -> dict[str, list[Result]]:
+    """One round; `cpu[(mode, name)]` gets each run's CPU µs per request."""
+    results: dict[str, list[Result]] = {mode: [] for mode in modes}
+    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
+        tmp = Path(t)
+        files = make_certificate(tmp)
+        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends_conf(tmp)), "-p", t]
+        with process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"):
+            for name in names:
+                port = TLS_PORTS[name]
+                with process(proxy_command(name, tmp, files), port, tmp / f"{name}.log") as proc:
+                    for mode in modes:
+                        wrk(name, mode, connections, warmup)
+                        before = cpu_seconds(proc.pid)
+                        text = wrk(name, mode, connections, duration)
+                        used = cpu_seconds(proc.pid) - before
+                        results[mode].append(parse_wrk(name, text))
+                        cpu.setdefault((mode, name), []).append(
+                            used / max(1, requests_served(text)) * 1e6
+                        )
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser)
+    parser.add_argument("--modes", nargs="*", choices=MODES, default=list(MODES))
+    parser.add_argument("--only", nargs="*", choices=list(TLS_PORTS), default=list(TLS_PORTS))
+    args = parser.parse_args()
+    need("wrk", "haproxy", "nginx", "taskset", "openssl")
+    os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    rounds: dict[str, list[list[Result]]] = {mode: [] for mode in args.modes}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for n in range(args.rounds):
+        results = run(args.only, args.modes, args.connections, args.duration, args.warmup, cpu)
+        for mode, rows in results.items():
+            rounds[mode].append(rows)
+            print(
+                f"round {n + 1}: {'plain HTTP' if mode == 'plain' else 'TLS 1.3'}, {mode}, "
+                f"{args.connections} connections, "
+                f"{args.duration:g}s, proxy on core {PROXY_CORE}, wrk + backends on core "
+                f"{LOAD_CORE}"
+            )
+            print(table(rows))
+            print(cpu_line(mode, [r.name for r in rows], cpu, n))
+        sys.stdout.flush()
+    if args.rounds > 1:
+        for mode, rows in rounds.items():
+            print(f"{mode}: median of {args.rounds} rounds (each ratio within its own round):")
+            print(median_table(rows))
+            names = [r.name for r in rows[0]]
+            medians = {name: statistics.median(cpu[(mode, name)]) for name in names}
+            print("median CPU µs/request: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
+    return 0
+
+
+def cpu_line(mode: str, names: list[str], cpu: dict[tuple[str, str], list[float]], n: int) -> str:
+    """This round's CPU µs per request of each proxy, and each one's ratio to HAProxy's."""
+    mine = {name: cpu[(mode, name)][n] for name in names}
+    base = mine.get("haproxy")
+    parts = [
+        f"{name} {us:.1f}" + (f" ({us / base:.2f}x HAProxy)" if base and name != "haproxy" else "")
+        for name, us in mine.items()
+    ]
+    return "CPU µs/request: " + ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
