@@ -161,6 +161,9 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
     routes = _routes(parsed["routes"] or (), {b.name for b in backends}, ctx)
     tls_block: Parsed | None = parsed["tls"]
     tls = None if tls_block is None else _tls(tls_block, ctx)
+    if tls_block is not None and tls is not None and tls.listen == listen and listen.port:
+        ctx.report.add(tls_block.line_of("listen"), f"tls listens on {listen}, as listen does")
+        return None
     if listen is None or not backends or (tls_block is not None and tls is None):
         return None
     timeouts = _section(parsed, "timeouts")

@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from gslb.certificates import CertificateError, load_pair, read_names
 from gslb.model import Backend, ProxyTlsSpec, frozen_map
 from gslb.proxy.sni import SniTable
 
 ALPN = ["http/1.1"]
+SniCallback = Callable[[ssl.SSLObject | ssl.SSLSocket, str | None, ssl.SSLContext], None]
 MIN_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 class ServerTls:
     """The certificates of one load; `context` is what the TLS listener wraps connections in."""
 
-    __slots__ = ("_contexts", "_table", "context", "handshake_timeout", "names")
+    __slots__ = ("context", "handshake_timeout", "names")
 
     def __init__(self, spec: ProxyTlsSpec) -> None:
         """Raises CertificateError when a file became unusable since the config was read."""
@@ -45,18 +46,24 @@ class ServerTls:
             load_pair(context, certificate.cert, certificate.key)
             contexts.append(context)
         self.names: tuple[tuple[str, ...], ...] = tuple(names)
-        self._table = SniTable.build(names)
-        self._contexts = tuple(contexts)
         self.context = contexts[0]
-        self.context.sni_callback = self._on_server_name
+        self.context.sni_callback = _switcher(SniTable.build(names), tuple(contexts[1:]))
         self.handshake_timeout = spec.handshake_timeout
 
-    def _on_server_name(
-        self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+
+def _switcher(table: SniTable, others: tuple[ssl.SSLContext, ...]) -> SniCallback:
+    """The servername callback of the default context: moves a handshake to certificate i's
+    context (others[i - 1]). It holds no reference to the default context itself, so that a
+    replaced ServerTls is freed by reference counting, with no cycle for the collector."""
+
+    def on_server_name(
+        conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
     ) -> None:
-        index = self._table.choose(server_name)
+        index = table.choose(server_name)
         if index:
-            conn.context = self._contexts[index]
+            conn.context = others[index - 1]
+
+    return on_server_name
 
 
 class BackendTls:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import shutil
 import signal
 import socket
 import ssl
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +27,7 @@ from tlshelpers import Leaf, TestCA, peer_serial
 from gslb.certificates import CertificateError
 from gslb.model import Backend, CheckSpec, HostPort, ProxySpec, ProxyTlsSpec, TlsCertificate
 from gslb.proxy.server import ProxyServer
+from gslb.proxy.tls import ServerTls
 
 WWW = "www.example.test"
 
@@ -323,16 +326,17 @@ class HttpsBackend:
     backend: TestBackend
     server_names: list[str | None]  # the SNI of each handshake it saw
 
-    def spec(self, ca: TestCA | None, **kw: object) -> ProxySpec:
+    def spec(self, ca: TestCA | None, host: str = "localhost", **kw: object) -> ProxySpec:
+        """The proxy in front of it, reaching it as https://HOST:port, trusting `ca`."""
         b = self.backend
-        url = f"https://localhost:{b.port}"  # a name: the certificate says localhost
-        target = Backend(b.name, url, "localhost", b.port, ca=str(ca.path) if ca else None)
+        url = f"https://{host}:{b.port}"  # localhost: a name the certificate holds
+        target = Backend(b.name, url, host, b.port, ca=str(ca.path) if ca else None)
         return replace(make_spec([b], **kw), backends=(target,))
 
 
 @pytest.fixture
 async def https_backend(env: Env, certs: Certs) -> HttpsBackend:
-    leaf = certs.ca.issue("localhost", ["localhost"])
+    leaf = certs.ca.issue("localhost", ["localhost"])  # and IP 127.0.0.1
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(leaf.cert, leaf.key)
     names: list[str | None] = []
@@ -354,6 +358,14 @@ async def test_an_https_backend_is_verified_with_its_ca_and_gets_sni(
     assert https_backend.server_names == ["localhost"]
     assert (await get(proxy.port)).status == 200  # the pooled connection is reused
     assert https_backend.server_names == ["localhost"]
+
+
+async def test_an_https_backend_named_by_address_is_verified_by_its_ip_san(
+    env: Env, certs: Certs, https_backend: HttpsBackend
+) -> None:
+    proxy = await env.proxy(https_backend.spec(certs.ca, host="127.0.0.1"))
+    assert (await get(proxy.port)).status == 200
+    assert https_backend.server_names == [None]  # no SNI for an address (RFC 6066 §3)
 
 
 @pytest.mark.parametrize("trust", ["other CA", "system"])
@@ -420,3 +432,14 @@ async def test_sighup_swaps_certificates_in_the_running_proxy(env: Env, tmp_path
         assert await curl_https(ca, port) == ("200 1.1", "b0")
         proxy.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.proc.wait(), 10) == 0
+
+
+def test_a_replaced_server_tls_is_freed_without_the_cycle_collector(certs: Certs) -> None:
+    gc.disable()  # only reference counting: a reference cycle would keep it
+    try:
+        tls = ServerTls(certs.tls(certs.www, certs.api))
+        gone = weakref.ref(tls.context)
+        del tls
+        assert gone() is None
+    finally:
+        gc.enable()

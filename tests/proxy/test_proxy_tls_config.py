@@ -183,6 +183,16 @@ BAD = [
         9,
         "duration out of range: 0s",
     ),
+    (
+        "tls on the plain port",
+        """\
+          tls:
+            listen: 127.0.0.1:8080
+            certificates: [{cert: tls/www.pem, key: tls/www.key}]
+        """,
+        7,
+        "tls listens on 127.0.0.1:8080, as listen does",
+    ),
     ("ca not a CA file", "ca: tls/www.key\n", 6, "holds no usable CA certificate"),
     ("ca missing", "ca: tls/nothing.pem\n", 6, "no such file"),
     (
