@@ -102,10 +102,10 @@ http {{
     return conf
 
 
-def backends_conf(tmp: Path) -> Path:
+def backends_conf(tmp: Path, ports: tuple[int, ...] = BACKEND_PORTS) -> Path:
     servers = "\n".join(
         f'server {{ listen 127.0.0.1:{p}; location / {{ return 200 "backend {i}\\n"; }} }}'
-        for i, p in enumerate(BACKEND_PORTS, 1)
+        for i, p in enumerate(ports, 1)
     )
     return nginx_conf(tmp, "backends", servers)
 
@@ -125,12 +125,14 @@ def nginx_proxy_conf(tmp: Path) -> Path:
     return nginx_conf(tmp, "proxy", servers, upstream)
 
 
-def haproxy_conf(tmp: Path, frontend: str = "", name: str = "haproxy") -> Path:
-    """HAProxy in front of the backends; `frontend`: its bind (and other) lines, default a
-    plain bind on its port."""
+def haproxy_conf(
+    tmp: Path, frontend: str = "", name: str = "haproxy", ports: tuple[int, ...] = BACKEND_PORTS
+) -> Path:
+    """HAProxy in front of the backends on `ports`; `frontend`: its bind (and other) lines,
+    default a plain bind on its port."""
     conf = tmp / f"{name}.cfg"
     frontend = frontend or f"  bind 127.0.0.1:{PROXY_PORTS['haproxy']}\n"
-    members = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKEND_PORTS, 1))
+    members = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(ports, 1))
     conf.write_text(
         f"""global
   nbthread 1

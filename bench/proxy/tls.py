@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 from run import (
-    BACKEND_PORTS,
     LOAD_CORE,
     PROXY_CORE,
     REPO,
@@ -44,6 +43,8 @@ from run import (
     table,
 )
 
+# Ports of their own (not run.py's), so that this bench and run.py can run side by side.
+BACKEND_PORTS = (19111, 19112, 19113)
 TLS_PORTS = {"haproxy": 18611, "gslb": 18613}
 PLAIN_PORTS = {"haproxy": 18612, "gslb": 18614}  # the same proxy's plain port: the reference
 TICK = os.sysconf("SC_CLK_TCK")
@@ -100,7 +101,7 @@ def proxy_command(name: str, tmp: Path, files: tuple[Path, Path, Path]) -> list[
     pin = ["taskset", "-c", PROXY_CORE]
     cert, key, bundle = files
     if name == "haproxy":
-        conf = haproxy_conf(tmp, haproxy_frontend(bundle), "haproxy-tls")
+        conf = haproxy_conf(tmp, haproxy_frontend(bundle), "haproxy-tls", BACKEND_PORTS)
         return [*pin, "haproxy", "-f", str(conf), "-db"]
     code = (
         "import sys; from gslb.proxy.app import main; "
@@ -148,7 +149,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
         tmp = Path(t)
         files = make_certificate(tmp)
-        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends_conf(tmp)), "-p", t]
+        backends = backends_conf(tmp, BACKEND_PORTS)
+        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
         with process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"):
             for name in names:
                 port = TLS_PORTS[name]
