@@ -91,10 +91,13 @@ class ProxyServer:
             shared.access_log = access_log
         doors = [Door(bind(self._listen), lambda: ClientConnection(shared))]
         if spec.tls is not None and tls is not None:
+            try:
+                sock = bind(spec.tls.listen)
+            except OSError:
+                doors[0].sock.close()
+                raise
             self._tls, self._tls_bound = tls, spec.tls
-            doors.append(
-                Door(bind(spec.tls.listen), lambda: ClientConnection(shared, b"https"), self._certs)
-            )
+            doors.append(Door(sock, lambda: ClientConnection(shared, b"https"), self._certs))
         shared.start_sweep()
         listener = Listener(
             loop,
@@ -287,11 +290,10 @@ class ProxyServer:
         """The certificates for new TLS connections after a reload. The TLS listener stays as
         it was bound (as the plain one): one added, removed or moved takes a restart."""
         bound = self._tls_bound
-        if bound is None or tls is None or tls.listen != bound.listen:
-            if tls != bound:
-                log.warning("proxy.tls listener changed: it takes effect at the next restart")
-            if bound is None or tls is None:
-                return self._tls
+        if (bound is None) != (tls is None) or (bound and tls and tls.listen != bound.listen):
+            log.warning("proxy.tls listener changed: it takes effect at the next restart")
+        if bound is None or tls is None:
+            return self._tls  # no listener to serve, or keep serving the one there is
         return ServerTls(tls)
 
     def _backends(self) -> tuple[BackendState, ...]:
