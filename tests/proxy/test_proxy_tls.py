@@ -443,3 +443,19 @@ def test_a_replaced_server_tls_is_freed_without_the_cycle_collector(certs: Certs
         assert gone() is None
     finally:
         gc.enable()
+
+
+async def test_a_reload_cannot_add_or_remove_the_tls_listener(
+    env: Env, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = await env.backend("b0")
+    plain_only = make_spec([b])
+    proxy = await env.proxy(plain_only)
+    proxy.reload(replace(plain_only, tls=certs.tls(certs.www)))
+    assert proxy.tls_port == 0 and proxy.status()["tls_listen"] is None
+    assert "takes effect at the next restart" in caplog.text
+
+    with_tls = await env.proxy(make_spec([b], tls=certs.tls(certs.www)))
+    with_tls.reload(make_spec([b]))  # kept, with the certificates it had
+    got = await tls_get(with_tls.tls_port, client_context(certs.ca))
+    assert (got.serial, got.reply.status) == (certs.www.serial, 200)
