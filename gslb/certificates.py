@@ -49,13 +49,18 @@ def load_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
         raise _cannot_read(cert, e) from None
 
 
+def read_file(path: str) -> bytes:
+    """The bytes of a certificate, key or CA file; CertificateError when unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+
+
 def read_names(cert: str) -> tuple[str, ...]:
     """The names of the first certificate in the PEM file `cert` (see certificate_names)."""
-    try:
-        with open(cert, "rb") as f:
-            pem = f.read()
-    except OSError as e:
-        raise _cannot_read(cert, e) from None
+    pem = read_file(cert)
     try:
         parsed = x509.load_pem_x509_certificate(pem)
     except ValueError:

@@ -39,7 +39,7 @@ from gslb.proxy.metrics import make_registry
 from gslb.proxy.routes import BackendGroup, RouteTable
 from gslb.proxy.shared import Shared, Snapshot
 from gslb.proxy.stats import ProxyStats
-from gslb.proxy.tls import BackendTls, ServerTls
+from gslb.proxy.tls import BackendTls, ServerTls, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ProxyServer:
         that became unusable since the config was read)."""
         loop = asyncio.get_running_loop()
         spec = self._spec
-        tls = ServerTls(spec.tls) if spec.tls is not None else None
+        tls = server_tls(spec.tls) if spec.tls is not None else None
         backend_tls = BackendTls(spec.backends)
         shared = Shared(loop, self._snapshot(spec, None), self.stats)
         shared.pool.tls = backend_tls
@@ -294,7 +294,7 @@ class ProxyServer:
             log.warning("proxy.tls listener changed: it takes effect at the next restart")
         if bound is None or tls is None:
             return self._tls  # no listener to serve, or keep serving the one there is
-        return ServerTls(tls)
+        return server_tls(tls, self._tls)
 
     def _backends(self) -> tuple[BackendState, ...]:
         if self._shared is None:

@@ -1,13 +1,14 @@
 """The proxy's TLS, built once per load: the server side of the HTTPS listener and the client
 side towards https:// backends.
 
-`ServerTls(spec)`: one `ssl.SSLContext` per certificate. The first one's is handed to the
-listener; its servername callback switches a handshake to the context the SNI table picks
-(`gslb.proxy.sni`). Each context offers ALPN `http/1.1` and refuses versions below
-`min_version`. Session resumption stays as OpenSSL does it by default: TLS 1.3 tickets (and
-TLS 1.2 tickets and session ids), kept in, and encrypted with keys of, the first context, so
-they survive the switch. A reload builds a new `ServerTls`: connections already open keep
-theirs, new ones get the new certificates (and a full handshake: the ticket keys are new).
+`server_tls(spec)`: a `ServerTls`, one `ssl.SSLContext` per certificate. The first one's is
+handed to the listener; its servername callback switches a handshake to the context the SNI
+table picks (`gslb.proxy.sni`). Each context offers ALPN `http/1.1` and refuses versions
+below `min_version`. Session resumption stays as OpenSSL does it by default: TLS 1.3 tickets
+(and TLS 1.2 tickets and session ids), kept in, and encrypted with keys of, the first
+context, so they survive the switch. A reload that changed the TLS block or its files builds
+a new `ServerTls`: connections already open keep theirs, new ones get the new certificates
+(and a full handshake: the ticket keys are new); any other reload keeps the one there is.
 
 `BackendTls`: one verifying client context per CA file (or the system's trust store), shared
 by the backends naming it; a context is kept across reloads while its CA file's bytes stay the
@@ -20,7 +21,7 @@ import hashlib
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 
-from gslb.certificates import CertificateError, load_pair, read_names
+from gslb.certificates import CertificateError, load_pair, read_file, read_names
 from gslb.model import Backend, ProxyTlsSpec, frozen_map
 from gslb.proxy.sni import SniTable
 
@@ -29,13 +30,33 @@ SniCallback = Callable[[ssl.SSLObject | ssl.SSLSocket, str | None, ssl.SSLContex
 MIN_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
+def server_tls(spec: ProxyTlsSpec, current: ServerTls | None = None) -> ServerTls:
+    """The ServerTls for `spec`: `current` itself when it was built from the same spec and the
+    same file contents (its session cache and ticket keys live on, so clients resume across a
+    reload that changed something else), else a new one. Raises CertificateError."""
+    digest = _digest(spec)
+    if current is not None and current.digest == digest:
+        return current
+    return ServerTls(spec, digest)
+
+
+def _digest(spec: ProxyTlsSpec) -> bytes:
+    h = hashlib.blake2b(repr(spec).encode(), digest_size=16)
+    for certificate in spec.certificates:
+        h.update(read_file(certificate.cert))
+        h.update(read_file(certificate.key))
+    return h.digest()
+
+
 class ServerTls:
     """The certificates of one load; `context` is what the TLS listener wraps connections in."""
 
-    __slots__ = ("context", "handshake_timeout", "names")
+    __slots__ = ("context", "digest", "handshake_timeout", "names")
 
-    def __init__(self, spec: ProxyTlsSpec) -> None:
-        """Raises CertificateError when a file became unusable since the config was read."""
+    def __init__(self, spec: ProxyTlsSpec, digest: bytes = b"") -> None:
+        """Raises CertificateError when a file became unusable since the config was read.
+        `digest`: what server_tls() compares to tell whether a reload changed anything."""
+        self.digest = digest
         names: list[tuple[str, ...]] = []
         contexts: list[ssl.SSLContext] = []
         for certificate in spec.certificates:
@@ -99,11 +120,7 @@ def _read_ca(ca: str | None) -> tuple[bytes, str | None]:
     """The CA file's digest and text; for the system's trust store (None) nothing to read."""
     if ca is None:
         return b"", None
-    try:
-        with open(ca, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CertificateError(f"cannot read {ca}: {e.strerror or e}") from None
+    data = read_file(ca)
     return hashlib.blake2b(data, digest_size=16).digest(), data.decode("ascii", "replace")
 
 

@@ -459,3 +459,21 @@ async def test_a_reload_cannot_add_or_remove_the_tls_listener(
     with_tls.reload(make_spec([b]))  # kept, with the certificates it had
     got = await tls_get(with_tls.tls_port, client_context(certs.ca))
     assert (got.serial, got.reply.status) == (certs.www.serial, 200)
+
+
+async def test_sessions_resume_across_a_reload_that_left_the_certificates_alone(
+    env: Env, certs: Certs
+) -> None:
+    b, other = await env.backend("b0"), await env.backend("b1")
+    spec = make_spec([b], tls=certs.tls(certs.www))
+    proxy = await env.proxy(spec)
+    context = client_context(certs.ca)
+    _, session, _ = await asyncio.to_thread(blocking_get, proxy.tls_port, context, None)
+    proxy.reload(make_spec([other], tls=certs.tls(certs.www)))  # new backends, same certificate
+    reused, session, body = await asyncio.to_thread(blocking_get, proxy.tls_port, context, session)
+    assert reused and body.endswith(b"b1")
+
+    certs.ca.issue("www", [WWW])  # renewed: new contexts, new ticket keys
+    proxy.reload(spec)
+    reused, _, body = await asyncio.to_thread(blocking_get, proxy.tls_port, context, session)
+    assert not reused and body.endswith(b"b0")
