@@ -477,3 +477,29 @@ async def test_sessions_resume_across_a_reload_that_left_the_certificates_alone(
     proxy.reload(spec)
     reused, _, body = await asyncio.to_thread(blocking_get, proxy.tls_port, context, session)
     assert not reused and body.endswith(b"b0")
+
+
+async def test_a_drain_closes_the_tls_listener_and_tls_connections_as_plain_ones(
+    env: Env, certs: Certs
+) -> None:
+    b = await env.backend("b0")
+    spec = make_spec([b], tls=certs.tls(certs.www), drain_grace=0.3, drain_close_spread=0.0)
+    proxy = await env.proxy(spec)
+    context = client_context(certs.ca)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", proxy.tls_port, ssl=context, server_hostname=WWW
+    )
+    request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+    writer.write(request)
+    assert (await read_reply(reader)).header("Connection") == "keep-alive"
+    proxy.request_drain()
+    await asyncio.sleep(0)  # the drain task runs: the listeners close
+    assert proxy.draining
+    with pytest.raises(ConnectionRefusedError):
+        await tls_get(proxy.tls_port, context)
+    writer.write(request)  # written on the idle TLS connection during the grace: answered
+    reply = await read_reply(reader)
+    assert (reply.status, reply.header("Connection")) == (200, "close")
+    assert await reader.read() == b""
+    writer.close()
+    await asyncio.wait_for(proxy.finished.wait(), 3)
