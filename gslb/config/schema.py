@@ -324,7 +324,12 @@ PROXY = Table(
         Field("admin", HostPortKind()),
         Field("method", Choice(PROXY_METHODS), default="round_robin"),
         Field("backends", ListOf(BACKEND, min_items=1), required=True),
-        Field("health", CHECK, doc="type http or tcp; the target is each backend's host:port"),
+        Field(
+            "health",
+            CHECK,
+            doc="type http or tcp; the target is each backend's host:port (an https:// "
+            "backend's http check goes over TLS, verified as its requests are)",
+        ),
         Field("drain_timeout", Duration(), default=_PROXY.drain_timeout),
         Field(
             "drain_grace",

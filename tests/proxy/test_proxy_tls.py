@@ -20,8 +20,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client import generate_latest
-from proxyhelpers import Env, Reply, TestBackend, get, make_spec, read_reply
+from proxyhelpers import Env, Reply, TestBackend, get, make_spec, pattern, read_reply
 from test_proxy_process import run_proxy, write_region
+from test_proxy_websocket import WsBackend
 from tlshelpers import Leaf, TestCA, peer_serial
 
 from gslb.certificates import CertificateError
@@ -503,3 +504,21 @@ async def test_a_drain_closes_the_tls_listener_and_tls_connections_as_plain_ones
     assert await reader.read() == b""
     writer.close()
     await asyncio.wait_for(proxy.finished.wait(), 3)
+
+
+async def test_a_websocket_over_tls_is_tunnelled(env: Env, certs: Certs) -> None:
+    wsb = await WsBackend().start()
+    try:
+        proxy = await tls_proxy(env, [wsb], certs.tls(certs.www))  # type: ignore[list-item]
+        url = f"https://127.0.0.1:{proxy.tls_port}/ws"
+        context = client_context(certs.ca)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, ssl=context, server_hostname=WWW, max_msg_size=4 << 20) as ws,
+        ):
+            big = pattern(0, 1 << 20)  # over every buffer: flow control through TLS
+            await ws.send_bytes(big)
+            assert await ws.receive_bytes(timeout=5) == big
+        assert wsb.headers["X-Forwarded-Proto"] == "https"
+    finally:
+        await wsb.stop()
