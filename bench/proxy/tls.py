@@ -12,9 +12,9 @@ request carries `Connection: close`, so each one is a new TCP connection and a f
 handshake: wrk does not resume sessions). The certificate is an ECDSA P-256 one made for the run,
 `min_version` TLS 1.3 on both, ALPN http/1.1. Everything listens on 127.0.0.1 only.
 
-Besides requests/s, each proxy's CPU time (user + system, from /proc) over the measured run
-is divided by the requests it served: CPU µs per request, a figure that other load on the
-machine disturbs far less than requests/s does.
+Besides requests/s, each proxy's CPU time over the measured run (user and system, from
+/proc) is divided by the requests it served: CPU µs per request, split into user space and
+kernel, a figure that other load on the machine disturbs far less than requests/s does.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from run import (
@@ -123,10 +124,29 @@ def wrk(name: str, mode: str, connections: int, duration: float) -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far."""
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    """CPU time of a process, or per request: user and system (the kernel's, for it)."""
+
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.user - other.user, self.system - other.system)
+
+    def per(self, count: int) -> Cpu:
+        """Microseconds each of `count` requests."""
+        return Cpu(self.user / count * 1e6, self.system / count * 1e6)
+
+
+def cpu_seconds(pid: int) -> Cpu:
+    """The CPU time of process `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+    return Cpu(int(fields[11]) / TICK, int(fields[12]) / TICK)  # utime, stime (fields 14, 15)
 
 
 def requests_served(text: str) -> int:
@@ -142,7 +162,7 @@ def run(
     connections: int,
     duration: float,
     warmup: float,
-    cpu: dict[tuple[str, str], list[float]],
+    cpu: dict[tuple[str, str], list[Cpu]],
 ) -> dict[str, list[Result]]:
     """One round; `cpu[(mode, name)]` gets each run's CPU µs per request."""
     results: dict[str, list[Result]] = {mode: [] for mode in modes}
@@ -161,9 +181,8 @@ def run(
                         text = wrk(name, mode, connections, duration)
                         used = cpu_seconds(proc.pid) - before
                         results[mode].append(parse_wrk(name, text))
-                        cpu.setdefault((mode, name), []).append(
-                            used / max(1, requests_served(text)) * 1e6
-                        )
+                        served = max(1, requests_served(text))
+                        cpu.setdefault((mode, name), []).append(used.per(served))
     return results
 
 
@@ -176,7 +195,7 @@ def main() -> int:
     need("wrk", "haproxy", "nginx", "taskset", "openssl")
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
     rounds: dict[str, list[list[Result]]] = {mode: [] for mode in args.modes}
-    cpu: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[Cpu]] = {}
     for n in range(args.rounds):
         results = run(args.only, args.modes, args.connections, args.duration, args.warmup, cpu)
         for mode, rows in results.items():
@@ -194,21 +213,28 @@ def main() -> int:
         for mode, rows in rounds.items():
             print(f"{mode}: median of {args.rounds} rounds (each ratio within its own round):")
             print(median_table(rows))
-            names = [r.name for r in rows[0]]
-            medians = {name: statistics.median(cpu[(mode, name)]) for name in names}
-            print("median CPU µs/request: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
+            for name in [r.name for r in rows[0]]:
+                runs = cpu[(mode, name)]
+                user = statistics.median(c.user for c in runs)
+                system = statistics.median(c.system for c in runs)
+                total = statistics.median(c.total for c in runs)
+                print(
+                    f"median CPU µs/request, {name}: {total:.1f} "
+                    f"(user {user:.1f}, system {system:.1f})"
+                )
     return 0
 
 
-def cpu_line(mode: str, names: list[str], cpu: dict[tuple[str, str], list[float]], n: int) -> str:
-    """This round's CPU µs per request of each proxy, and each one's ratio to HAProxy's."""
+def cpu_line(mode: str, names: list[str], cpu: dict[tuple[str, str], list[Cpu]], n: int) -> str:
+    """This round's CPU µs per request of each proxy (user + system), and the ratio of each
+    one's total to HAProxy's."""
     mine = {name: cpu[(mode, name)][n] for name in names}
     base = mine.get("haproxy")
-    parts = [
-        f"{name} {us:.1f}" + (f" ({us / base:.2f}x HAProxy)" if base and name != "haproxy" else "")
-        for name, us in mine.items()
-    ]
-    return "CPU µs/request: " + ", ".join(parts)
+    parts = []
+    for name, c in mine.items():
+        ratio = f", {c.total / base.total:.2f}x HAProxy" if base and name != "haproxy" else ""
+        parts.append(f"{name} {c.total:.1f} (user {c.user:.1f}, system {c.system:.1f}{ratio})")
+    return "CPU µs/request: " + "; ".join(parts)
 
 
 if __name__ == "__main__":
