@@ -7,7 +7,9 @@ proxy calls them again when it builds its contexts, so both see the same verdict
 
 from __future__ import annotations
 
+import datetime
 import ssl
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -58,14 +60,25 @@ def read_file(path: str) -> bytes:
         raise _cannot_read(path, e) from None
 
 
-def read_names(cert: str) -> tuple[str, ...]:
-    """The names of the first certificate in the PEM file `cert` (see certificate_names)."""
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """What the proxy shows of a certificate (GET /status) and matches SNI against."""
+
+    names: tuple[str, ...]  # see certificate_names
+    not_after: datetime.datetime  # UTC
+    serial: int
+
+
+def read_certificate(cert: str) -> CertificateInfo:
+    """The first certificate in the PEM file `cert`."""
     pem = read_file(cert)
     try:
         parsed = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise CertificateError(f"{cert} holds no PEM certificate") from None
-    return certificate_names(parsed)
+    return CertificateInfo(
+        certificate_names(parsed), parsed.not_valid_after_utc, parsed.serial_number
+    )
 
 
 def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
@@ -86,11 +99,11 @@ def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_pair(cert: str, key: str) -> tuple[str, ...]:
+def check_pair(cert: str, key: str) -> CertificateInfo:
     """What the proxy will do with the pair, done once: names read, key loaded and matched."""
-    names = read_names(cert)
+    info = read_certificate(cert)
     load_pair(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), cert, key)
-    return names
+    return info
 
 
 def load_ca(context: ssl.SSLContext, ca: str) -> None:

@@ -388,6 +388,14 @@ class ProxyServer:
         return {
             "listen": str(self.address),
             "tls_listen": str(self.tls_address) if self.tls_address else None,
+            "tls_certificates": [
+                {
+                    "names": list(c.names),
+                    "not_after": c.not_after.isoformat(),
+                    "serial": f"{c.serial:x}",
+                }
+                for c in (self._tls.certificates if self._tls is not None else ())
+            ],
             "method": snap.spec.method,
             "draining": shared.draining,
             "healthy": self.healthy()[0],

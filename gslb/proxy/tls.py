@@ -21,7 +21,13 @@ import hashlib
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 
-from gslb.certificates import CertificateError, load_pair, read_file, read_names
+from gslb.certificates import (
+    CertificateError,
+    CertificateInfo,
+    load_pair,
+    read_certificate,
+    read_file,
+)
 from gslb.model import Backend, ProxyTlsSpec, frozen_map
 from gslb.proxy.sni import SniTable
 
@@ -51,24 +57,25 @@ def _digest(spec: ProxyTlsSpec) -> bytes:
 class ServerTls:
     """The certificates of one load; `context` is what the TLS listener wraps connections in."""
 
-    __slots__ = ("context", "digest", "handshake_timeout", "names")
+    __slots__ = ("certificates", "context", "digest", "handshake_timeout")
 
     def __init__(self, spec: ProxyTlsSpec, digest: bytes = b"") -> None:
         """Raises CertificateError when a file became unusable since the config was read.
         `digest`: what server_tls() compares to tell whether a reload changed anything."""
         self.digest = digest
-        names: list[tuple[str, ...]] = []
+        infos: list[CertificateInfo] = []
         contexts: list[ssl.SSLContext] = []
         for certificate in spec.certificates:
-            names.append(read_names(certificate.cert))
+            infos.append(read_certificate(certificate.cert))
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = MIN_VERSIONS[spec.min_version]
             context.set_alpn_protocols(ALPN)
             load_pair(context, certificate.cert, certificate.key)
             contexts.append(context)
-        self.names: tuple[tuple[str, ...], ...] = tuple(names)
+        self.certificates: tuple[CertificateInfo, ...] = tuple(infos)  # in configured order
         self.context = contexts[0]
-        self.context.sni_callback = _switcher(SniTable.build(names), tuple(contexts[1:]))
+        table = SniTable.build([info.names for info in infos])
+        self.context.sni_callback = _switcher(table, tuple(contexts[1:]))
         self.handshake_timeout = spec.handshake_timeout
 
 

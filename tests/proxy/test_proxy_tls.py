@@ -305,6 +305,8 @@ async def test_a_reload_gives_new_connections_the_new_certificate_and_keeps_open
     writer.close()
     fresh = await tls_get(proxy.tls_port, context)
     assert (fresh.serial, fresh.reply.status) == (renewed.serial, 200)
+    (shown,) = proxy.status()["tls_certificates"]  # what an operator checks after a SIGHUP
+    assert (shown["names"], shown["serial"]) == ([WWW], f"{renewed.serial:x}")
 
 
 async def test_a_reload_with_a_broken_key_changes_nothing(env: Env, certs: Certs) -> None:
