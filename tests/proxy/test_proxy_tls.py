@@ -263,13 +263,18 @@ async def test_failed_handshakes_are_counted_and_free_their_slot(
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         await reader.read()
         writer.close()
+    # A client that trusts another CA gives up (asyncio's drops the connection, no alert).
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await tls_get(proxy.tls_port, client_context(certs.other_ca))
+    _, gone = await asyncio.open_connection("127.0.0.1", proxy.tls_port)
+    gone.close()  # connects, then leaves before saying anything
     reader, silent = await asyncio.open_connection("127.0.0.1", proxy.tls_port)
     assert await reader.read() == b""  # says nothing: cut after handshake_timeout
     silent.close()
     await wait_until(lambda: handshakes(proxy, "timeout") == 1)
-    assert handshakes(proxy, "error") == 3
+    assert (handshakes(proxy, "error"), handshakes(proxy, "closed")) == (3, 2)
     failed = [r for r in caplog.records if "TLS handshake failed" in r.getMessage()]
-    assert len(failed) == 2  # one line per kind of failure, not one per connection
+    assert len(failed) == 3  # one line per kind of failure, not one per connection
     # None of them kept a slot: max_connections=2 still takes two real clients.
     await wait_until(lambda: proxy.stats.client_connections == 0)
     first, second = await asyncio.gather(
