@@ -5,11 +5,12 @@ same certificate, in front of the same three plain-HTTP backends.
     .venv/bin/python bench/proxy/tls.py [--duration 10] [--connections 50] [--rounds 1]
 
 The layout is bench/proxy/run.py's (its helpers are used): each proxy alone on core 0, wrk
-and the backends (one nginx worker, `return 200`) on core 1. Three modes: `plain` (the same
-proxy process's plain HTTP port, keep-alive: the reference TLS costs are read against),
-`keep-alive` (wrk holds its TLS connections: the cost of TLS records), and `close` (every
-request carries `Connection: close`, so each one is a new TCP connection and a full TLS 1.3
-handshake: wrk does not resume sessions). The certificate is an ECDSA P-256 one made for the run,
+and the backends (one nginx worker, `return 200`) on core 1. Four modes: `plain` and
+`plain-close` (the same proxy process's plain HTTP port, keep-alive and with `Connection:
+close`: the references TLS costs are read against), `keep-alive` (wrk holds its TLS
+connections: the cost of TLS records), and `close` (every request carries `Connection:
+close`, so each one is a new TCP connection and a full TLS 1.3 handshake: wrk does not
+resume sessions). The certificate is an ECDSA P-256 one made for the run,
 `min_version` TLS 1.3 on both, ALPN http/1.1. Everything listens on 127.0.0.1 only.
 
 Besides requests/s, each proxy's CPU time over the measured run (user and system, from
@@ -49,7 +50,8 @@ BACKEND_PORTS = (19111, 19112, 19113)
 TLS_PORTS = {"haproxy": 18611, "gslb": 18613}
 PLAIN_PORTS = {"haproxy": 18612, "gslb": 18614}  # the same proxy's plain port: the reference
 TICK = os.sysconf("SC_CLK_TCK")
-MODES = ("plain", "keep-alive", "close")
+# plain*: the same process's plain port; *close: Connection: close (a connection per request)
+MODES = ("plain", "plain-close", "keep-alive", "close")
 NAME = "bench.example.test"
 
 
@@ -112,8 +114,8 @@ def proxy_command(name: str, tmp: Path, files: tuple[Path, Path, Path]) -> list[
 
 
 def wrk(name: str, mode: str, connections: int, duration: float) -> str:
-    close = ["-H", "Connection: close"] if mode == "close" else []
-    if mode == "plain":
+    close = ["-H", "Connection: close"] if mode.endswith("close") else []
+    if mode.startswith("plain"):
         url = f"http://127.0.0.1:{PLAIN_PORTS[name]}/"
     else:
         url = f"https://127.0.0.1:{TLS_PORTS[name]}/"
@@ -201,7 +203,8 @@ def main() -> int:
         for mode, rows in results.items():
             rounds[mode].append(rows)
             print(
-                f"round {n + 1}: {'plain HTTP' if mode == 'plain' else 'TLS 1.3'}, {mode}, "
+                f"round {n + 1}: {'plain HTTP' if mode.startswith('plain') else 'TLS 1.3'}, "
+                f"{mode}, "
                 f"{args.connections} connections, "
                 f"{args.duration:g}s, proxy on core {PROXY_CORE}, wrk + backends on core "
                 f"{LOAD_CORE}"
