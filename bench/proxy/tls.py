@@ -3,6 +3,7 @@ same certificate, in front of the same three plain-HTTP backends.
 
     apt-get install -y haproxy nginx wrk        # once; this script installs nothing
     .venv/bin/python bench/proxy/tls.py [--duration 10] [--connections 50] [--rounds 1]
+    .venv/bin/python bench/proxy/tls.py --sighup 0.5     # reloads with new certificates
 
 The layout is bench/proxy/run.py's (its helpers are used): each proxy alone on core 0, wrk
 and the backends (one nginx worker, `return 200`) on core 1. Four modes: `plain` and
@@ -23,10 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,14 +192,76 @@ def run(
     return results
 
 
+def renew(
+    stop: threading.Event,
+    every: float,
+    files: tuple[Path, Path, Path],
+    proc: subprocess.Popen[bytes],
+    sent: list[float],
+) -> None:
+    """Until `stop`: every `every` seconds a new certificate and key moved over the old
+    files (as a renewal does), then SIGHUP to `proc`; `sent` gets the time of each."""
+    spare = files[0].parent / "next"
+    spare.mkdir(exist_ok=True)
+    while not stop.wait(every):
+        cert, key, _ = make_certificate(spare)
+        os.replace(key, files[1])
+        os.replace(cert, files[0])
+        proc.send_signal(signal.SIGHUP)
+        sent.append(time.monotonic())
+
+
+def sighup_run(connections: int, duration: float, warmup: float, every: float) -> None:
+    """gslb alone under wrk (TLS keep-alive, then close) while its certificate is renewed in
+    place and SIGHUP sent every `every` seconds: errors are what a client would see."""
+    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
+        tmp = Path(t)
+        files = make_certificate(tmp)
+        backends = backends_conf(tmp, BACKEND_PORTS)
+        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
+        with (
+            process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"),
+            process(proxy_command("gslb", tmp, files), TLS_PORTS["gslb"], tmp / "gslb.log") as proc,
+        ):
+            for mode in ("keep-alive", "close"):
+                wrk("gslb", mode, connections, warmup)
+                stop = threading.Event()
+                sent: list[float] = []
+                renewer = threading.Thread(target=renew, args=(stop, every, files, proc, sent))
+                renewer.start()
+                try:
+                    text = wrk("gslb", mode, connections, duration)
+                finally:
+                    stop.set()
+                    renewer.join()
+                print(
+                    f"TLS 1.3, {mode}, {connections} connections, {duration:g}s, a new "
+                    f"certificate and SIGHUP every {every:g}s ({len(sent)} reloads)"
+                )
+                print(table([parse_wrk("gslb", text)]))
+                sys.stdout.flush()
+        reloaded = (tmp / "gslb.log").read_text().count("proxy reloaded")
+        refused = (tmp / "gslb.log").read_text().count("reload refused")
+        print(f"gslb log: {reloaded} reloads applied, {refused} refused")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(parser)
     parser.add_argument("--modes", nargs="*", choices=MODES, default=list(MODES))
     parser.add_argument("--only", nargs="*", choices=list(TLS_PORTS), default=list(TLS_PORTS))
+    parser.add_argument(
+        "--sighup",
+        type=float,
+        metavar="SECONDS",
+        help="instead: gslb alone, a new certificate and SIGHUP every SECONDS under load",
+    )
     args = parser.parse_args()
     need("wrk", "haproxy", "nginx", "taskset", "openssl")
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    if args.sighup:
+        sighup_run(args.connections, args.duration, args.warmup, args.sighup)
+        return 0
     rounds: dict[str, list[list[Result]]] = {mode: [] for mode in args.modes}
     cpu: dict[tuple[str, str], list[Cpu]] = {}
     for n in range(args.rounds):
