@@ -4,6 +4,7 @@ same certificate, in front of the same three plain-HTTP backends.
     apt-get install -y haproxy nginx wrk        # once; this script installs nothing
     .venv/bin/python bench/proxy/tls.py [--duration 10] [--connections 50] [--rounds 1]
     .venv/bin/python bench/proxy/tls.py --sighup 0.5     # reloads with new certificates
+    .venv/bin/python bench/proxy/tls.py --idle 3000      # memory per idle connection
 
 The layout is bench/proxy/run.py's (its helpers are used): each proxy alone on core 0, wrk
 and the backends (one nginx worker, `return 200`) on core 1. Four modes: `plain` and
@@ -22,9 +23,11 @@ kernel, a figure that other load on the machine disturbs far less than requests/
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from run import (
     LOAD_CORE,
@@ -245,6 +249,54 @@ def sighup_run(connections: int, duration: float, warmup: float, every: float) -
         print(f"gslb log: {reloaded} reloads applied, {refused} refused")
 
 
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert found
+    return int(found.group(1))
+
+
+async def hold_idle(port: int, context: ssl.SSLContext | None, n: int) -> list[Any]:
+    """`n` connections to `port` (TLS with `context`), every 100th after one request (so
+    that the backend pool is warm), all left idle; their writers."""
+    writers = []
+    for i in range(n):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        if i % 100 == 0:
+            writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+        writers.append(writer)
+    return writers
+
+
+async def idle_run(names: list[str], n: int) -> None:
+    """RSS per idle connection of each proxy, plain then TLS (handshake done)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the bench's own certificate; nothing to verify
+    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
+        tmp = Path(t)
+        files = make_certificate(tmp)
+        backends = backends_conf(tmp, BACKEND_PORTS)
+        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
+        with process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"):
+            for name in names:
+                command = proxy_command(name, tmp, files)
+                with process(command, TLS_PORTS[name], tmp / f"{name}.log") as proc:
+                    for kind, port, ctx in (
+                        ("plain", PLAIN_PORTS[name], None),
+                        ("TLS 1.3", TLS_PORTS[name], context),
+                    ):
+                        before = rss_kib(proc.pid)
+                        writers = await hold_idle(port, ctx, n)
+                        await asyncio.sleep(0.5)  # the last ones are accepted and set up
+                        each = (rss_kib(proc.pid) - before) * 1024 / n
+                        print(f"{name}, {kind}: {n} idle connections, {each:,.0f} bytes each")
+                        for writer in writers:
+                            writer.close()
+                        sys.stdout.flush()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(parser)
@@ -256,9 +308,19 @@ def main() -> int:
         metavar="SECONDS",
         help="instead: gslb alone, a new certificate and SIGHUP every SECONDS under load",
     )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        metavar="N",
+        help="instead: memory (RSS) per idle connection, N plain then N TLS, each proxy",
+    )
     args = parser.parse_args()
     need("wrk", "haproxy", "nginx", "taskset", "openssl")
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    if args.idle:
+        os.sched_setaffinity(0, {int(LOAD_CORE)})  # the clients: beside wrk's core
+        asyncio.run(idle_run(args.only, args.idle))
+        return 0
     if args.sighup:
         sighup_run(args.connections, args.duration, args.warmup, args.sighup)
         return 0
