@@ -34,6 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,19 @@ def requests_served(text: str) -> int:
     return int(found.group(1))
 
 
+@contextmanager
+def backends_up() -> Iterator[tuple[Path, tuple[Path, Path, Path]]]:
+    """A scratch directory with the run's certificate, and the backends serving: (directory,
+    (cert, key, cert+key))."""
+    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
+        tmp = Path(t)
+        files = make_certificate(tmp)
+        backends = backends_conf(tmp, BACKEND_PORTS)
+        command = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
+        with process(command, BACKEND_PORTS[0], tmp / "backends.log"):
+            yield tmp, files
+
+
 def run(
     names: list[str],
     modes: list[str],
@@ -176,23 +191,18 @@ def run(
 ) -> dict[str, list[Result]]:
     """One round; `cpu[(mode, name)]` gets each run's CPU µs per request."""
     results: dict[str, list[Result]] = {mode: [] for mode in modes}
-    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
-        tmp = Path(t)
-        files = make_certificate(tmp)
-        backends = backends_conf(tmp, BACKEND_PORTS)
-        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
-        with process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"):
-            for name in names:
-                port = TLS_PORTS[name]
-                with process(proxy_command(name, tmp, files), port, tmp / f"{name}.log") as proc:
-                    for mode in modes:
-                        wrk(name, mode, connections, warmup)
-                        before = cpu_seconds(proc.pid)
-                        text = wrk(name, mode, connections, duration)
-                        used = cpu_seconds(proc.pid) - before
-                        results[mode].append(parse_wrk(name, text))
-                        served = max(1, requests_served(text))
-                        cpu.setdefault((mode, name), []).append(used.per(served))
+    with backends_up() as (tmp, files):
+        for name in names:
+            port = TLS_PORTS[name]
+            with process(proxy_command(name, tmp, files), port, tmp / f"{name}.log") as proc:
+                for mode in modes:
+                    wrk(name, mode, connections, warmup)
+                    before = cpu_seconds(proc.pid)
+                    text = wrk(name, mode, connections, duration)
+                    used = cpu_seconds(proc.pid) - before
+                    results[mode].append(parse_wrk(name, text))
+                    served = max(1, requests_served(text))
+                    cpu.setdefault((mode, name), []).append(used.per(served))
     return results
 
 
@@ -218,15 +228,9 @@ def renew(
 def sighup_run(connections: int, duration: float, warmup: float, every: float) -> None:
     """gslb alone under wrk (TLS keep-alive, then close) while its certificate is renewed in
     place and SIGHUP sent every `every` seconds: errors are what a client would see."""
-    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
-        tmp = Path(t)
-        files = make_certificate(tmp)
-        backends = backends_conf(tmp, BACKEND_PORTS)
-        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
-        with (
-            process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"),
-            process(proxy_command("gslb", tmp, files), TLS_PORTS["gslb"], tmp / "gslb.log") as proc,
-        ):
+    with backends_up() as (tmp, files):
+        log = tmp / "gslb.log"
+        with process(proxy_command("gslb", tmp, files), TLS_PORTS["gslb"], log) as proc:
             for mode in ("keep-alive", "close"):
                 wrk("gslb", mode, connections, warmup)
                 stop = threading.Event()
@@ -244,9 +248,9 @@ def sighup_run(connections: int, duration: float, warmup: float, every: float) -
                 )
                 print(table([parse_wrk("gslb", text)]))
                 sys.stdout.flush()
-        reloaded = (tmp / "gslb.log").read_text().count("proxy reloaded")
-        refused = (tmp / "gslb.log").read_text().count("reload refused")
-        print(f"gslb log: {reloaded} reloads applied, {refused} refused")
+        logged = log.read_text()
+        applied, refused = logged.count("proxy reloaded"), logged.count("reload refused")
+        print(f"gslb log: {applied} reloads applied, {refused} refused")
 
 
 def rss_kib(pid: int) -> int:
@@ -274,27 +278,22 @@ async def idle_run(names: list[str], n: int) -> None:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the bench's own certificate; nothing to verify
-    with tempfile.TemporaryDirectory(prefix="gslb-bench-tls-") as t:
-        tmp = Path(t)
-        files = make_certificate(tmp)
-        backends = backends_conf(tmp, BACKEND_PORTS)
-        env_cmd = ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backends), "-p", t]
-        with process(env_cmd, BACKEND_PORTS[0], tmp / "backends.log"):
-            for name in names:
-                command = proxy_command(name, tmp, files)
-                with process(command, TLS_PORTS[name], tmp / f"{name}.log") as proc:
-                    for kind, port, ctx in (
-                        ("plain", PLAIN_PORTS[name], None),
-                        ("TLS 1.3", TLS_PORTS[name], context),
-                    ):
-                        before = rss_kib(proc.pid)
-                        writers = await hold_idle(port, ctx, n)
-                        await asyncio.sleep(0.5)  # the last ones are accepted and set up
-                        each = (rss_kib(proc.pid) - before) * 1024 / n
-                        print(f"{name}, {kind}: {n} idle connections, {each:,.0f} bytes each")
-                        for writer in writers:
-                            writer.close()
-                        sys.stdout.flush()
+    with backends_up() as (tmp, files):
+        for name in names:
+            command = proxy_command(name, tmp, files)
+            with process(command, TLS_PORTS[name], tmp / f"{name}.log") as proc:
+                for kind, port, ctx in (
+                    ("plain", PLAIN_PORTS[name], None),
+                    ("TLS 1.3", TLS_PORTS[name], context),
+                ):
+                    before = rss_kib(proc.pid)
+                    writers = await hold_idle(port, ctx, n)
+                    await asyncio.sleep(0.5)  # the last ones are accepted and set up
+                    each = (rss_kib(proc.pid) - before) * 1024 / n
+                    print(f"{name}, {kind}: {n} idle connections, {each:,.0f} bytes each")
+                    for writer in writers:
+                        writer.close()
+                    sys.stdout.flush()
 
 
 def main() -> int:
