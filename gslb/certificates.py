@@ -117,4 +117,5 @@ def load_ca(context: ssl.SSLContext, ca: str) -> None:
 
 
 def check_ca(ca: str) -> None:
-    load_ca(ssl.create_default_context(), ca)
+    """What the proxy will do with a CA file, done once (a bare context: no system store)."""
+    load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ca)
