@@ -201,6 +201,9 @@ def run(
                     text = wrk(name, mode, connections, duration)
                     used = cpu_seconds(proc.pid) - before
                     results[mode].append(parse_wrk(name, text))
+                    for line in text.splitlines():  # what kind of errors, if any
+                        if "Socket errors" in line or "Non-2xx" in line:
+                            print(f"{name}, {mode}: wrk says: {line.strip()}")
                     served = max(1, requests_served(text))
                     cpu.setdefault((mode, name), []).append(used.per(served))
     return results
