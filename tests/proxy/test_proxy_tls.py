@@ -529,3 +529,28 @@ async def test_a_websocket_over_tls_is_tunnelled(env: Env, certs: Certs) -> None
         assert wsb.headers["X-Forwarded-Proto"] == "https"
     finally:
         await wsb.stop()
+
+
+async def test_client_initiated_renegotiation_is_refused(env: Env, certs: Certs) -> None:
+    """A TLS 1.2 client asking to renegotiate (a CPU lever for a client: one handshake after
+    another on one connection) gets the no_renegotiation alert (openssl s_client's "R")."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    proxy = await tls_proxy(env, [await env.backend("b0")], certs.tls(certs.www))
+    process = await asyncio.create_subprocess_exec(
+        *(openssl, "s_client", "-connect", f"127.0.0.1:{proxy.tls_port}", "-tls1_2"),
+        *("-CAfile", str(certs.ca.path), "-servername", WWW),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    async with asyncio.timeout(10):
+        seen = b""
+        while b"Verify return code: 0" not in seen:  # the handshake is done
+            seen += await process.stdout.read(4096)
+        process.stdin.write(b"R\n")
+        out = seen + await process.stdout.read()  # s_client ends when the proxy refuses
+        await process.wait()
+    assert b"RENEGOTIATING" in out and b"no renegotiation" in out
+    assert (await tls_get(proxy.tls_port, client_context(certs.ca))).reply.status == 200
