@@ -105,6 +105,16 @@ async def tls_proxy(
     return proxy
 
 
+KEPT_GET = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()  # keep-alive
+
+
+async def open_tls(
+    port: int, context: ssl.SSLContext
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection with SNI www.example.test, for several requests."""
+    return await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=WWW)
+
+
 def handshakes(proxy: ProxyServer, result: str) -> int:
     return proxy.stats.tls_handshakes.get(result, 0)
 
@@ -293,10 +303,8 @@ async def test_a_reload_gives_new_connections_the_new_certificate_and_keeps_open
     spec = make_spec([b], tls=certs.tls(certs.www))
     proxy = await env.proxy(spec)
     context = client_context(certs.ca)
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", proxy.tls_port, ssl=context, server_hostname=WWW
-    )
-    request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+    reader, writer = await open_tls(proxy.tls_port, context)
+    request = KEPT_GET
     writer.write(request)
     assert (await read_reply(reader)).status == 200
     shown = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
@@ -421,10 +429,8 @@ async def test_sighup_swaps_certificates_in_the_running_proxy(env: Env, tmp_path
             port = int((await r.json())["tls_listen"].rsplit(":", 1)[1])
         assert await curl_https(ca, port) == ("200 1.1", "b0")
         context = client_context(ca)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=context, server_hostname=WWW
-        )
-        request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+        reader, writer = await open_tls(port, context)
+        request = KEPT_GET
         writer.write(request)
         assert (await read_reply(reader)).status == 200
         assert (await tls_get(port, context)).serial == first.serial
@@ -494,10 +500,8 @@ async def test_a_drain_closes_the_tls_listener_and_tls_connections_as_plain_ones
     spec = make_spec([b], tls=certs.tls(certs.www), drain_grace=0.3, drain_close_spread=0.0)
     proxy = await env.proxy(spec)
     context = client_context(certs.ca)
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", proxy.tls_port, ssl=context, server_hostname=WWW
-    )
-    request = f"GET / HTTP/1.1\r\nHost: {WWW}\r\n\r\n".encode()
+    reader, writer = await open_tls(proxy.tls_port, context)
+    request = KEPT_GET
     writer.write(request)
     assert (await read_reply(reader)).header("Connection") == "keep-alive"
     proxy.request_drain()
