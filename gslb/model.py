@@ -12,7 +12,10 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from gslb.dnssec.keys import ZoneKey
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -92,6 +95,20 @@ class Soa:
     ttl: int
 
 
+DNSSEC_ALGORITHMS = ("ECDSAP256SHA256", "ED25519")
+DNSSEC_DENIALS = ("compact",)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecSpec:
+    """A zone's `dnssec:` block, with the keys read from (or made in) its directory."""
+
+    algorithm: str
+    directory: str  # absolute
+    denial: str = "compact"
+    keys: tuple[ZoneKey, ...] = ()  # oldest first; at least one active once loaded
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A name answered by steering rather than by static records."""
@@ -114,6 +131,7 @@ class Zone:
     ns: tuple[str, ...]
     records: tuple[Record, ...]  # static records, the apex SOA and NS included
     services: Mapping[str, Service]
+    dnssec: DnssecSpec | None = None  # None: unsigned
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         {"example.com.yaml": ZONE + "tll: 60\n"},
         "example.com.yaml",
         7,
-        "unknown key 'tll' in zone file (did you mean 'ttl'?); allowed: ns, records,",
+        "unknown key 'tll' in zone file (did you mean 'ttl'?); allowed: dnssec, ns, records,",
     ),
     (
         "unknown record type",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from gslb.config.dnssec_keys import KeyMode, attach_keys
 from gslb.config.kinds import Ctx
 from gslb.config.links import link
 from gslb.config.problems import Report
@@ -26,8 +27,12 @@ REGIONS_DIR = "regions"
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def load_config(directory: str) -> Config:
-    """Read and validate the whole directory. Raises ConfigError with all problems found."""
+def load_config(directory: str, keys: KeyMode = "create") -> Config:
+    """Read and validate the whole directory. Raises ConfigError with all problems found.
+
+    `keys`: what a signed zone's key directory gets: "create" a key when it holds none
+    (without `cluster:`; with it, as "require"), "require" keys, or "skip" reading them
+    (the `gslb dnssec` tools, which manage the keys themselves)."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ConfigError([Problem(directory, 0, "no such config directory")])
@@ -58,6 +63,11 @@ def load_config(directory: str) -> Config:
         file, parsed = read(name, ZONE)
         zone = None if parsed is None else build_zone(parsed, file, Ctx(report_for(file), root))
         if zone is not None:
+            if keys != "skip":
+                # A key is made on first use only for a config that is otherwise sound.
+                sound = not report_for(file).problems
+                create = keys == "create" and settings.cluster is None and sound
+                zone = attach_keys(zone, report_for(file), create)
             zone_drafts.append(zone)
 
     region_drafts: list[RegionDraft] = []

@@ -27,6 +27,8 @@ from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
     ACCESS_LOG_FORMATS,
     CHECK_KINDS,
+    DNSSEC_ALGORITHMS,
+    DNSSEC_DENIALS,
     HEALTH_QUORUMS,
     PICKERS,
     POLICIES,
@@ -124,6 +126,27 @@ SERVICE = Table(
     doc="a name answered by steering",
 )
 
+DNSSEC = Table(
+    "dnssec",
+    (
+        Field("algorithm", Choice(DNSSEC_ALGORITHMS), default="ECDSAP256SHA256"),
+        Field(
+            "keys",
+            Path(),
+            default="keys",
+            doc="key directory, relative to the config directory; a combined signing key"
+            " is created there on first use when it holds none (not with cluster:)",
+        ),
+        Field(
+            "denial",
+            Choice(DNSSEC_DENIALS),
+            default="compact",
+            doc="negative answers: RFC 9824 compact denial of existence",
+        ),
+    ),
+    doc="sign every answer to a DO=1 query online; absent: unsigned",
+)
+
 ZONE = Table(
     "zone file",
     (
@@ -138,6 +161,7 @@ ZONE = Table(
             doc='owner ("@", relative, or absolute with a trailing dot) → records',
         ),
         Field("services", MapOf(SERVICE, key_what="a service name"), default=()),
+        Field("dnssec", DNSSEC, doc="absent: the zone is not signed"),
     ),
     doc="one DNS zone",
 )

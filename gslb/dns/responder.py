@@ -160,7 +160,9 @@ class Responder:
         clock: Callable[[], float] = time.perf_counter,
         cache: AnswerCache | None = None,
         identity: str | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`wall_clock`: the time signatures are made at (DNSSEC validity periods)."""
         self._view = view
         self._geo = geo
         self.udp_cap = udp_cap
@@ -172,6 +174,7 @@ class Responder:
         self._known = self.cache.queries  # cleared in place, never replaced
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
         self._identity = identity_answers(identity)
+        self._wall_clock = wall_clock
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -194,7 +197,12 @@ class Responder:
                 return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
-        return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        decision = select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        if query.edns is not None and query.edns.do and decision.zone is not None:
+            zone = view.plan.zones[decision.zone]
+            if zone.signer is not None:
+                return zone.signer.secure(decision, zone, query.name, self._wall_clock())
+        return decision
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing)."""

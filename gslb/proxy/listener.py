@@ -44,6 +44,10 @@ def bind(address: HostPort, backlog: int = 1024) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            # A new `gslb proxy` can listen beside this one before it drains (a restart
+            # without a moment in which nothing listens), as HAProxy and nginx do.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -132,14 +136,17 @@ class Listener:
                 if self._retry is None:
                     self._retry = self._loop.call_later(RETRY_AFTER, self._retry_accept)
                 return
-            conn.setblocking(False)
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._open += 1
-            connect = self._connect(conn, door) if door.tls is None else self._handshake(conn, door)
-            task = self._loop.create_task(connect)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._serve(conn, door)
+
+    def _serve(self, conn: socket.socket, door: Door) -> None:
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._open += 1
+        connect = self._connect(conn, door) if door.tls is None else self._handshake(conn, door)
+        task = self._loop.create_task(connect)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, conn: socket.socket, door: Door) -> None:
         try:
@@ -220,7 +227,13 @@ class Listener:
             task.cancel()
 
     def close(self) -> None:
-        """Stop listening: the sockets close (connections already accepted stay)."""
+        """Stop listening: the sockets close (connections already accepted stay).
+
+        Connections the kernel has queued for a socket would be reset by the close, so
+        they are accepted first, whatever the cap, and served as the drain serves any
+        (answered with `Connection: close`). Beside a new process on the same port
+        (SO_REUSEPORT), the kernel sends later connections there.
+        """
         self._stop_reading()
         if self._retry is not None:
             self._retry.cancel()
@@ -228,4 +241,20 @@ class Listener:
         if not self._closed:
             self._closed = True
             for door in self._doors:
+                self._accept_queued(door)
                 door.sock.close()
+
+    async def settled(self) -> None:
+        """Returns once every accepted connection has its protocol (is in `connections`),
+        so a drain that waits for them all waits for these too (a TLS one once its handshake
+        is over, or failed: at most handshake_timeout)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _accept_queued(self, door: Door) -> None:
+        while True:
+            try:
+                conn, _ = door.sock.accept()
+            except OSError:  # nothing queued (BlockingIOError), or out of descriptors
+                return
+            self._serve(conn, door)

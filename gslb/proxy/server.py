@@ -188,6 +188,7 @@ class ProxyServer:
         shared.start_drain(timeout)
         if self._server is not None:
             self._server.close()
+            await self._server.settled()  # those just accepted are drained like the rest
         for conn in list(shared.connections):
             conn.drain()
         shared.pool.close_idle()
