@@ -558,3 +558,25 @@ async def test_client_initiated_renegotiation_is_refused(env: Env, certs: Certs)
         await process.wait()
     assert b"RENEGOTIATING" in out and b"no renegotiation" in out
     assert (await tls_get(proxy.tls_port, client_context(certs.ca))).reply.status == 200
+
+
+async def test_a_tls_connection_queued_when_the_drain_starts_is_served(
+    env: Env, certs: Certs
+) -> None:
+    b = await env.backend("b0")
+    spec = make_spec([b], tls=certs.tls(certs.www), max_connections=1, drain_timeout=5.0)
+    proxy = await env.proxy(spec)
+    reader, slow = await asyncio.open_connection("127.0.0.1", proxy.port)
+    slow.write(b"GET / HTTP/1.1\r\nHost: t\r\n")  # holds the one slot, half a head
+    await wait_until(lambda: not proxy.accepting)
+    # A TLS client waits in the TLS socket's backlog, its ClientHello sent.
+    waiting = asyncio.ensure_future(tls_get(proxy.tls_port, client_context(certs.ca)))
+    done, _ = await asyncio.wait([waiting], timeout=0.3)
+    assert not done
+    drained = asyncio.ensure_future(proxy.drain())
+    got = await asyncio.wait_for(waiting, 5)  # accepted as the listener closed, and served
+    assert (got.reply.status, got.serial) == (200, certs.www.serial)
+    slow.write(b"\r\n")
+    assert (await asyncio.wait_for(read_reply(reader), 5)).status == 200
+    assert await asyncio.wait_for(drained, 10)  # every connection closed cleanly
+    slow.close()
