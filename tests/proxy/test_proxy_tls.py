@@ -563,9 +563,8 @@ async def test_client_initiated_renegotiation_is_refused(env: Env, certs: Certs)
 async def test_a_tls_connection_queued_when_the_drain_starts_is_served(
     env: Env, certs: Certs
 ) -> None:
-    b = await env.backend("b0")
-    spec = make_spec([b], tls=certs.tls(certs.www), max_connections=1, drain_timeout=5.0)
-    proxy = await env.proxy(spec)
+    tls = certs.tls(certs.www)
+    proxy = await tls_proxy(env, [await env.backend("b0")], tls, max_connections=1)
     reader, slow = await asyncio.open_connection("127.0.0.1", proxy.port)
     slow.write(b"GET / HTTP/1.1\r\nHost: t\r\n")  # holds the one slot, half a head
     await wait_until(lambda: not proxy.accepting)
