@@ -154,6 +154,12 @@ class Backend:
     port: int
     weight: int = 1
     max_connections: int = 0  # requests in flight to it at once; 0: no cap
+    ca: str | None = None  # https: CA file its certificate is verified with; None: the system's
+
+    @property
+    def https(self) -> bool:
+        """Spoken to over TLS (an https:// URL), its certificate verified for `host`."""
+        return self.url.startswith("https://")
 
 
 ACCESS_LOG_FORMATS = ("json", "combined")
@@ -165,6 +171,28 @@ class AccessLogSpec:
 
     path: str = "-"
     format: str = "json"
+
+
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    """One certificate of the proxy's TLS listener: PEM files, absolute paths."""
+
+    cert: str  # the certificate, then any intermediates
+    key: str  # its private key, unencrypted
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTlsSpec:
+    """`proxy.tls:`: the HTTPS listener. SNI picks the certificate whose names match; the
+    first one is the default."""
+
+    listen: HostPort
+    certificates: tuple[TlsCertificate, ...]
+    min_version: str = "1.2"  # one of TLS_VERSIONS
+    handshake_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +231,7 @@ class ProxySpec:
     routes: tuple[ProxyRoute, ...] = ()  # first match wins; no match: all backends
     max_connections: int = 10000  # client connections; at it the proxy stops accepting
     queue_timeout: float = 5.0  # a request waiting for a backend at its cap gets 503 after
+    tls: ProxyTlsSpec | None = None  # the HTTPS listener, beside the plain one
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,8 +44,9 @@ def load_config(directory: str, keys: KeyMode = "create") -> Config:
 
     def read(name: str, table: Table, empty_ok: bool = False) -> tuple[str, Parsed | None]:
         file = os.path.join(directory, name)
-        ctx = Ctx(report_for(file), root)
-        return file, _read(os.path.join(root, name), table, ctx, empty_ok)
+        path = os.path.join(root, name)
+        ctx = Ctx(report_for(file), root, os.path.dirname(path))
+        return file, _read(path, table, ctx, empty_ok)
 
     settings_names = [n for n in SETTINGS_NAMES if os.path.isfile(os.path.join(root, n))]
     if len(settings_names) > 1:
@@ -75,7 +76,7 @@ def load_config(directory: str, keys: KeyMode = "create") -> Config:
     ]
     for name in region_files:
         file, parsed = read(name, REGION_FILE)
-        ctx = Ctx(report_for(file), root)
+        ctx = Ctx(report_for(file), root, os.path.join(root, REGIONS_DIR))
         region = None if parsed is None else build_region(parsed, file, ctx)
         if region is not None:
             region_drafts.append(region)

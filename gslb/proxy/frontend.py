@@ -76,14 +76,16 @@ class ClientConnection(asyncio.Protocol):
         "_user_agent",
         "_via",
         "client_ip",
+        "proto",
         "shared",
         "transport",
     )
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, proto: bytes = b"http") -> None:
         self.shared = shared
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.proto = proto  # the X-Forwarded-Proto of its requests: b"http" or b"https"
         self._parser = HttpRequestParser(self)
         self._parsing: Exchange | None = None  # the request the parser is reading
         self._active: Exchange | None = None  # the request being answered
