@@ -47,7 +47,8 @@ How to read the tables: `a.b` is key `b` inside mapping `a`; `a[]` is each item
 of list `a`; `a.<name>` is any key of mapping `a`. A default of "—" means the
 key is optional with no fixed default (the description says what happens).
 Durations are seconds or text such as `500ms`, `10s`, `2m`, `1m30s`.
-Relative file paths are relative to the config directory.
+Relative file paths are relative to the config directory, except the TLS files of a
+region's proxy (`cert`, `key`, `ca`), which are relative to the region file's directory.
 """
 
 SECTIONS = (

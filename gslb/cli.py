@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl.add_parser(sub)
 
+    from gslb.dnssec import tools as dnssec_tools
+
+    dnssec_tools.add_parser(sub)
+
     demo = sub.add_parser(
         "demo", help="the whole topology on loopback", epilog="A port of 0: any free port."
     )
@@ -185,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gslb import ctl
 
             return ctl.run(args)
+        if args.command == "dnssec":
+            from gslb.dnssec import tools as dnssec_tools
+
+            return dnssec_tools.run(args)
         if args.command == "serve":
             from gslb.runtime import serve
 

@@ -12,7 +12,10 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from gslb.dnssec.keys import ZoneKey
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -92,6 +95,20 @@ class Soa:
     ttl: int
 
 
+DNSSEC_ALGORITHMS = ("ECDSAP256SHA256", "ED25519")
+DNSSEC_DENIALS = ("compact",)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecSpec:
+    """A zone's `dnssec:` block, with the keys read from (or made in) its directory."""
+
+    algorithm: str
+    directory: str  # absolute
+    denial: str = "compact"
+    keys: tuple[ZoneKey, ...] = ()  # oldest first; at least one active once loaded
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A name answered by steering rather than by static records."""
@@ -114,6 +131,7 @@ class Zone:
     ns: tuple[str, ...]
     records: tuple[Record, ...]  # static records, the apex SOA and NS included
     services: Mapping[str, Service]
+    dnssec: DnssecSpec | None = None  # None: unsigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +154,12 @@ class Backend:
     port: int
     weight: int = 1
     max_connections: int = 0  # requests in flight to it at once; 0: no cap
+    ca: str | None = None  # https: CA file its certificate is verified with; None: the system's
+
+    @property
+    def https(self) -> bool:
+        """Spoken to over TLS (an https:// URL), its certificate verified for `host`."""
+        return self.url.startswith("https://")
 
 
 ACCESS_LOG_FORMATS = ("json", "combined")
@@ -147,6 +171,28 @@ class AccessLogSpec:
 
     path: str = "-"
     format: str = "json"
+
+
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    """One certificate of the proxy's TLS listener: PEM files, absolute paths."""
+
+    cert: str  # the certificate, then any intermediates
+    key: str  # its private key, unencrypted
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTlsSpec:
+    """`proxy.tls:`: the HTTPS listener. SNI picks the certificate whose names match; the
+    first one is the default."""
+
+    listen: HostPort
+    certificates: tuple[TlsCertificate, ...]
+    min_version: str = "1.2"  # one of TLS_VERSIONS
+    handshake_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +231,7 @@ class ProxySpec:
     routes: tuple[ProxyRoute, ...] = ()  # first match wins; no match: all backends
     max_connections: int = 10000  # client connections; at it the proxy stops accepting
     queue_timeout: float = 5.0  # a request waiting for a backend at its cap gets 503 after
+    tls: ProxyTlsSpec | None = None  # the HTTPS listener, beside the plain one
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dnslib import AAAA, QTYPE, RR, A
 from dnslib.dns import RD
@@ -16,6 +17,9 @@ from dnslib.dns import RD
 from gslb.model import Config, Picker, Policy, Region, Service, Soa, Zone
 from gslb.netrules import NetworkRules
 from gslb.state import endpoint_key
+
+if TYPE_CHECKING:
+    from gslb.dnssec.signer import ZoneSigner
 
 TYPE_A = 1
 TYPE_NS = 2
@@ -101,6 +105,7 @@ class ZonePlan:
     negative_soa: RRSet  # the SOA as sent with NXDOMAIN/NODATA: TTL min(SOA TTL, minimum)
     nodes: Mapping[str, Node]  # every existing name, empty non-terminals included
     cuts: frozenset[str]  # delegation points below the apex
+    signer: ZoneSigner | None = None  # `dnssec:`: signs answers to DO=1 queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +221,17 @@ def _zone_plan(zone: Zone, config: Config, regions: Mapping[str, RegionPlan]) ->
             service=None if service is None else _service_plan(zone, service, config, regions),
         )
     soa = zone.soa
+    signer = None
+    if zone.dnssec is not None:
+        # Imported here: the signer reads plan values, so it cannot be imported above.
+        from gslb.dnssec.signer import ZoneSigner, key_records
+
+        apex = nodes[zone.name]
+        keys = zone.dnssec.keys
+        published = key_records(zone.name, keys, apex.rrsets[TYPE_NS].ttl)
+        nodes[zone.name] = Node(apex.name, {**apex.rrsets, **published.by_type()}, None)
+        negative_ttl = min(soa.ttl, soa.minimum)
+        signer = ZoneSigner(zone.name, tuple(k for k in keys if k.signs), negative_ttl)
     soa_rrset = nodes[zone.name].rrsets[TYPE_SOA]
     cuts = frozenset(
         name for name, node in nodes.items() if name != zone.name and TYPE_NS in node.rrsets
@@ -227,6 +243,7 @@ def _zone_plan(zone: Zone, config: Config, regions: Mapping[str, RegionPlan]) ->
         negative_soa=RRSet(zone.name, TYPE_SOA, min(soa.ttl, soa.minimum), soa_rrset.rdatas),
         nodes=nodes,
         cuts=cuts,
+        signer=signer,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
 import signal
@@ -34,6 +35,8 @@ from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.server_options import dns_handlers
 from gslb.dns.workers import WorkerPool, WorkerSpec
+from gslb.dnssec.signer import hour_of
+from gslb.dnssec.status import DnssecMetrics, dnssec_status
 from gslb.errors import ConfigError, GslbError
 from gslb.geo import GeoDatabase, NoGeo, open_geo
 from gslb.health import Health, Prober, ProbeResult, Scheduler, Target
@@ -146,6 +149,11 @@ class Runtime:
         self.workers = workers or config.settings.workers
         self.pool: WorkerPool | None = None
         self.registry = make_registry(self.current_stats, self.view)
+        # DNSSEC: cached answers hold signatures; they are dropped each signing period
+        # (gslb/dnssec/signer.py), so none older than the last drop is ever served.
+        self.wall_clock = time.time
+        self.resigned_at = self.wall_clock()
+        self.registry.register(DnssecMetrics(lambda: self._view.plan, lambda: self.resigned_at))
         # Steered answers per (service, region) over the last minute and 5 minutes.
         self.recent: RecentCounts[tuple[str, str]] = RecentCounts(clock=clock)
         self._sampler: asyncio.Task[None] | None = None
@@ -158,6 +166,7 @@ class Runtime:
             observer=self.stats,
             cache=AnswerCache(max_answers=entries, max_clients=entries),
             identity=config.settings.identity,
+            wall_clock=lambda: self.wall_clock(),
         )
         self.prober = Prober()
         self.scheduler = Scheduler(self.prober, self._on_health, on_result=self._on_result)
@@ -212,6 +221,22 @@ class Runtime:
         while True:
             await asyncio.sleep(SAMPLE_SECONDS)
             self.sample_answers()
+            self.resign_if_due()
+
+    def resign_if_due(self) -> bool:
+        """At a new signing period, a copy of the plan: every answer cache (workers' too)
+        sees a new plan, drops all it holds, static answers included, and the next
+        queries sign afresh."""
+        now = self.wall_clock()
+        if hour_of(now) == hour_of(self.resigned_at):
+            return False
+        self.resigned_at = now
+        if not any(zone.signer is not None for zone in self._view.plan.zones.values()):
+            return False
+        self._view = View(dataclasses.replace(self._view.plan), self._view.state)
+        if self.pool is not None:
+            self.pool.publish(self._view)
+        return True
 
     def status(self) -> dict[str, Any]:
         audit = list(self.audit) if self.cluster is None else list(self.cluster.audit)
@@ -219,6 +244,9 @@ class Runtime:
         status = build_status(self._view, self.scheduler.health(), stats, audit, self.recent.read())
         if self.cluster is not None:
             status["cluster"] = self._cluster_status()
+        signed = dnssec_status(self._view.plan, self.resigned_at)
+        if signed:
+            status["dnssec"] = signed
         if self.pool is not None:
             status["dns_workers"] = {
                 "pids": self.pool.pids(),

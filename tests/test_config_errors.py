@@ -61,7 +61,7 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         {"example.com.yaml": ZONE + "tll: 60\n"},
         "example.com.yaml",
         7,
-        "unknown key 'tll' in zone file (did you mean 'ttl'?); allowed: ns, records,",
+        "unknown key 'tll' in zone file (did you mean 'ttl'?); allowed: dnssec, ns, records,",
     ),
     (
         "unknown record type",
@@ -372,11 +372,11 @@ CASES: list[tuple[str, dict[str, str], str, int, str]] = [
         {
             "regions/east.yaml": EAST
             + "proxy:\n  listen: 127.0.0.1:8080\n  backends:\n"
-            + "    - {name: a, url: 'https://127.0.0.1:8443'}\n"
+            + "    - {name: a, url: 'ftp://127.0.0.1:8443'}\n"
         },
         "regions/east.yaml",
         7,
-        "only http:// backends are supported",
+        "only http:// and https:// URLs are supported",
     ),
     (
         "proxy without backends",

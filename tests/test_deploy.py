@@ -60,6 +60,8 @@ def fetch(url: str) -> str:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
     directory = copy_sample(tmp_path_factory.mktemp("zones"))
+    zone = directory / "gslb.example.com.yaml"  # signed, so the DNSSEC series exist too
+    zone.write_text(zone.read_text() + "dnssec: {algorithm: ECDSAP256SHA256}\n")
     served = start_serve(directory)
     proxy = subprocess.Popen(
         [

@@ -102,10 +102,10 @@ http {{
     return conf
 
 
-def backends_conf(tmp: Path) -> Path:
+def backends_conf(tmp: Path, ports: tuple[int, ...] = BACKEND_PORTS) -> Path:
     servers = "\n".join(
         f'server {{ listen 127.0.0.1:{p}; location / {{ return 200 "backend {i}\\n"; }} }}'
-        for i, p in enumerate(BACKEND_PORTS, 1)
+        for i, p in enumerate(ports, 1)
     )
     return nginx_conf(tmp, "backends", servers)
 
@@ -125,9 +125,14 @@ def nginx_proxy_conf(tmp: Path) -> Path:
     return nginx_conf(tmp, "proxy", servers, upstream)
 
 
-def haproxy_conf(tmp: Path) -> Path:
-    conf = tmp / "haproxy.cfg"
-    members = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKEND_PORTS, 1))
+def haproxy_conf(
+    tmp: Path, frontend: str = "", name: str = "haproxy", ports: tuple[int, ...] = BACKEND_PORTS
+) -> Path:
+    """HAProxy in front of the backends on `ports`; `frontend`: its bind (and other) lines,
+    default a plain bind on its port."""
+    conf = tmp / f"{name}.cfg"
+    frontend = frontend or f"  bind 127.0.0.1:{PROXY_PORTS['haproxy']}\n"
+    members = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(ports, 1))
     conf.write_text(
         f"""global
   nbthread 1
@@ -140,8 +145,7 @@ defaults
   timeout client 30s
   timeout server 30s
 frontend fe
-  bind 127.0.0.1:{PROXY_PORTS["haproxy"]}
-  default_backend app
+{frontend}  default_backend app
 backend app
   balance roundrobin
   http-reuse always
@@ -261,12 +265,17 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--duration, --warmup, --connections, --rounds: shared with bench/proxy/tls.py."""
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole set")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser)
     parser.add_argument(
         "--only",
         nargs="*",

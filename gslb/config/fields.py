@@ -332,10 +332,12 @@ class HostPortKind(Kind):
 
 @dataclass(frozen=True, slots=True)
 class Path(Kind):
-    """A file path; relative ones are relative to the config directory. Stored absolute."""
+    """A file path; relative ones are relative to the config directory (with `beside_file`:
+    to the directory of the file it is written in). Stored absolute."""
 
     must_exist: bool = False
     dash: bool = False  # "-" is taken as written (stdout)
+    beside_file: bool = False
 
     def parse(self, node: YNode, ctx: Ctx) -> Any:
         scalar = self.scalar(node, ctx)
@@ -343,13 +345,16 @@ class Path(Kind):
             return INVALID
         if self.dash and scalar.text.strip() == "-":
             return "-"
-        path = os.path.normpath(os.path.join(ctx.directory, scalar.text.strip()))
+        base = ctx.here if self.beside_file and ctx.here else ctx.directory
+        path = os.path.normpath(os.path.join(base, scalar.text.strip()))
         if self.must_exist and not os.path.isfile(path):
             ctx.report.add(node.line, f"no such file: {scalar.text} ({path})")
             return INVALID
         return path
 
     def describe(self) -> str:
+        if self.beside_file:
+            return "a file path (relative: to the file's directory)"
         return "a file path, or - for stdout" if self.dash else "a file path"
 
     def schema(self) -> JsonSchema:
@@ -381,7 +386,9 @@ class DomainName(Kind):
 
 @dataclass(frozen=True, slots=True)
 class HttpUrl(Kind):
-    """http://host:port of a backend → (url, HostPort). Only plain HTTP is proxied."""
+    """http://host:port (with `https`, https:// too) → (url, HostPort)."""
+
+    https: bool = False
 
     def parse(self, node: YNode, ctx: Ctx) -> Any:
         scalar = self.scalar(node, ctx)
@@ -389,35 +396,43 @@ class HttpUrl(Kind):
             return INVALID
         text = scalar.text.strip()
         try:
-            return parse_backend_url(text)
+            return parse_backend_url(text, self.https)
         except ValueError as exc:
             ctx.report.add(node.line, str(exc))
             return INVALID
 
     def describe(self) -> str:
-        return "a URL http://host:port"
+        return "a URL http(s)://host:port" if self.https else "a URL http://host:port"
 
     def schema(self) -> JsonSchema:
-        return {"type": "string", "pattern": r"^http://[^/?#@]+/?$"}
+        return {
+            "type": "string",
+            "pattern": rf"^{'https?' if self.https else 'http'}://[^/?#@]+/?$",
+        }
 
 
-def parse_backend_url(text: str) -> tuple[str, HostPort]:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_backend_url(text: str, https: bool = False) -> tuple[str, HostPort]:
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
         raise ValueError(f"bad URL {text!r}") from None
-    if parts.scheme != "http":
-        raise ValueError(f"bad URL {text!r}: only http:// backends are supported")
+    scheme = parts.scheme
+    if scheme != "http" and not (https and scheme == "https"):
+        only = "http:// and https://" if https else "http://"
+        raise ValueError(f"bad URL {text!r}: only {only} URLs are supported")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"bad URL {text!r}: write only http://host:port")
+        raise ValueError(f"bad URL {text!r}: write only {scheme}://host:port")
     if parts.path not in ("", "/"):
         raise ValueError(f"bad URL {text!r}: a backend URL has no path")
     host = parts.hostname
     if not host:
         raise ValueError(f"bad URL {text!r}: no host")
-    port = 80 if port is None else port
+    port = _DEFAULT_PORTS[scheme] if port is None else port
     if not 1 <= port <= 65535:
         raise ValueError(f"bad URL {text!r}: port out of range")
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}", HostPort(host, port)
+    return f"{scheme}://{shown}:{port}", HostPort(host, port)

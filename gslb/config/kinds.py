@@ -42,6 +42,7 @@ class Marked(Generic[T]):
 class Ctx:
     report: Report
     directory: str  # absolute; relative paths in the file are relative to it
+    here: str = ""  # absolute directory of the file being read (Path(beside_file=True))
 
 
 class Kind(ABC):

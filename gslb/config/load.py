@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from gslb.config.dnssec_keys import KeyMode, attach_keys
 from gslb.config.kinds import Ctx
 from gslb.config.links import link
 from gslb.config.problems import Report
@@ -26,8 +27,12 @@ REGIONS_DIR = "regions"
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def load_config(directory: str) -> Config:
-    """Read and validate the whole directory. Raises ConfigError with all problems found."""
+def load_config(directory: str, keys: KeyMode = "create") -> Config:
+    """Read and validate the whole directory. Raises ConfigError with all problems found.
+
+    `keys`: what a signed zone's key directory gets: "create" a key when it holds none
+    (without `cluster:`; with it, as "require"), "require" keys, or "skip" reading them
+    (the `gslb dnssec` tools, which manage the keys themselves)."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ConfigError([Problem(directory, 0, "no such config directory")])
@@ -39,8 +44,9 @@ def load_config(directory: str) -> Config:
 
     def read(name: str, table: Table, empty_ok: bool = False) -> tuple[str, Parsed | None]:
         file = os.path.join(directory, name)
-        ctx = Ctx(report_for(file), root)
-        return file, _read(os.path.join(root, name), table, ctx, empty_ok)
+        path = os.path.join(root, name)
+        ctx = Ctx(report_for(file), root, os.path.dirname(path))
+        return file, _read(path, table, ctx, empty_ok)
 
     settings_names = [n for n in SETTINGS_NAMES if os.path.isfile(os.path.join(root, n))]
     if len(settings_names) > 1:
@@ -57,6 +63,11 @@ def load_config(directory: str) -> Config:
         file, parsed = read(name, ZONE)
         zone = None if parsed is None else build_zone(parsed, file, Ctx(report_for(file), root))
         if zone is not None:
+            if keys != "skip":
+                # A key is made on first use only for a config that is otherwise sound.
+                sound = not report_for(file).problems
+                create = keys == "create" and settings.cluster is None and sound
+                zone = attach_keys(zone, report_for(file), create)
             zone_drafts.append(zone)
 
     region_drafts: list[RegionDraft] = []
@@ -65,7 +76,7 @@ def load_config(directory: str) -> Config:
     ]
     for name in region_files:
         file, parsed = read(name, REGION_FILE)
-        ctx = Ctx(report_for(file), root)
+        ctx = Ctx(report_for(file), root, os.path.join(root, REGIONS_DIR))
         region = None if parsed is None else build_region(parsed, file, ctx)
         if region is not None:
             region_drafts.append(region)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gslb.certificates import CertificateError, check_ca, check_pair
 from gslb.config import names
 from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import PROXY
@@ -24,7 +25,9 @@ from gslb.model import (
     Endpoint,
     ProxyRoute,
     ProxySpec,
+    ProxyTlsSpec,
     Region,
+    TlsCertificate,
     frozen_map,
 )
 
@@ -147,16 +150,21 @@ def _family(address: str) -> Literal[4, 6]:
 
 def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
     listen = parsed["listen"]
-    backends = _backends(parsed["backends"] or (), ctx)
+    backends = _backends(parsed["backends"] or (), _ca(parsed, "ca", ctx), ctx)
     check: Parsed | None = parsed["health"]
     health = None if check is None else check_spec(check, CheckSpec(), ctx)
     if health is not None and health.kind == "https":
         ctx.report.add(
             check.line_of("type") if check else parsed.line,
-            "proxy health checks use http or tcp: backends speak plain http",
+            "proxy health checks use http or tcp: an https:// backend is checked over TLS",
         )
     routes = _routes(parsed["routes"] or (), {b.name for b in backends}, ctx)
-    if listen is None or not backends:
+    tls_block: Parsed | None = parsed["tls"]
+    tls = None if tls_block is None else _tls(tls_block, ctx)
+    if tls_block is not None and tls is not None and tls.listen == listen and listen.port:
+        ctx.report.add(tls_block.line_of("listen"), f"tls listens on {listen}, as listen does")
+        return None
+    if listen is None or not backends or (tls_block is not None and tls is None):
         return None
     timeouts = _section(parsed, "timeouts")
     limits = _section(parsed, "limits")
@@ -189,7 +197,49 @@ def _proxy(parsed: Parsed, ctx: Ctx) -> ProxySpec | None:
         routes=routes,
         max_connections=parsed["max_connections"],
         queue_timeout=parsed["queue_timeout"],
+        tls=tls,
     )
+
+
+def _tls(parsed: Parsed, ctx: Ctx) -> ProxyTlsSpec | None:
+    """The HTTPS listener, each certificate loaded as the proxy will (so that a bad file
+    is refused here, and a reload with one keeps the old config), or None after a problem."""
+    certificates: list[TlsCertificate] = []
+    for item in parsed["certificates"] or ():
+        cert, key = item["cert"], item["key"]
+        if cert is None or key is None:
+            continue
+        try:
+            check_pair(cert, key)
+        except CertificateError as e:
+            ctx.report.add(item.line, f"tls certificate: {e}")
+            continue
+        certificates.append(TlsCertificate(cert, key))
+    if (
+        parsed["listen"] is None
+        or not parsed.ok
+        or len(certificates) != len(parsed["certificates"] or ())
+    ):
+        return None
+    return ProxyTlsSpec(
+        listen=parsed["listen"],
+        certificates=tuple(certificates),
+        min_version=parsed["min_version"],
+        handshake_timeout=parsed["handshake_timeout"],
+    )
+
+
+def _ca(parsed: Parsed, key: str, ctx: Ctx) -> str | None:
+    """The CA file written at `key`, checked to be usable (None when absent or bad)."""
+    ca: str | None = parsed[key]
+    if ca is None:
+        return None
+    try:
+        check_ca(ca)
+    except CertificateError as e:
+        ctx.report.add(parsed.line_of(key), f"{key}: {e}")
+        return None
+    return ca
 
 
 def _section(parsed: Parsed, key: str) -> Mapping[str, Any]:
@@ -202,7 +252,7 @@ def _section(parsed: Parsed, key: str) -> Mapping[str, Any]:
     return {f.key: f.default for f in table.fields}
 
 
-def _backends(items: tuple[Parsed, ...], ctx: Ctx) -> tuple[Backend, ...]:
+def _backends(items: tuple[Parsed, ...], ca: str | None, ctx: Ctx) -> tuple[Backend, ...]:
     out: list[Backend] = []
     first: dict[str, int] = {}
     for item in items:
@@ -226,9 +276,19 @@ def _backends(items: tuple[Parsed, ...], ctx: Ctx) -> tuple[Backend, ...]:
                 host_port.port,
                 item["weight"],
                 item["max_connections"],
+                _backend_ca(item, url, ca, ctx),
             )
         )
     return tuple(out)
+
+
+def _backend_ca(item: Parsed, url: str, default: str | None, ctx: Ctx) -> str | None:
+    """An https:// backend's CA: its own `ca:`, else the proxy's (None: the system's)."""
+    if not url.startswith("https://"):
+        if item.given("ca"):
+            ctx.report.add(item.line_of("ca"), "ca: only an https:// backend is verified")
+        return None
+    return _ca(item, "ca", ctx) or default
 
 
 def _routes(items: tuple[Parsed, ...], names: set[str], ctx: Ctx) -> tuple[ProxyRoute, ...]:

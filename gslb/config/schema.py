@@ -27,16 +27,20 @@ from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
 from gslb.model import (
     ACCESS_LOG_FORMATS,
     CHECK_KINDS,
+    DNSSEC_ALGORITHMS,
+    DNSSEC_DENIALS,
     HEALTH_QUORUMS,
     PICKERS,
     POLICIES,
     PROXY_METHODS,
+    TLS_VERSIONS,
     AccessLogSpec,
     CheckSpec,
     ClusterSettings,
     CookieSettings,
     HostPort,
     ProxySpec,
+    ProxyTlsSpec,
     RateLimitSettings,
     SafetySettings,
     ServerSettings,
@@ -122,6 +126,27 @@ SERVICE = Table(
     doc="a name answered by steering",
 )
 
+DNSSEC = Table(
+    "dnssec",
+    (
+        Field("algorithm", Choice(DNSSEC_ALGORITHMS), default="ECDSAP256SHA256"),
+        Field(
+            "keys",
+            Path(),
+            default="keys",
+            doc="key directory, relative to the config directory; a combined signing key"
+            " is created there on first use when it holds none (not with cluster:)",
+        ),
+        Field(
+            "denial",
+            Choice(DNSSEC_DENIALS),
+            default="compact",
+            doc="negative answers: RFC 9824 compact denial of existence",
+        ),
+    ),
+    doc="sign every answer to a DO=1 query online; absent: unsigned",
+)
+
 ZONE = Table(
     "zone file",
     (
@@ -136,6 +161,7 @@ ZONE = Table(
             doc='owner ("@", relative, or absolute with a trailing dot) → records',
         ),
         Field("services", MapOf(SERVICE, key_what="a service name"), default=()),
+        Field("dnssec", DNSSEC, doc="absent: the zone is not signed"),
     ),
     doc="one DNS zone",
 )
@@ -171,11 +197,19 @@ ENDPOINT = Table(
     ),
 )
 
+TLS_FILE = Path(beside_file=True)
+
 BACKEND = Table(
     "backend",
     (
         Field("name", Text(BACKEND_NAME, "a backend name"), doc="default: host:port of the url"),
-        Field("url", HttpUrl(), required=True),
+        Field(
+            "url",
+            HttpUrl(https=True),
+            required=True,
+            doc="https://: TLS to the backend, its certificate verified for the URL's host "
+            "(sent as SNI)",
+        ),
         Field("weight", WEIGHT, default=1),
         Field(
             "max_connections",
@@ -183,6 +217,12 @@ BACKEND = Table(
             default=0,
             doc="requests in flight to this backend at once (0: no cap); more wait in a "
             "queue for up to queue_timeout, then get 503",
+        ),
+        Field(
+            "ca",
+            TLS_FILE,
+            doc="https:// backend: CA file (PEM) its certificate is verified with, relative to "
+            "the region file; default: the proxy's ca, else the system's trust store",
         ),
     ),
 )
@@ -263,6 +303,44 @@ ACCESS_LOG = Table(
     doc="one line per request: JSON or the combined format",
 )
 
+_TLS = ProxyTlsSpec(listen=HostPort("0.0.0.0", 8443), certificates=())
+CERTIFICATE = Table(
+    "certificate",
+    (
+        Field(
+            "cert",
+            TLS_FILE,
+            required=True,
+            doc="PEM file: the certificate, then its intermediates; relative to the region file",
+        ),
+        Field("key", TLS_FILE, required=True, doc="PEM file: its private key, unencrypted"),
+    ),
+    doc="its names (subjectAltName DNS entries, else the CN) are matched against SNI",
+)
+
+TLS = Table(
+    "tls",
+    (
+        Field("listen", HostPortKind(), required=True),
+        Field(
+            "certificates",
+            ListOf(CERTIFICATE, min_items=1),
+            required=True,
+            doc="SNI picks the certificate whose names match (exactly, else *.parent "
+            "for one label); the first is the default",
+        ),
+        Field("min_version", Choice(TLS_VERSIONS), default=_TLS.min_version),
+        Field(
+            "handshake_timeout",
+            Duration(positive=True),
+            default=_TLS.handshake_timeout,
+            doc="a client that has not finished its TLS handshake by then is disconnected",
+        ),
+    ),
+    doc="the HTTPS listener, beside the plain one (same backends, routes and limits); "
+    "requests over it are sent on with X-Forwarded-Proto: https",
+)
+
 PROXY = Table(
     "proxy",
     (
@@ -270,7 +348,12 @@ PROXY = Table(
         Field("admin", HostPortKind()),
         Field("method", Choice(PROXY_METHODS), default="round_robin"),
         Field("backends", ListOf(BACKEND, min_items=1), required=True),
-        Field("health", CHECK, doc="type http or tcp; the target is each backend's host:port"),
+        Field(
+            "health",
+            CHECK,
+            doc="type http or tcp; the target is each backend's host:port (an https:// "
+            "backend's http check goes over TLS, verified as its requests are)",
+        ),
         Field("drain_timeout", Duration(), default=_PROXY.drain_timeout),
         Field(
             "drain_grace",
@@ -302,6 +385,13 @@ PROXY = Table(
         ),
         Field("sticky", STICKY),
         Field("access_log", ACCESS_LOG, doc="without it no access log is written"),
+        Field("tls", TLS, doc="without it the proxy speaks plain HTTP only"),
+        Field(
+            "ca",
+            TLS_FILE,
+            doc="CA file (PEM) that https:// backends' certificates are verified with, "
+            "relative to the region file; default: the system's trust store",
+        ),
         Field(
             "routes",
             ListOf(ROUTE),

@@ -7,13 +7,14 @@ returns a draft; `gslb.config.links` finishes it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from gslb.config import names, rdata
 from gslb.config.kinds import Ctx, Marked
 from gslb.config.schema import RECORD_KEYS, SOA
 from gslb.config.tables import Parsed
-from gslb.model import Record, Service, Soa, Zone, frozen_map
+from gslb.model import DnssecSpec, Record, Service, Soa, Zone, frozen_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class ZoneDraft:
     zone: Zone
     line: int  # the line of `zone:`
     services: tuple[ServiceDraft, ...]
+    dnssec_line: int = 0  # the line of `dnssec:`, where key problems are reported
 
 
 def build_zone(parsed: Parsed, file: str, ctx: Ctx) -> ZoneDraft | None:
@@ -58,8 +60,17 @@ def build_zone(parsed: Parsed, file: str, ctx: Ctx) -> ZoneDraft | None:
         ns=ns,
         records=(*head, *tail),
         services=frozen_map({draft.service.name: draft.service for draft in services}),
+        dnssec=_dnssec(parsed, ctx),
     )
-    return ZoneDraft(zone, parsed.line_of("zone"), services)
+    return ZoneDraft(zone, parsed.line_of("zone"), services, parsed.line_of("dnssec"))
+
+
+def _dnssec(parsed: Parsed, ctx: Ctx) -> DnssecSpec | None:
+    block: Parsed | None = parsed["dnssec"]
+    if block is None:
+        return None
+    directory = os.path.normpath(os.path.join(ctx.directory, block["keys"]))
+    return DnssecSpec(block["algorithm"], directory, block["denial"])
 
 
 def _apex_ttl(parsed: Parsed, zone_ttl: int) -> int:

@@ -46,11 +46,12 @@ from gslb.dns.codec import (
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
+from gslb.dnssec.wire import TYPE_NXNAME
 from gslb.histogram import Histogram
 from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
-from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select import FORMERR, NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
@@ -160,7 +161,9 @@ class Responder:
         clock: Callable[[], float] = time.perf_counter,
         cache: AnswerCache | None = None,
         identity: str | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`wall_clock`: the time signatures are made at (DNSSEC validity periods)."""
         self._view = view
         self._geo = geo
         self.udp_cap = udp_cap
@@ -172,6 +175,7 @@ class Responder:
         self._known = self.cache.queries  # cleared in place, never replaced
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
         self._identity = identity_answers(identity)
+        self._wall_clock = wall_clock
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -193,8 +197,19 @@ class Responder:
             if view.plan.find_zone(query.name) is None:
                 return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
+        if query.qtype == TYPE_NXNAME:
+            # RFC 9824 §3.5: NXNAME only ever appears in compact denial's NSEC bitmaps; a
+            # server that signs with it answers an explicit query for it FORMERR.
+            zone = view.plan.find_zone(query.name)
+            if zone is not None and zone.signer is not None:
+                return Decision(FORMERR, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
-        return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        decision = select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        if query.edns is not None and query.edns.do and decision.zone is not None:
+            zone = view.plan.zones[decision.zone]
+            if zone.signer is not None:
+                return zone.signer.secure(decision, zone, query.name, self._wall_clock())
+        return decision
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing)."""

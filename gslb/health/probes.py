@@ -106,8 +106,15 @@ class Prober:
         if session is not None:
             await session.close()
 
-    async def probe(self, spec: CheckSpec, host: str, port: int | None = None) -> ProbeResult:
-        """Probe `host` (an address, or a name) once as `spec` says; never raises for a failure."""
+    async def probe(
+        self,
+        spec: CheckSpec,
+        host: str,
+        port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> ProbeResult:
+        """Probe `host` (an address, or a name) once as `spec` says; never raises for a failure.
+        `ssl_context` replaces the prober's for this probe (an https check)."""
         if self._session is None:
             raise RuntimeError("Prober.probe() called before open() / async with")
         port = spec.port_or_default() if port is None else port
@@ -117,7 +124,8 @@ class Prober:
                 if spec.kind == "tcp":
                     ok, detail = await _tcp(host, port)
                 else:
-                    ok, detail = await self._http(self._session, spec, host, port)
+                    context = ssl_context or self._ssl_context
+                    ok, detail = await self._http(self._session, spec, host, port, context)
         except TimeoutError:
             ok, detail = False, f"timeout after {spec.timeout:g}s"
         except Exception as exc:  # a probe reports; it must not take the scheduler down
@@ -125,14 +133,19 @@ class Prober:
         return ProbeResult(ok, detail, self._clock() - started)
 
     async def _http(
-        self, session: aiohttp.ClientSession, spec: CheckSpec, host: str, port: int
+        self,
+        session: aiohttp.ClientSession,
+        spec: CheckSpec,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
     ) -> tuple[bool, str]:
         tls = spec.kind == "https"
         ssl_arg: ssl.SSLContext | bool = True
         if tls and not spec.verify_tls:
             ssl_arg = False
-        elif tls and self._ssl_context is not None:
-            ssl_arg = self._ssl_context
+        elif tls and context is not None:
+            ssl_arg = context
         async with session.get(
             check_url(spec, host, port),
             headers={"Host": spec.host} if spec.host else None,

@@ -39,6 +39,7 @@ import asyncio
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class Target:
     spec: CheckSpec
     host: str  # an address ("192.0.2.1", "2001:db8::1") or a host name
     port: int | None = None  # None: the spec's port or the kind's default
+    ssl_context: ssl.SSLContext | None = None  # https: the trust to verify with; None: Prober's
 
 
 def next_due(after: float, anchor: float, interval: float) -> float:
@@ -175,7 +177,7 @@ class Scheduler:
 
     async def _probe_forever(self, target: Target) -> None:
         loop = asyncio.get_running_loop()
-        spec, host, port = target.spec, target.host, target.port
+        spec, host, port, context = target.spec, target.host, target.port, target.ssl_context
         interval = max(spec.interval, MIN_INTERVAL)
         start = loop.time()
         anchor = start + self._rng.random() * interval  # this target's phase in steady state
@@ -188,7 +190,7 @@ class Scheduler:
                 await asyncio.sleep(delay)
             async with self._semaphore:
                 try:
-                    result = await self._prober.probe(spec, host, port)
+                    result = await self._prober.probe(spec, host, port, context)
                 except Exception as exc:  # a Prober that breaks its promise: count a failure
                     log.exception("health probe of %s raised", target.key)
                     result = ProbeResult(False, f"probe error: {type(exc).__name__}", 0.0)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gslb.auth import load_token
+from gslb.certificates import CertificateError
 from gslb.config import load_config
 from gslb.errors import ConfigError, Problem
 from gslb.model import Config, HostPort, ProxySpec
@@ -73,7 +74,7 @@ async def _serve(
     gc.set_threshold(20_000, 20, 20)
     try:
         await server.start()
-    except OSError as e:
+    except (OSError, CertificateError) as e:
         print(f"gslb proxy: cannot start: {e}", file=sys.stderr)
         await server.close()
         return 1
@@ -86,7 +87,10 @@ async def _serve(
             for problem in e.problems:
                 log.error("reload refused, keeping the running config: %s", problem)
             return
-        server.reload(new)
+        try:
+            server.reload(new)
+        except CertificateError as e:  # a TLS file changed again since it was read
+            log.error("reload refused, keeping the running config: %s", e)
 
     loop.add_signal_handler(signal.SIGTERM, server.request_drain)
     loop.add_signal_handler(signal.SIGINT, server.request_drain)
@@ -94,7 +98,8 @@ async def _serve(
     loop.add_signal_handler(signal.SIGUSR1, server.reopen_logs)
     print(
         f"gslb proxy: region {region} on {server.address}"
-        + (f", admin on port {server.admin_port}" if server.admin_port else ""),
+        + (f", admin on port {server.admin_port}" if server.admin_port else "")
+        + (f", https on {server.tls_address}" if server.tls_address else ""),
         file=sys.stderr,
         flush=True,
     )

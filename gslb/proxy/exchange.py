@@ -74,6 +74,7 @@ class ClientSide(Protocol):
 
     transport: asyncio.Transport | None
     client_ip: str
+    proto: bytes  # b"http" or b"https": what the request came over (X-Forwarded-Proto)
 
     def pause(self, reason: int) -> None: ...
     def resume(self, reason: int) -> None: ...
@@ -225,7 +226,7 @@ class Exchange:
             parsed.forwarded_for,
             parsed.via,
             self.client.client_ip,
-            b"http",
+            self.client.proto,
             framing,
             None if parsed.has_host else snap.default_host,
             self.request_id,

@@ -52,14 +52,16 @@ class ClientConnection(asyncio.Protocol):
         "client_ip",
         "on_header",
         "on_url",
+        "proto",
         "shared",
         "transport",
     )
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, proto: bytes = b"http") -> None:
         self.shared = shared
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.proto = proto  # the X-Forwarded-Proto of its requests: b"http" or b"https"
         self._head = head = Head(REQUEST)
         # The parser calls the head's own methods for the target and each header (it looks
         # them up on this object once, when it is made): one Python call per header.

@@ -1,10 +1,17 @@
-"""The traffic port's accept loop: ours, not asyncio.Server's, so that it can stop accepting.
+"""The traffic ports' accept loop: ours, not asyncio.Server's, so that it can stop accepting.
 
-At `max_connections` open client connections the listener stops reading the listening
-socket: new connections wait in the kernel's backlog (the client's connect() completes, its
-request is read once a slot frees) instead of each costing a file descriptor, and the process
-never runs out of them (the admin port, a separate server, keeps answering). Each pause is
-counted (`gslb_proxy_accept_paused_total`) and logged, at most once per LOG_EVERY seconds.
+One `Listener` serves the plain port and, when configured, the TLS port (each a `Door`); the
+connections of both count against one `max_connections`, and closing the listener (draining)
+closes both. At the cap the listener stops reading the listening sockets: new connections
+wait in the kernel's backlog (the client's connect() completes, its request is read once a
+slot frees) instead of each costing a file descriptor, and the process never runs out of
+them (the admin port, a separate server, keeps answering). Each pause is counted
+(`gslb_proxy_accept_paused_total`) and logged, at most once per LOG_EVERY seconds.
+
+A TLS door wraps each connection in the context its `tls()` returns at accept time (a reload
+swaps it; connections already open keep theirs). Every handshake's outcome is counted
+(`on_handshake`); a failed one is the client's business, logged at most once per LOG_EVERY
+seconds per kind of failure.
 """
 
 from __future__ import annotations
@@ -13,9 +20,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gslb.model import HostPort
+from gslb.proxy.tls import ServerTls, handshake_failure
+from gslb.ratelog import RateLog
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +44,10 @@ def bind(address: HostPort, backlog: int = 1024) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            # A new `gslb proxy` can listen beside this one before it drains (a restart
+            # without a moment in which nothing listens), as HAProxy and nginx do.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -44,29 +59,42 @@ def bind(address: HostPort, backlog: int = 1024) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True, slots=True)
+class Door:
+    """One listening socket: the protocol its connections get, and for TLS the current
+    certificates."""
+
+    sock: socket.socket
+    factory: Callable[[], asyncio.Protocol]
+    tls: Callable[[], ServerTls] | None = None
+
+
 class Listener:
-    """Accepts up to `limit()` connections at once; `closed_one()` when one of them closed."""
+    """Accepts up to `limit()` connections at once over all its doors; `closed_one()` when
+    one of them closed."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        sock: socket.socket,
-        factory: Callable[[], asyncio.Protocol],
+        doors: list[Door],
         limit: Callable[[], int],
         on_pause: Callable[[], None],
+        on_handshake: Callable[[str], None] = lambda result: None,
     ) -> None:
         self._loop = loop
-        self._sock: socket.socket | None = sock
-        self._factory = factory
+        self._doors = doors
         self._limit = limit
         self._on_pause = on_pause
+        self._on_handshake = on_handshake
         self._open = 0
         self._reading = False
+        self._closed = False
         self._retry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_log = -LOG_EVERY
         self._unlogged = 0
-        self.sockets = [sock]
+        self._handshake_log = RateLog(log, interval=LOG_EVERY, clock=loop.time)
+        self.sockets = [door.sock for door in doors]
         self._start_reading()
 
     @property
@@ -79,19 +107,21 @@ class Listener:
         return self._open
 
     def _start_reading(self) -> None:
-        if not self._reading and self._sock is not None:
+        if not self._reading and not self._closed:
             self._reading = True
-            self._loop.add_reader(self._sock.fileno(), self._accept)
+            for door in self._doors:
+                self._loop.add_reader(door.sock.fileno(), self._accept, door)
 
     def _stop_reading(self) -> None:
-        if self._reading and self._sock is not None:
+        if self._reading and not self._closed:
             self._reading = False
-            self._loop.remove_reader(self._sock.fileno())
+            for door in self._doors:
+                self._loop.remove_reader(door.sock.fileno())
 
-    def _accept(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _accept(self, door: Door) -> None:
+        if self._closed:
             return
+        sock = door.sock
         for _ in range(ACCEPT_BATCH):
             if self._open >= self._limit():
                 self._pause()
@@ -106,20 +136,53 @@ class Listener:
                 if self._retry is None:
                     self._retry = self._loop.call_later(RETRY_AFTER, self._retry_accept)
                 return
-            conn.setblocking(False)
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._open += 1
-            task = self._loop.create_task(self._connect(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._serve(conn, door)
 
-    async def _connect(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, door: Door) -> None:
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._open += 1
+        connect = self._connect(conn, door) if door.tls is None else self._handshake(conn, door)
+        task = self._loop.create_task(connect)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket, door: Door) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
+            await self._loop.connect_accepted_socket(door.factory, conn)
         except OSError:
             conn.close()
             self.closed_one()
+
+    async def _handshake(self, conn: socket.socket, door: Door) -> None:
+        assert door.tls is not None
+        tls = door.tls()
+        started = self._loop.time()
+        try:
+            transport, _ = await self._loop.connect_accepted_socket(
+                door.factory,
+                conn,
+                ssl=tls.context,
+                ssl_handshake_timeout=tls.handshake_timeout,
+            )
+        except Exception as e:  # whatever the client did, its slot is freed
+            conn.close()
+            self.closed_one()
+            timed_out = self._loop.time() - started >= tls.handshake_timeout
+            result = "timeout" if timed_out else handshake_failure(e)
+            self._on_handshake(result)
+            self._handshake_log.log(
+                logging.INFO,
+                result,
+                "TLS handshake failed (%s): %s",
+                result,
+                str(e) or type(e).__name__,
+            )
+            return
+        sslobj = transport.get_extra_info("ssl_object")
+        reused = isinstance(sslobj, ssl.SSLObject | ssl.SSLSocket) and sslobj.session_reused
+        self._on_handshake("resumed" if reused else "ok")
 
     def _retry_accept(self) -> None:
         self._retry = None
@@ -149,19 +212,49 @@ class Listener:
     def recheck(self) -> None:
         """Accept again when below the cap (after a close, or a reload that raised it)."""
         if (
-            self._sock is not None
+            not self._closed
             and not self._reading
             and self._retry is None
             and self._open < self._limit()
         ):
             self._start_reading()
 
+    def abort(self) -> None:
+        """Close, and drop the connections accepted but not yet handed over (in a TLS
+        handshake)."""
+        self.close()
+        for task in list(self._tasks):
+            task.cancel()
+
     def close(self) -> None:
-        """Stop listening: the socket closes (connections already accepted stay)."""
+        """Stop listening: the sockets close (connections already accepted stay).
+
+        Connections the kernel has queued for a socket would be reset by the close, so
+        they are accepted first, whatever the cap, and served as the drain serves any
+        (answered with `Connection: close`). Beside a new process on the same port
+        (SO_REUSEPORT), the kernel sends later connections there.
+        """
         self._stop_reading()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if not self._closed:
+            self._closed = True
+            for door in self._doors:
+                self._accept_queued(door)
+                door.sock.close()
+
+    async def settled(self) -> None:
+        """Returns once every accepted connection has its protocol (is in `connections`),
+        so a drain that waits for them all waits for these too (a TLS one once its handshake
+        is over, or failed: at most handshake_timeout)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _accept_queued(self, door: Door) -> None:
+        while True:
+            try:
+                conn, _ = door.sock.accept()
+            except OSError:  # nothing queued (BlockingIOError), or out of descriptors
+                return
+            self._serve(conn, door)

@@ -67,6 +67,15 @@ class ProxyCollector(Collector):
             "Requests answered 503 after waiting queue_timeout for a backend at its cap",
             value=stats.queue_timeouts,
         )
+        handshakes = CounterMetricFamily(
+            "gslb_proxy_tls_handshakes",
+            "TLS handshakes on the HTTPS listener, by result: ok (full), resumed (a session "
+            "ticket or id), version (no common TLS version), timeout, closed, error",
+            labels=["result"],
+        )
+        for result, count in sorted(stats.tls_handshakes.items()):
+            handshakes.add_metric([result], count)
+        yield handshakes
         changes = CounterMetricFamily(
             "gslb_proxy_health_changes",
             "Backends becoming usable (up) or unusable (down)",

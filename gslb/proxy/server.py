@@ -4,6 +4,7 @@
     await server.start()            # binds; port 0 works, read server.port / server.admin_port
     server.reload(new_spec)         # SIGHUP: swap backends/method/timeouts, no request dropped
     server.reopen_logs()            # SIGUSR1: the access log file is opened again (logrotate)
+    server.tls_port                 # the HTTPS port, when the spec has `tls:` (else 0)
     await server.drain()            # stop accepting, finish in-flight (up to drain_timeout)
     await server.close()
 
@@ -18,6 +19,7 @@ connections close; whatever is still open after `drain_timeout` is cut.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -25,18 +27,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gslb.health import Health, Prober, Scheduler, Target
-from gslb.model import HostPort, ProxySpec
+from gslb.model import HostPort, ProxySpec, ProxyTlsSpec
 from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.admin import make_admin_app
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import make_balancer
 from gslb.proxy.exchange import wake
 from gslb.proxy.frontend import ClientConnection
-from gslb.proxy.listener import Listener, bind
+from gslb.proxy.listener import Door, Listener, bind
 from gslb.proxy.metrics import make_registry
 from gslb.proxy.routes import BackendGroup, RouteTable
 from gslb.proxy.shared import Shared, Snapshot
 from gslb.proxy.stats import ProxyStats
+from gslb.proxy.tls import BackendTls, ServerTls, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ class ProxyServer:
         self._admin_runner: web.AppRunner | None = None
         self._admin_site_port = 0
         self._port = 0
+        self._tls_port = 0
+        self._tls: ServerTls | None = None  # the certificates new TLS connections get
+        self._tls_bound: ProxyTlsSpec | None = None  # the TLS listener as started
         self._prober: Prober | None = None
         self._scheduler: Scheduler | None = None
         self._drain_task: asyncio.Task[bool] | None = None
@@ -69,25 +75,42 @@ class ProxyServer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Bind and serve. Raises OSError (a port taken) or CertificateError (a TLS file
+        that became unusable since the config was read)."""
         loop = asyncio.get_running_loop()
-        shared = Shared(loop, self._snapshot(self._spec, None), self.stats)
+        spec = self._spec
+        tls = server_tls(spec.tls) if spec.tls is not None else None
+        backend_tls = BackendTls(spec.backends)
+        shared = Shared(loop, self._snapshot(spec, None), self.stats)
+        shared.pool.tls = backend_tls
         self._shared = shared
-        logged = self._spec.access_log
+        logged = spec.access_log
         if logged is not None:
             access_log = AccessLog(logged.path, logged.format, self.stats)
             access_log.start()  # an unwritable path fails the start, like a taken port
             shared.access_log = access_log
+        doors = [Door(bind(self._listen), lambda: ClientConnection(shared))]
+        if spec.tls is not None and tls is not None:
+            try:
+                sock = bind(spec.tls.listen)
+            except OSError:
+                doors[0].sock.close()
+                raise
+            self._tls, self._tls_bound = tls, spec.tls
+            doors.append(Door(sock, lambda: ClientConnection(shared, b"https"), self._certs))
         shared.start_sweep()
         listener = Listener(
             loop,
-            bind(self._listen),
-            lambda: ClientConnection(shared),
+            doors,
             lambda: shared.snapshot.spec.max_connections,
             self._accept_paused,
+            self.stats.count_handshake,
         )
         shared.on_closed = listener.closed_one
         self._server = listener
-        self._port = int(self._server.sockets[0].getsockname()[1])
+        self._port = int(listener.sockets[0].getsockname()[1])
+        if len(listener.sockets) > 1:
+            self._tls_port = int(listener.sockets[1].getsockname()[1])
         if self._admin is not None:
             runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
             await runner.setup()
@@ -100,7 +123,12 @@ class ProxyServer:
                 self._admin_site_port = int(sockets[0].getsockname()[1])
         await self._start_checks()
         admin = f"{self._admin.host}:{self.admin_port}" if self._admin else "off"
-        log.info("proxy listening on %s (admin %s)", self.address, admin)
+        https = f", https on {self.tls_address}" if self._tls is not None else ""
+        log.info("proxy listening on %s%s (admin %s)", self.address, https, admin)
+
+    def _certs(self) -> ServerTls:
+        assert self._tls is not None
+        return self._tls
 
     def _accept_paused(self) -> None:
         self.stats.accept_paused += 1
@@ -129,6 +157,16 @@ class ProxyServer:
         return HostPort(self._listen.host, self.port)
 
     @property
+    def tls_port(self) -> int:
+        """The bound HTTPS port (0 without `tls:`)."""
+        return self._tls_port
+
+    @property
+    def tls_address(self) -> HostPort | None:
+        bound = self._tls_bound
+        return None if bound is None else HostPort(bound.listen.host, self._tls_port)
+
+    @property
     def admin_port(self) -> int:
         return self._admin_site_port
 
@@ -150,6 +188,7 @@ class ProxyServer:
         shared.start_drain(timeout)
         if self._server is not None:
             self._server.close()
+            await self._server.settled()  # those just accepted are drained like the rest
         for conn in list(shared.connections):
             conn.drain()
         shared.pool.close_idle()
@@ -170,7 +209,7 @@ class ProxyServer:
         """Cut everything and release the ports (drain first for a graceful stop)."""
         shared = self._shared
         if self._server is not None:
-            self._server.close()
+            self._server.abort()
         if shared is not None:
             shared.draining = True
             shared.stop_sweep()
@@ -225,13 +264,19 @@ class ProxyServer:
 
     def reload(self, spec: ProxySpec) -> None:
         """Apply a new proxy block. Requests in flight finish on the snapshot they started
-        with; the listen and admin addresses stay as they were bound."""
+        with; the listen and admin addresses stay as they were bound. New TLS connections get
+        the new certificates; open ones keep theirs. Raises CertificateError, changing
+        nothing, when a TLS file became unusable since the config was read."""
         shared = self._shared
         assert shared is not None
+        tls = self._reload_tls(spec.tls)
+        backend_tls = BackendTls(spec.backends, shared.pool.tls)
         previous = shared.snapshot
         snap = self._snapshot(spec, previous)
         shared.snapshot = snap
         self._spec = spec
+        self._tls = tls
+        shared.pool.tls = backend_tls
         for gone in snap.table.retired(previous.table):
             shared.pool.close_idle(gone)
         if self._server is not None:
@@ -241,6 +286,16 @@ class ProxyServer:
         if self._scheduler is not None or spec.health is not None:
             asyncio.get_running_loop().create_task(self._start_checks())
         log.info("proxy reloaded: %d backends, %s", len(spec.backends), spec.method)
+
+    def _reload_tls(self, tls: ProxyTlsSpec | None) -> ServerTls | None:
+        """The certificates for new TLS connections after a reload. The TLS listener stays as
+        it was bound (as the plain one): one added, removed or moved takes a restart."""
+        bound = self._tls_bound
+        if (bound is None) != (tls is None) or (bound and tls and tls.listen != bound.listen):
+            log.warning("proxy.tls listener changed: it takes effect at the next restart")
+        if bound is None or tls is None:
+            return self._tls  # no listener to serve, or keep serving the one there is
+        return server_tls(tls, self._tls)
 
     def _backends(self) -> tuple[BackendState, ...]:
         if self._shared is None:
@@ -265,8 +320,18 @@ class ProxyServer:
             self._scheduler = Scheduler(self._prober, self._on_check)
             await self._scheduler.start()
         check = spec.health
+        # An https:// backend is checked over TLS, verified as its requests are.
+        https = dataclasses.replace(check, kind="https") if check.kind == "http" else check
+        tls = self._shared.pool.tls if self._shared is not None else BackendTls(())
         self._scheduler.set_targets(
-            Target(b.name, check, b.host, check.port or b.port) for b in spec.backends
+            Target(
+                b.name,
+                https if b.https else check,
+                b.host,
+                check.port or b.port,
+                tls.context(b),
+            )
+            for b in spec.backends
         )
         # Targets kept across a reload keep their Health: carry it into the new table.
         for name, health in self._scheduler.health().items():
@@ -323,6 +388,15 @@ class ProxyServer:
         total = sum(s.requests for s in states) or 1
         return {
             "listen": str(self.address),
+            "tls_listen": str(self.tls_address) if self.tls_address else None,
+            "tls_certificates": [
+                {
+                    "names": list(c.names),
+                    "not_after": c.not_after.isoformat(),
+                    "serial": f"{c.serial:x}",
+                }
+                for c in (self._tls.certificates if self._tls is not None else ())
+            ],
             "method": snap.spec.method,
             "draining": shared.draining,
             "healthy": self.healthy()[0],

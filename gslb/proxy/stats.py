@@ -43,6 +43,7 @@ class ProxyStats:
         "queue_timeouts",
         "requests",
         "retries",
+        "tls_handshakes",
         "tunnels_open",
         "upstream_connections",
     )
@@ -58,12 +59,17 @@ class ProxyStats:
         self.accept_paused = 0  # times max_connections was reached and accepting stopped
         self.queue_timeouts = 0  # requests answered 503 after waiting queue_timeout for a backend
         self.health_changes: dict[tuple[str, str], int] = {}  # (backend, "up"/"down") -> count
+        # TLS listener: result (ok, resumed, version, timeout, closed, error) -> handshakes
+        self.tls_handshakes: dict[str, int] = {}
 
     def count_request(self, backend: str, status: int, seconds: float) -> None:
         key = (backend, status)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
         self.latency.observe(seconds)
+
+    def count_handshake(self, result: str) -> None:
+        self.tls_handshakes[result] = self.tls_handshakes.get(result, 0) + 1
 
     def count_health_change(self, backend: str, up: bool) -> None:
         key = (backend, "up" if up else "down")

@@ -21,6 +21,7 @@ from gslb.proxy.backends import BackendState
 from gslb.proxy.head import RESPONSE, Head
 from gslb.proxy.lifecycle import IllegalTransition
 from gslb.proxy.stats import ProxyStats
+from gslb.proxy.tls import BackendTls
 
 if TYPE_CHECKING:
     from gslb.proxy.tunnel import Tunnel
@@ -281,12 +282,15 @@ class UpstreamConnection(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections per backend, most recently used first, and new ones."""
 
-    __slots__ = ("_idle", "_stats", "loop")
+    __slots__ = ("_idle", "_stats", "loop", "tls")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stats: ProxyStats) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, stats: ProxyStats, tls: BackendTls | None = None
+    ) -> None:
         self.loop = loop
         self._stats = stats
         self._idle: dict[BackendState, list[UpstreamConnection]] = {}
+        self.tls = tls or BackendTls(())  # how https:// backends are reached; set on reload
 
     def take_idle(
         self, backend: BackendState, idle_at_most: float | None = None
@@ -337,10 +341,15 @@ class Pool:
         done: Callable[[UpstreamConnection | None, str], None],
     ) -> None:
         spec = backend.backend
+        context = self.tls.context(spec)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):  # with the TLS handshake, if any
                 _, proto = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self, backend, self._stats), spec.host, spec.port
+                    lambda: UpstreamConnection(self, backend, self._stats),
+                    spec.host,
+                    spec.port,
+                    ssl=context,
+                    server_hostname=spec.host if context is not None else None,
                 )
         except TimeoutError:
             done(None, "timeout")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,9 +27,12 @@ class TestBackend:
 
     __test__ = False  # not a test class
 
-    def __init__(self, name: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, name: str, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
         self.host = host
+        self.ssl_context = ssl_context  # set: it speaks HTTPS
         self.port = 0
         self.healthy = True
         self.status = 200  # what GET / answers with
@@ -45,14 +49,17 @@ class TestBackend:
 
     @property
     def backend(self) -> Backend:
-        return Backend(self.name, f"http://{self.host}:{self.port}", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        return Backend(self.name, f"{scheme}://{self.host}:{self.port}", self.host, self.port)
 
     async def start(self) -> TestBackend:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handler)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.Server)
@@ -158,8 +165,10 @@ class Env:
     backends: list[TestBackend] = field(default_factory=list)
     proxies: list[ProxyServer] = field(default_factory=list)
 
-    async def backend(self, name: str, host: str = "127.0.0.1") -> TestBackend:
-        b = await TestBackend(name, host).start()
+    async def backend(
+        self, name: str, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None
+    ) -> TestBackend:
+        b = await TestBackend(name, host, ssl_context).start()
         self.backends.append(b)
         return b
 
