@@ -200,7 +200,7 @@ def proxy_command(name: str, tmp: Path) -> list[str]:
         "import sys; from gslb.proxy.app import main; "
         f"sys.exit(main({str(gslb_config(tmp, name))!r}, 'bench', None, None))"
     )
-    return [*pin, sys.executable, "-c", code]
+    return [*pin, sys.executable, "-P", "-c", code]  # -P: gslb from PYTHONPATH, not the cwd
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

@@ -12,6 +12,11 @@ was idle for less than UNSAFE_REUSE_WITHIN (gslb.proxy.upstream), else on a new 
 Timeouts: connect (502 when nothing else can take it), read
 between backend bytes and total per request (504 before the answer started, else the client
 connection is cut, as nothing else can tell the client that the answer is incomplete).
+
+Where an exchange is in its life (parsed, queued, connecting, awaiting the answer, relaying
+it, done …) is one `State`, moved only through the transition table of gslb.proxy.lifecycle
+(`advance`); whether the request's body has ended is kept apart (`_req_done`), as a backend
+may answer before it has.
 """
 
 from __future__ import annotations
@@ -19,11 +24,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
+from gslb.proxy.head import Head
+from gslb.proxy.lifecycle import (
+    ABANDON,
+    ANSWER,
+    BEGIN,
+    CONNECT,
+    CUT,
+    ENDED,
+    HEAD,
+    IDLE,
+    QUEUE,
+    QUEUED,
+    RELAYING_RESPONSE,
+    RESPONSE_END,
+    RESPONSE_HEAD,
+    RETRY,
+    SEND,
+    SWITCH,
+    State,
+    advance,
+)
 from gslb.proxy.passive import CLEAR
 from gslb.proxy.routes import BackendGroup
 from gslb.proxy.shared import Shared, Snapshot
@@ -43,15 +69,6 @@ CHUNKED = 2
 CHUNK_END = b"0\r\n\r\n"
 
 
-class Noted(NamedTuple):
-    """Header values the client connection noted for the access log and X-Request-Id."""
-
-    host: bytes
-    referer: bytes
-    user_agent: bytes
-    request_id: bytes | None  # as the client sent it
-
-
 class ClientSide(Protocol):
     """What an exchange needs of the client connection it belongs to."""
 
@@ -66,9 +83,6 @@ class ClientSide(Protocol):
         self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
     ) -> None: ...
     def abort(self) -> None: ...
-
-
-_NOTHING_NOTED = Noted(b"", b"", b"", None)
 
 
 def wake(backend: BackendState) -> None:
@@ -87,29 +101,29 @@ class Exchange:
         "_cookie",
         "_deadline",
         "_exclude",
-        "_finished",
         "_group",
         "_head",
         "_head_request",
+        "_host",
         "_idempotent",
         "_last_name",
         "_method",
-        "_noted",
         "_out",
         "_pending",
         "_pending_bytes",
         "_queued_until",
+        "_referer",
         "_replay",
         "_replay_bytes",
         "_req_done",
         "_req_mode",
         "_resp_mode",
-        "_resp_started",
         "_started",
         "_status",
         "_target",
         "_upgrade",
         "_upstream",
+        "_user_agent",
         "_waiting_on",
         "client",
         "http11",
@@ -117,19 +131,25 @@ class Exchange:
         "request_id",
         "shared",
         "snap",
+        "state",
     )
 
     def __init__(self, client: ClientSide, shared: Shared) -> None:
         self.client = client
         self.shared = shared
         self.snap: Snapshot = shared.snapshot
+        # Where the exchange is in its life (lifecycle.py): moved only here, by `advance`;
+        # the client connection reads it (IDLE: the head is still being parsed).
+        self.state: State = IDLE
         self.http11 = True
         self.keep_alive = True
         self._started = shared.loop.time()
         self._head = b""
         self._method = b""
         self._target = b""
-        self._noted = _NOTHING_NOTED
+        self._host = b""
+        self._referer = b""
+        self._user_agent = b""
         self.request_id = b""
         self._bytes_out = 0
         self._head_request = False
@@ -148,13 +168,11 @@ class Exchange:
         self._last_name = "-"
         self._exclude = -1
         self._group: BackendGroup | None = None
-        self._resp_started = False
         self._resp_mode = NO_BODY
         self._status = 0
         self._deadline = 0.0  # when the whole request must be done (0.0: not begun)
         self._waiting_on: BackendState | None = None  # queued for a backend at its cap
         self._queued_until = 0.0
-        self._finished = False
         self._upgrade: bytes | None = None  # the protocol the client asks to switch to
         # Bytes for the client, written once per read from the backend (one send, not three).
         self._out: list[bytes] = []
@@ -162,36 +180,29 @@ class Exchange:
     # -- the request, as the client connection parses it ------------------------------------
 
     def set_head(
-        self,
-        method: bytes,
-        target: bytes,
-        pieces: list[bytes],
-        connection: bytes | None,
-        forwarded_for: list[bytes],
-        via: list[bytes],
-        has_host: bool,
-        cookies: list[bytes],
-        http11: bool,
-        keep_alive: bool,
-        content_length: bytes | None,
-        chunked: bool,
-        noted: Noted | None = None,
-        upgrade: bytes | None = None,
+        self, method: bytes, parsed: Head, http11: bool, keep_alive: bool, upgrade: bytes | None
     ) -> None:
-        """The request's head, as the client connection sorted its headers (see headers.py)."""
+        """The request's head as the client connection's parser collected it (head.py); its
+        lists are consumed here (the connection resets `parsed` for its next request).
+        `upgrade`: the protocol the client asks to switch to, when it really asks."""
+        self.state = advance(self.state, HEAD)
         snap = self.snap
+        target = parsed.url
         self._method = method
         self._target = target
-        if noted is not None:
-            self._noted = noted
-        self.request_id = request_id(self._noted.request_id)
+        self._host = host = parsed.host  # these three for the access log
+        self._referer = parsed.referer
+        self._user_agent = parsed.user_agent
+        sent = parsed.request_id  # the client's, kept when well-formed
+        self.request_id = request_id(sent) if sent is not None else self.shared.request_ids.new()
         self.http11 = http11
         self.keep_alive = keep_alive
         self._head_request = method == b"HEAD"
         self._idempotent = method in IDEMPOTENT
         if not self._idempotent:
             self._replay = None
-        if chunked:
+        content_length = parsed.content_length
+        if parsed.chunked:
             self._req_mode = CHUNKED
             framing = b"Transfer-Encoding: chunked\r\n"
         elif content_length is not None:
@@ -199,25 +210,25 @@ class Exchange:
             framing = b"Content-Length: " + content_length + b"\r\n"
         else:
             framing = b""
-        self._group = snap.group(self._noted.host, target)
+        self._group = snap.group(host, target)
         if upgrade is not None:
             # Passed on (hop-by-hop otherwise); an answer other than 101 ends the connection.
             self._upgrade = upgrade
             self.keep_alive = False
             framing += hdr.upgrade_head(upgrade)
-        if snap.sticky_cookie is not None and cookies:
-            self._cookie = hdr.cookie_value(cookies, snap.sticky_cookie)
+        if snap.sticky_cookie is not None and parsed.cookies:
+            self._cookie = hdr.cookie_value(parsed.cookies, snap.sticky_cookie)
         self._head = hdr.request_head(
             method,
             target,
-            pieces,
-            connection,
-            forwarded_for,
-            via,
+            parsed.pieces,
+            parsed.connection,
+            parsed.forwarded_for,
+            parsed.via,
             self.client.client_ip,
             self.client.proto,
             framing,
-            None if has_host else snap.default_host,
+            None if parsed.has_host else snap.default_host,
             self.request_id,
         )
 
@@ -246,7 +257,7 @@ class Exchange:
         if upstream is not None:
             upstream.write(data)
             return
-        if self._finished:
+        if self.state in ENDED:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
@@ -257,10 +268,12 @@ class Exchange:
 
     def begin(self) -> None:
         """Start forwarding (the client connection calls this once the head is complete)."""
+        self.state = advance(self.state, BEGIN)
         self._deadline = self._started + self.snap.spec.total_timeout
         self._try_backend()
 
     def _try_backend(self) -> None:
+        """Choose a backend (CHOOSING, or REPLAYING on a retry) and use it, or wait for it."""
         snap = self.snap
         group = self._group or snap.groups[0]
         backend = group.choose(self.client.client_ip, self._cookie, self._exclude)
@@ -282,6 +295,7 @@ class Exchange:
         if len(backend.waiting) >= spec.max_connections:
             self._queue_timed_out()
             return
+        self.state = advance(self.state, QUEUE)
         backend.waiting.append(self)
         self._waiting_on = backend
         self._queued_until = self.shared.loop.time() + spec.queue_timeout
@@ -311,13 +325,14 @@ class Exchange:
         if conn is not None:
             self._attach(conn)
         else:
+            self.state = advance(self.state, CONNECT)
             self._connecting = self.shared.pool.connect(
                 backend, snap.spec.connect_timeout, self._connected
             )
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         self._connecting = None
-        if self._finished:
+        if self.state in ENDED:
             if conn is not None:
                 self.shared.pool.release(conn)
             return
@@ -327,6 +342,7 @@ class Exchange:
         self._attach(conn)
 
     def _attach(self, conn: UpstreamConnection) -> None:
+        self.state = advance(self.state, SEND)
         self._upstream = conn
         conn.send(self, self._head, self._head_request, self._upgrade is not None)
         if self._pending:
@@ -349,8 +365,8 @@ class Exchange:
         content_length: bytes | None,
         has_body: bool,
     ) -> None:
-        self._replay = None
-        self._resp_started = True
+        self.state = advance(self.state, RESPONSE_HEAD)
+        self._replay = None  # nothing of it is needed any more: no retry from here on
         self._status = status
         if content_length is not None and (has_body or self._head_request or status == 304):
             framing = b"Content-Length: " + content_length + b"\r\n"
@@ -382,10 +398,10 @@ class Exchange:
     def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
         """The backend switched protocols: relay its 101, then the connections are a tunnel
         (the backend stays counted in flight until the tunnel ends)."""
+        self.state = advance(self.state, SWITCH)
         conn = self._upstream
         self._upstream = None
         self._replay = None
-        self._resp_started = True
         self._status = 101
         extra = hdr.upgrade_head(protocol) + b"X-Request-Id: %s\r\n" % self.request_id
         transport = self.client.transport
@@ -394,7 +410,6 @@ class Exchange:
         backend, self._backend = self._backend, None
         if backend is not None and backend.passive is not CLEAR:
             self.shared.report(self.snap, backend, True, None)
-        self._finished = True
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 101, duration)
         if self.shared.access_log is not None:
@@ -418,6 +433,7 @@ class Exchange:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def response_end(self, reusable: bool) -> None:
+        self.state = advance(self.state, RESPONSE_END)
         conn = self._upstream
         self._upstream = None
         if self._resp_mode == CHUNKED:
@@ -461,9 +477,10 @@ class Exchange:
     ) -> None:
         failed = self._backend
         self._release_backend(ok=False, request_independent=request_independent)
-        if self._finished:
+        state = self.state
+        if state in ENDED:
             return
-        if self._resp_started:
+        if state is RELAYING_RESPONSE:
             self._abort()
             return
         if (
@@ -473,6 +490,7 @@ class Exchange:
             and self._attempts < 2
             and failed is not None
         ):
+            self.state = advance(state, RETRY)
             self._exclude = (self._group or self.snap.groups[0]).local(failed)
             self.shared.stats.retries += 1
             self._pending = list(self._replay)
@@ -486,9 +504,10 @@ class Exchange:
 
     def check(self, now: float) -> None:
         """Called by the server's sweep: enforce the total and the read timeout."""
-        if self._finished or self._deadline == 0.0:
+        state = self.state
+        if state in ENDED or self._deadline == 0.0:
             return
-        if self._waiting_on is not None:
+        if state is QUEUED:
             if now >= self._queued_until or now >= self._deadline:
                 self._unqueue()
                 self._queue_timed_out()
@@ -508,7 +527,7 @@ class Exchange:
             self._upstream = None
             conn.close()
         self._release_backend(ok=False, request_independent=connecting)
-        if self._resp_started:
+        if state is RELAYING_RESPONSE:
             self._abort()
         else:
             self._fail(504, "Gateway Timeout", "backend timed out")
@@ -517,7 +536,8 @@ class Exchange:
         """The client's body turned out malformed: drop the backend side and answer `status`
         unless the backend's answer already started (then the connection closes after it)."""
         self.keep_alive = False
-        if self._finished or self._resp_started:
+        state = self.state
+        if state in ENDED or state is RELAYING_RESPONSE:
             return
         self._drop_upstream()
         self._fail(status, reason, message)
@@ -553,6 +573,7 @@ class Exchange:
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""
+        self.state = advance(self.state, ANSWER)
         self._status = status
         self._replay = None
         self._pending = []
@@ -565,13 +586,12 @@ class Exchange:
         self._finish(keep)
 
     def _abort(self) -> None:
+        self.state = advance(self.state, CUT)
         self._finish(False)
         self.client.abort()
 
     def _finish(self, keep_alive: bool) -> None:
-        if self._finished:
-            return
-        self._finished = True
+        """Count, log and hand the connection back (the state has just moved to its end)."""
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, self._status, duration)
         if self.shared.access_log is not None:
@@ -580,9 +600,9 @@ class Exchange:
 
     def abandon(self) -> None:
         """The client went away: stop, and do not keep the backend connection."""
-        if self._finished:
+        if self.state in ENDED:
             return
-        self._finished = True
+        self.state = advance(self.state, ABANDON)
         self._drop_upstream()
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 499, duration)
@@ -592,13 +612,12 @@ class Exchange:
     def _log(self, status: int, duration: float) -> None:
         access_log = self.shared.access_log
         assert access_log is not None
-        noted = self._noted
         access_log.log(
             (
                 time.time(),
                 self.client.client_ip,
                 self._method,
-                noted.host,
+                self._host,
                 self._target,
                 "HTTP/1.1" if self.http11 else "HTTP/1.0",
                 status,
@@ -607,7 +626,7 @@ class Exchange:
                 self._last_name,
                 max(0, self._attempts - 1),
                 self.request_id,
-                noted.referer,
-                noted.user_agent,
+                self._referer,
+                self._user_agent,
             )
         )

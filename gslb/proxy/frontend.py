@@ -25,8 +25,9 @@ from httptools import (
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
-from gslb.proxy.exchange import Exchange, Noted
-from gslb.proxy.headers import CRLF, KEEP, REQUEST_ROLES
+from gslb.proxy.exchange import Exchange
+from gslb.proxy.head import REQUEST, Head, Reject
+from gslb.proxy.lifecycle import IDLE, IllegalTransition
 from gslb.proxy.shared import Shared
 from gslb.proxy.tunnel import Tunnel
 from gslb.proxy.upstream import UpstreamConnection
@@ -34,48 +35,23 @@ from gslb.proxy.upstream import UpstreamConnection
 PAUSE_PIPELINE = 4  # a request waits behind the one in progress
 
 
-class Reject(Exception):
-    """A request refused while parsing its head."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
-        "_chunked",
         "_closing",
-        "_connection",
-        "_content_length",
-        "_cookies",
         "_deadline",
         "_deadline_is_idle",
-        "_expect_continue",
-        "_forwarded_for",
-        "_has_host",
-        "_head_bytes",
-        "_header_count",
-        "_host",
-        "_in_head",
+        "_head",
         "_leftover",
         "_parser",
         "_parsing",
         "_paused",
-        "_pieces",
         "_queue",
         "_raw_head",
-        "_referer",
-        "_request_id",
         "_tunnel",
-        "_upgrade",
-        "_url",
-        "_user_agent",
-        "_via",
         "client_ip",
+        "on_header",
+        "on_url",
         "proto",
         "shared",
         "transport",
@@ -86,35 +62,22 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.proto = proto  # the X-Forwarded-Proto of its requests: b"http" or b"https"
+        self._head = head = Head(REQUEST)
+        # The parser calls the head's own methods for the target and each header (it looks
+        # them up on this object once, when it is made): one Python call per header.
+        self.on_url = head.on_url
+        self.on_header = head.on_header
         self._parser = HttpRequestParser(self)
         self._parsing: Exchange | None = None  # the request the parser is reading
         self._active: Exchange | None = None  # the request being answered
         self._queue: deque[Exchange] = deque()  # pipelined requests, complete heads
-        self._in_head = False
-        self._url = b""
-        self._pieces: list[bytes] = [b""]
-        self._header_count = 0
-        self._connection: bytes | None = None
-        self._via: list[bytes] = []
-        self._forwarded_for: list[bytes] = []
-        self._cookies: list[bytes] = []
-        self._has_host = False
-        self._host = b""
-        self._referer = b""
-        self._user_agent = b""
-        self._request_id: bytes | None = None
-        self._head_bytes = 0
         self._raw_head = 0
-        self._content_length: bytes | None = None
-        self._chunked = False
-        self._expect_continue = False
         self._paused = 0
         self._closing = False
         # Client-side timeout: a clock time checked by the server's sweep (0.0: none). Cheaper
         # than a timer handle armed and cancelled for every request.
         self._deadline = 0.0
         self._deadline_is_idle = False
-        self._upgrade: bytes | None = None  # the request's Upgrade value
         self._leftover = b""  # bytes after an Upgrade request's head: for the tunnel
         self._tunnel: Tunnel | None = None  # after a 101: the bytes go there
 
@@ -154,7 +117,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._deadline_is_idle:
             self._cancel_timer()
-        counting = self._parsing is None or self._in_head
+        parsing = self._parsing  # in a head while its exchange is IDLE (lifecycle.py)
+        counting = parsing is None or parsing.state is IDLE
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -169,6 +133,8 @@ class ClientConnection(asyncio.Protocol):
             return
         except HttpParserCallbackError as e:
             cause = e.__context__
+            if isinstance(cause, IllegalTransition):
+                raise cause from None  # the proxy's own bug, not a bad request: the loop logs it
             if isinstance(cause, Reject):
                 self._reject(cause.status, cause.reason, cause.message)
             else:
@@ -177,7 +143,8 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserError:
             self._reject(400, "Bad Request", "malformed request")
             return
-        if self._in_head:
+        parsing = self._parsing
+        if parsing is not None and parsing.state is IDLE:
             if counting:
                 self._raw_head += len(data)
             if self._raw_head > self.shared.snapshot.spec.max_header_bytes:
@@ -208,81 +175,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._parsing = Exchange(self, self.shared)
-        self._in_head = True
-        self._url = b""
-        self._pieces = [b""]
-        self._header_count = 0
-        self._connection = None
-        if self._via:
-            self._via = []
-        if self._forwarded_for:
-            self._forwarded_for = []
-        if self._cookies:
-            self._cookies = []
-        self._has_host = False
-        self._host = b""
-        self._referer = b""
-        self._user_agent = b""
-        self._request_id = None
-        self._head_bytes = 0
-        self._content_length = None
-        self._chunked = False
-        self._expect_continue = False
-        self._upgrade = None
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > self.shared.snapshot.spec.max_header_bytes:
-            raise Reject(431, "Request Header Fields Too Large", "request target too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
         spec = self.shared.snapshot.spec
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > spec.max_header_bytes:
-            raise Reject(431, "Request Header Fields Too Large", "request head too large")
-        self._header_count += 1
-        if self._header_count > spec.max_headers:
-            raise Reject(431, "Request Header Fields Too Large", "too many header fields")
-        role = REQUEST_ROLES.get(name.lower(), KEEP)
-        if role == KEEP:
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.HOST:
-            if self._has_host:  # RFC 9112 §3.2: more than one Host is a bad request
-                raise Reject(400, "Bad Request", "more than one Host header")
-            self._has_host = True
-            self._host = value
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.LENGTH:
-            self._content_length = value.strip()
-        elif role == hdr.TRANSFER_ENCODING:
-            self._chunked = b"chunked" in value.lower()
-        elif role == hdr.CONNECTION:
-            self._connection = hdr.joined(self._connection, value)
-        elif role == hdr.FORWARDED_FOR:
-            self._forwarded_for.append(value)
-        elif role == hdr.VIA:
-            self._via.append(value)
-        elif role == hdr.COOKIE:
-            self._cookies.append(value)
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.USER_AGENT:
-            self._user_agent = value
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.REFERER:
-            self._referer = value
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.REQUEST_ID:
-            self._request_id = value.strip()
-        elif role == hdr.EXPECT:
-            self._expect_continue = value.strip().lower() == b"100-continue"
-        elif role == hdr.UPGRADE:
-            self._upgrade = value.strip()
+        self._head.reset_request(spec.max_header_bytes, spec.max_headers)
 
     def on_headers_complete(self) -> None:
         exchange = self._parsing
         assert exchange is not None
-        self._in_head = False
         self._raw_head = 0
         if self._deadline != 0.0 and not self._deadline_is_idle:
             self._cancel_timer()
@@ -291,24 +189,13 @@ class ClientConnection(asyncio.Protocol):
         if method == b"CONNECT":
             raise Reject(405, "Method Not Allowed", "CONNECT is not supported")
         http11 = parser.get_http_version() != "1.0"
-        if http11 and not self._has_host:  # RFC 9112 §3.2; HTTP/1.0 may leave it out
+        head = self._head
+        if http11 and not head.has_host:  # RFC 9112 §3.2; HTTP/1.0 may leave it out
             raise Reject(400, "Bad Request", "Host header required")
-        exchange.set_head(
-            method,
-            self._url,
-            self._pieces,
-            self._connection,
-            self._forwarded_for,
-            self._via,
-            self._has_host,
-            self._cookies,
-            http11,
-            parser.should_keep_alive() and not self._closing,
-            self._content_length,
-            self._chunked,
-            Noted(self._host, self._referer, self._user_agent, self._request_id),
-            self._upgrade if self._upgrade and hdr.wants_upgrade(self._connection) else None,
-        )
+        # An Upgrade header that Connection does not name is not a request to switch.
+        upgrade = head.upgrade if head.upgrade and hdr.wants_upgrade(head.connection) else None
+        keep_alive = parser.should_keep_alive() and not self._closing
+        exchange.set_head(method, head, http11, keep_alive, upgrade)
         if self._active is None:
             self._start(exchange)
         else:
@@ -329,7 +216,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, exchange: Exchange) -> None:
         self._active = exchange
-        if self._expect_continue and exchange is self._parsing and self.transport is not None:
+        if self._head.expect_continue and exchange is self._parsing and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         exchange.begin()
 
@@ -409,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
         A tunnel stays open until it ends or the drain timeout cuts it."""
         if self._tunnel is not None:
             return
-        if self._active is None and self._parsing is None and not self._in_head:
+        if self._active is None and self._parsing is None:
             delay = self.shared.drain_close_delay()
             deadline = self.shared.loop.time() + delay
             if not (self._deadline_is_idle and 0.0 < self._deadline < deadline):
@@ -430,7 +317,6 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, status: int, reason: str, message: str) -> None:
         """Refuse what the parser is reading: answer it if nothing else is, then close."""
         self._closing = True
-        self._in_head = False
         parsing, self._parsing = self._parsing, None
         self._pause(PAUSE_PIPELINE)
         active = self._active
@@ -449,7 +335,8 @@ class ClientConnection(asyncio.Protocol):
         if access_log is None:
             return
         parser = self._parser
-        method = parser.get_method() if self._url else b""  # known once the target began
+        head = self._head
+        method = parser.get_method() if head.url else b""  # known once the target began
         version = parser.get_http_version()
         version = "HTTP/1.1" if version == "0.0" else "HTTP/" + version
         access_log.log(
@@ -457,17 +344,17 @@ class ClientConnection(asyncio.Protocol):
                 time.time(),
                 self.client_ip,
                 method,
-                self._host,
-                self._url,
+                head.host,
+                head.url,
                 version,
                 status,
                 size,
                 0.0,
                 "-",
                 0,
-                request_id(self._request_id),
-                self._referer,
-                self._user_agent,
+                request_id(head.request_id),
+                head.referer,
+                head.user_agent,
             )
         )
 

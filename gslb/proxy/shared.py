@@ -15,6 +15,7 @@ from gslb.model import ProxySpec
 from gslb.proxy.accesslog import AccessLog
 from gslb.proxy.backends import BackendState, BackendTable
 from gslb.proxy.balancers import Balancer
+from gslb.proxy.request_ids import RequestIds
 from gslb.proxy.routes import NO_ROUTES, BackendGroup, RouteTable
 from gslb.proxy.stats import ProxyStats
 from gslb.proxy.upstream import Pool
@@ -59,6 +60,7 @@ class Shared:
         "loop",
         "on_closed",
         "pool",
+        "request_ids",
         "snapshot",
         "stats",
     )
@@ -70,6 +72,7 @@ class Shared:
         self.snapshot = snapshot
         self.stats = stats
         self.pool = Pool(loop, stats)
+        self.request_ids = RequestIds()
         self.draining = False
         self.drain_grace = 0.0  # set when the drain begins (see start_drain)
         self.drain_spread = 0.0

@@ -18,7 +18,8 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gslb.proxy import headers as hdr
 from gslb.proxy.backends import BackendState
-from gslb.proxy.headers import CRLF, KEEP, RESPONSE_ROLES
+from gslb.proxy.head import RESPONSE, Head
+from gslb.proxy.lifecycle import IllegalTransition
 from gslb.proxy.stats import ProxyStats
 from gslb.proxy.tls import BackendTls
 
@@ -61,23 +62,19 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_chunked",
         "_close_delimited",
-        "_connection",
-        "_content_length",
+        "_head",
         "_head_request",
         "_in_body",
         "_parser",
-        "_pieces",
         "_reset_parser",
         "_stats",
         "_upgrade",
-        "_upgrade_to",
-        "_via",
         "backend",
         "closed",
         "idle_since",
         "last_io",
+        "on_header",
         "pool",
         "reading_paused",
         "replied",
@@ -97,18 +94,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         self.last_io = 0.0
         self.idle_since = 0.0  # when the pool took it back
+        self._head = Head(RESPONSE)
+        self.on_header = self._head.on_header  # called by the parser itself (see head.py)
         self._parser = HttpResponseParser(self)
         self._reset_parser = False
         self._head_request = False
-        self._pieces: list[bytes] = [b""]
-        self._connection: bytes | None = None
-        self._via: list[bytes] = []
-        self._content_length: bytes | None = None
-        self._chunked = False
         self._close_delimited = False
         self._in_body = False
         self._upgrade = False  # the request asks for a protocol switch
-        self._upgrade_to = b""  # the backend's Upgrade value
         self.tunnel: Tunnel | None = None  # after a 101: the bytes go there
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -159,6 +152,8 @@ class UpstreamConnection(asyncio.Protocol):
                 tunnel.from_backend(data[e.args[0] :])
             return
         except HttpParserError as e:
+            if isinstance(e.__context__, IllegalTransition):
+                raise e.__context__ from None  # the proxy's own bug, not the backend's
             self._fail(f"bad response from backend: {e}")
             return
         sink = self.sink
@@ -189,16 +184,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.replied = False
         self._head_request = head_request
-        self._pieces = [b""]
-        self._connection = None
-        if self._via:
-            self._via = []
-        self._content_length = None
-        self._chunked = False
+        self._head.reset()
         self._close_delimited = False
         self._in_body = False
         self._upgrade = upgrade
-        self._upgrade_to = b""
         self.last_io = self.pool.loop.time()
         assert self.transport is not None
         self.transport.write(head)
@@ -237,37 +226,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        role = RESPONSE_ROLES.get(name.lower(), KEEP)
-        if role == KEEP:
-            self._pieces += (name, b": ", value, CRLF)
-        elif role == hdr.LENGTH:
-            self._content_length = value
-        elif role == hdr.TRANSFER_ENCODING:
-            self._chunked = b"chunked" in value.lower()
-        elif role == hdr.CONNECTION:
-            self._connection = hdr.joined(self._connection, value)
-        elif role == hdr.VIA:
-            self._via.append(value)
-        elif role == hdr.UPGRADE:
-            self._upgrade_to = value
-
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        head = self._head
         switched = self.sink
-        if status == 101 and self._upgrade and self._upgrade_to and switched is not None:
+        if status == 101 and self._upgrade and head.upgrade and switched is not None:
             self.sink = None
-            switched.response_switched(self._pieces, self._via, self._upgrade_to)
+            switched.response_switched(head.pieces, head.via, head.upgrade)
             return
         if status < 200:
             # An interim answer (100, 103): not forwarded; the real one follows.
-            self._pieces = [b""]
-            self._connection = None
-            self._content_length = None
-            self._chunked = False
+            head.reset()
             return
         no_body = self._head_request or status in (204, 304)
-        if not no_body and self._content_length is None and not self._chunked:
+        if not no_body and head.content_length is None and not head.chunked:
             self._close_delimited = True
         self._in_body = True
         sink = self.sink
@@ -276,10 +248,10 @@ class UpstreamConnection(asyncio.Protocol):
         sink.response_head(
             status,
             hdr.reason(status),
-            self._pieces,
-            self._connection,
-            self._via,
-            self._content_length,
+            head.pieces,
+            head.connection,
+            head.via,
+            head.content_length,
             not no_body,
         )
         if self._head_request and self.sink is sink:
