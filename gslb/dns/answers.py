@@ -124,7 +124,7 @@ class ClientInfo:
 
 
 def scope(client: Client, kind: int) -> int:
-    """The ECS scope the full path answers with (select.resolve._scope)."""
+    """The ECS scope the full path answers with (select.classify.scope_of)."""
     if client.source_prefix is None:
         return 0
     depends = client.geo_prefix if kind & GEO else 0

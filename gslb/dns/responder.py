@@ -50,7 +50,16 @@ from gslb.histogram import Histogram
 from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
-from gslb.select import NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select import (
+    NOTIMP,
+    REFUSED,
+    SERVFAIL,
+    Client,
+    Decision,
+    RankingMemo,
+    Steering,
+    select,
+)
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
@@ -172,6 +181,7 @@ class Responder:
         self._known = self.cache.queries  # cleared in place, never replaced
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
         self._identity = identity_answers(identity)
+        self._rankings = RankingMemo(self.cache.max_clients)  # geo rankings per place
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -194,7 +204,9 @@ class Responder:
                 return Decision(NOTAUTH, False)
             return Decision(REFUSED, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
-        return select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        return select(
+            view.plan, view.state, query.name, query.qtype, client, self._rng, memo=self._rankings
+        )
 
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing)."""
