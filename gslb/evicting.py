@@ -16,7 +16,7 @@ owner (bench/dns/cache_costs.py). Not thread-safe, by design: one event loop own
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -40,15 +40,22 @@ class ClockCache(Generic[K, V]):
         "evictions",
         "max_bytes",
         "max_entries",
+        "on_evict",
         "overhead",
     )
 
     def __init__(
-        self, *, max_entries: int, max_bytes: int | None = None, overhead: int = 0
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int | None = None,
+        overhead: int = 0,
+        on_evict: Callable[[V], None] | None = None,
     ) -> None:
         self.max_entries = max(1, max_entries)
         self.max_bytes = max_bytes
         self.overhead = overhead  # bytes counted per entry on top of its own size
+        self.on_evict = on_evict  # told of each entry evicted (not of pop() or clear())
         self.bytes = 0  # what the entries held now are costed at
         self.evictions = 0
         self._slots: dict[K, int] = {}  # key -> its slot in the ring
@@ -142,12 +149,15 @@ class ClockCache(Generic[K, V]):
             (adding and len(self._slots) >= self.max_entries)
             or (limit is not None and self.bytes + cost > limit)
         ):
-            if not self._evict_one(keep):
+            if not self.evict(keep):
                 return
 
-    def _evict_one(self, keep: int) -> bool:
+    def evict(self, keep: int = -1) -> bool:
+        """Evict one entry (never the one in slot `keep`); False when there is none."""
         keys, referenced = self._keys, self._referenced
         ring = len(keys)
+        if not ring:
+            return False
         # Two turns at most: the first clears every bit it passes, so the second finds one.
         for _ in range(2 * ring + 1):
             slot = self._hand
@@ -158,9 +168,12 @@ class ClockCache(Generic[K, V]):
                 referenced[slot] = 0
                 continue
             del self._slots[keys[slot]]  # type: ignore[arg-type]
+            value = self._values[slot]
             self._release(slot)
             self._free.append(slot)
             self.evictions += 1
+            if self.on_evict is not None and value is not None:
+                self.on_evict(value)
             return True
         return False
 
