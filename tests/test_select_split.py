@@ -205,3 +205,22 @@ def test_the_ranking_memo_is_bounded() -> None:
         who = client(f"10.0.{i % 250}.0", 24, country="FR", lat=i / 10, lon=2.0)
         classify(plan, Question(WWW, TYPE_A), who, memo)
         assert len(memo) <= 50
+
+
+@given(
+    st.integers(0, 2**32 - 1) | st.integers(0, 2**128 - 1),
+    st.none() | st.integers(0, 128),
+)
+def test_the_hash_network_is_the_client_network_masked(number: int, source: int | None) -> None:
+    import ipaddress
+
+    address = ipaddress.ip_address(number)
+    if source is not None:
+        source = min(source, address.max_prefixlen)
+    key, prefix = Client(address, source, None).hash_network()
+    expected_prefix = min(24 if address.version == 4 else 56, source if source is not None else 128)
+    network = ipaddress.ip_network(f"{address}/{expected_prefix}", strict=False)
+    assert (key, prefix) == (
+        network.network_address.packed + bytes([expected_prefix]),
+        expected_prefix,
+    )
