@@ -238,12 +238,43 @@ def test_a_burst_of_new_names_does_not_throw_away_the_hot_answers(
         responder.handle_wire(wire, "192.0.2.1")
     fills = cache.fills
     for i in range(5000):
-        one_off = dns.message.make_query(f"x{i}.gslb.example.com", "A", use_edns=0)
+        # DO set: each keeps its own answer (names that do not exist share one without it).
+        one_off = dns.message.make_query(f"x{i}.gslb.example.com", "A", want_dnssec=True)
         responder.handle_wire(one_off.to_wire(), "192.0.2.1")
         wire = hot[i % len(hot)]
         assert responder.handle_wire(wire, "192.0.2.1") == responder.answer_full(wire, "192.0.2.1")
     assert cache.fills - fills == 5000  # one per one-off name, none for the hot questions
     assert cache.static.evictions > 4000
+
+
+def test_names_that_do_not_exist_share_one_answer_per_zone_type_and_edns(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """A thousand names that do not exist cost one full-path answer per (type, EDNS), not one
+    each; with DO set each keeps its own (a signed denial names the question)."""
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=FixedRandom())
+    cache = responder.cache
+    for do in (False, True):
+        fills = cache.fills
+        shapes = set()  # what a shared answer is keyed by: parent, first label's length, type
+        for i in range(1000):
+            name = f"Nx{i}.Missing.gslb.example.com" if i % 2 else f"nx-{i}.gslb.example.com"
+            rdtype = ("A", "AAAA", "MX")[i % 3]
+            first, parent = name.lower().split(".", 1)
+            shapes.add((parent, len(first), rdtype))
+            subnet = [dns.edns.ECSOption(f"81.2.{i % 200}.0", 24)] if i % 4 == 0 else []
+            query = dns.message.make_query(
+                name, rdtype, use_edns=0, want_dnssec=do, options=subnet or None
+            )
+            wire = query.to_wire()
+            assert responder.handle_wire(wire, "192.0.2.1") == responder.answer_full(
+                wire, "192.0.2.1"
+            )
+        assert cache.fills - fills == (1000 if do else len(shapes))
+    assert len(shapes) < 25
+    odd = dns.message.make_query(r"a\.b.gslb.example.com", "A").to_wire()  # not a plain name
+    assert responder.handle_wire(odd, "192.0.2.1") == responder.answer_full(odd, "192.0.2.1")
 
 
 def ask(responder: Responder, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:

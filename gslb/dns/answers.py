@@ -101,6 +101,7 @@ class Route:
     kind: int  # NONE, GEO, HASHED or GEO_HASHED
     random: bool  # drawn at random: keep variants
     service: str = ""  # the service reached, when steered
+    shared: object = None  # the answer's key when not the question's (gslb/dns/negative.py)
 
 
 STATIC_ROUTE = Route(False, NONE, False)
