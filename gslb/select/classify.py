@@ -84,15 +84,20 @@ DecisionKey = Fixed | Steered
 
 
 class RankingMemo:
-    """Region rankings by (service, family, place), for one plan at a time; bounded."""
+    """Region rankings by (service, family, place), for one plan at a time; bounded.
 
-    __slots__ = ("_plan", "_rankings")
+    Kept without their reasons (explain's text: a trace ranks afresh), as tuples of one
+    shared `Ranked` per region, so an entry costs a tuple and its key.
+    """
+
+    __slots__ = ("_bare", "_plan", "_rankings")
 
     def __init__(self, max_entries: int = RANKING_MEMO_ENTRIES) -> None:
         self._plan: Plan | None = None
         self._rankings: ClockCache[tuple[object, ...], tuple[Ranked, ...]] = ClockCache(
             max_entries=max_entries
         )
+        self._bare: dict[int, Ranked] = {}  # by id() of a region entry of the plan
 
     def __len__(self) -> int:
         return len(self._rankings)
@@ -101,12 +106,17 @@ class RankingMemo:
         self, plan: Plan, service: ServicePlan, entries: tuple[ServiceRegion, ...], client: Client
     ) -> tuple[Ranked, ...]:
         if plan is not self._plan:
-            self._plan = plan
+            self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
             self._rankings.clear()
+            self._bare.clear()
         key = (service.name, len(entries), *place(client))
         found = self._rankings.get(key)
         if found is None:
-            found = rank_entries(service, entries, client)
+            bare = self._bare
+            found = tuple(
+                bare.get(id(r.entry)) or bare.setdefault(id(r.entry), Ranked(r.entry, ""))
+                for r in rank_entries(service, entries, client)
+            )
             self._rankings.put(key, found)
         return found
 
@@ -249,7 +259,7 @@ def _steered(
         trace("candidates", detail)
     ranking: tuple[Ranked, ...] | None = None
     if service.policy != "weighted":
-        if memo is None:
+        if memo is None or trace.enabled:  # the memo keeps no reasons for the trace
             ranking = rank_entries(service, entries, client)
         else:
             ranking = memo.ranking(plan, service, entries, client)
