@@ -335,6 +335,7 @@ class ServerSettings:
     identity: str | None = None  # NSID and CH TXT id.server/hostname.bind; None: not answered
     workers: int = 1
     cache_entries: int = 100_000  # answers, parsed queries and client networks, each
+    cache_memory: int = 256_000_000  # bytes the answer cache's tables take together
     cluster: ClusterSettings | None = None  # None: one node, admin state in state_path
     safety: SafetySettings = SafetySettings(min_serving_regions=0)  # absent: no rule
     query_log: QueryLogSettings | None = None  # None: no query log

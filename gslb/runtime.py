@@ -164,7 +164,11 @@ class Runtime:
             self.geo_lookup(),
             udp_cap=config.settings.max_udp_size,
             observer=self.stats,
-            cache=AnswerCache(max_answers=entries, max_clients=entries),
+            cache=AnswerCache(
+                max_answers=entries,
+                max_clients=entries,
+                max_bytes=config.settings.cache_memory,
+            ),
             identity=config.settings.identity,
             wall_clock=lambda: self.wall_clock(),
         )
@@ -583,6 +587,7 @@ class Runtime:
                 identity=settings.identity,
                 query_log=settings.query_log,
                 cache_entries=settings.cache_entries,
+                cache_memory=settings.cache_memory,
             )
             self.pool = WorkerPool(spec, self.workers)
             self.dns_bound = await self.pool.start()

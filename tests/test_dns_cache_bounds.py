@@ -54,7 +54,10 @@ def test_many_distinct_names_never_grow_a_table_past_its_bound(tmp_path: Path) -
             assert reply.rcode() == 3
             sizes = table_sizes(cache)
             assert max(sizes.values()) <= BOUND, sizes
-        assert cache.fills > BOUND  # the tables were filled past their bound many times
+        # The tables were filled past their bound many times (the answer itself is one:
+        # names that do not exist share their zone's).
+        tables = (cache.routes, cache.queries, cache.clients)
+        assert min(table.evictions for table in tables) > BOUND
 
 
 def test_tcp_queries_are_answered_from_the_cache_and_axfr_never_is(tmp_path: Path) -> None:

@@ -193,6 +193,90 @@ def test_fast_and_full_paths_agree_byte_for_byte(plan_dir: Path, geo: GeoDatabas
     assert fast.cache.fills > 100
 
 
+def test_fast_and_full_paths_agree_byte_for_byte_while_the_cache_evicts(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """The same, with tables so small that nearly every query evicts something: a query
+    linked to an evicted answer, or asking again after its entry went, must still get the
+    full path's bytes."""
+    view = make_view(plan_dir)
+    cache = AnswerCache(max_answers=12, max_clients=4, max_bytes=12_000, variants=4)
+    fast = Responder(lambda: view, geo, rng=FixedRandom(), cache=cache)
+    full = Responder(lambda: view, geo, rng=FixedRandom())
+
+    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(queries(), min_size=1, max_size=6))
+    def check(batch: list[tuple[bytes, str]]) -> None:
+        for _ in range(2):  # interleaved, so each one's entry may be gone the next time
+            for wire, peer in batch:
+                assert fast.handle_wire(wire, peer) == full.answer_full(wire, peer), wire.hex()
+        assert cache.size <= 12 and len(cache.static) + len(cache.steered) <= 12
+        assert cache.static.bytes + cache.steered.bytes <= (cache.answer_bytes or 0)
+        assert len(cache.clients) <= 4 and len(cache.queries) <= 12
+
+    check()
+    assert cache.hits > 500
+    evicted = cache.static.evictions + cache.steered.evictions + cache.queries.evictions
+    assert evicted > 500  # the tables really evicted, many times
+
+
+def test_a_burst_of_new_names_does_not_throw_away_the_hot_answers(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """Popular questions asked between thousands of one-off names stay answered from the
+    cache: with the tables emptied whole when full, each emptying cost every hot question
+    a full-path answer again."""
+    view = make_view(plan_dir)
+    cache = AnswerCache(max_answers=200, max_clients=50)
+    responder = Responder(lambda: view, geo, rng=FixedRandom(), cache=cache)
+    hot = [
+        dns.message.make_query(f"{label}.gslb.example.com", rdtype, use_edns=0).to_wire()
+        for label in ("www", "fo", "ns1", "mail", "docs")
+        for rdtype in ("A", "AAAA")
+    ]
+    for wire in hot:
+        responder.handle_wire(wire, "192.0.2.1")
+    fills = cache.fills
+    for i in range(5000):
+        # DO set: each keeps its own answer (names that do not exist share one without it).
+        one_off = dns.message.make_query(f"x{i}.gslb.example.com", "A", want_dnssec=True)
+        responder.handle_wire(one_off.to_wire(), "192.0.2.1")
+        wire = hot[i % len(hot)]
+        assert responder.handle_wire(wire, "192.0.2.1") == responder.answer_full(wire, "192.0.2.1")
+    assert cache.fills - fills == 5000  # one per one-off name, none for the hot questions
+    assert cache.static.evictions > 4000
+
+
+def test_names_that_do_not_exist_share_one_answer_per_zone_type_and_edns(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """A thousand names that do not exist cost one full-path answer per (type, EDNS), not one
+    each; with DO set each keeps its own (a signed denial names the question)."""
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=FixedRandom())
+    cache = responder.cache
+    for do in (False, True):
+        fills = cache.fills
+        shapes = set()  # what a shared answer is keyed by: parent, first label's length, type
+        for i in range(1000):
+            name = f"Nx{i}.Missing.gslb.example.com" if i % 2 else f"nx-{i}.gslb.example.com"
+            rdtype = ("A", "AAAA", "MX")[i % 3]
+            first, parent = name.lower().split(".", 1)
+            shapes.add((parent, len(first), rdtype))
+            subnet = [dns.edns.ECSOption(f"81.2.{i % 200}.0", 24)] if i % 4 == 0 else []
+            query = dns.message.make_query(
+                name, rdtype, use_edns=0, want_dnssec=do, options=subnet or None
+            )
+            wire = query.to_wire()
+            assert responder.handle_wire(wire, "192.0.2.1") == responder.answer_full(
+                wire, "192.0.2.1"
+            )
+        assert cache.fills - fills == (1000 if do else len(shapes))
+    assert len(shapes) < 25
+    odd = dns.message.make_query(r"a\.b.gslb.example.com", "A").to_wire()  # not a plain name
+    assert responder.handle_wire(odd, "192.0.2.1") == responder.answer_full(odd, "192.0.2.1")
+
+
 def ask(responder: Responder, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
     wire = responder.handle_wire(query.to_wire(), "127.0.0.1")
@@ -402,6 +486,16 @@ def test_the_cache_size_comes_from_dns_cache_entries(tmp_path: Path) -> None:
     runtime = Runtime(str(directory))
     cache = runtime.responder.cache
     assert (cache.max_answers, cache.max_clients) == (5000, 5000)
+    assert cache.max_bytes == 256_000_000  # dns.cache_memory's default
+
+
+def test_the_cache_memory_comes_from_dns_cache_memory(tmp_path: Path) -> None:
+    directory = config_dir(tmp_path)
+    (directory / "gslb.yaml").write_text("dns:\n  listen: '127.0.0.1:0'\n  cache_memory: 64MiB\n")
+    cache = Runtime(str(directory)).responder.cache
+    assert cache.max_bytes == 64 * 2**20
+    assert cache.answer_bytes is not None and cache.queries.max_bytes is not None
+    assert cache.answer_bytes + cache.queries.max_bytes < 64 * 2**20  # shares of the whole
 
 
 def test_a_failing_cached_answer_falls_back_to_the_full_path(

@@ -3,14 +3,17 @@
     apt-get install -y pdns-server pdns-backend-geoip gdnsd dnsperf   # Debian packages
     .venv/bin/pip install maxminddb-geolite2                         # GeoLite2-City, 2018
     .venv/bin/python bench/dns/run.py --rounds 3                     # see --help
+    .venv/bin/python bench/dns/run.py --networks 1000000 --zipf 1.1 --queries 6000000
+    .venv/bin/python bench/dns/run.py ... --before /tmp/base         # also that checkout's gslb
 
 Each server in turn runs alone on core 0 (`taskset -c 0`, one thread for answering:
 PowerDNS `receiver-threads=1 distributor-threads=1`, gdnsd `udp_threads => 1`, gslb's one
 event loop under uvloop) with the same zone and the same GeoLite2-City database; `dnsperf`
 runs on core 1. The queries (bench/dns/queries.py) mix A, AAAA, SOA, NS and non-existent
-names, each with an ECS option for one of thousands of real client /24s, and are replayed
-in a loop. Per server and round: a warm-up (every query once, then a few seconds of
-replay: the servers' caches are filled), a measured run at full
+names, each with an ECS option for one of thousands of real client /24s (or, with
+--zipf, for up to a million of them with Zipf popularity, as a large resolver's clients
+ask), and are replayed in a loop. Per server and round: a warm-up (every query once,
+then a few seconds of replay: the servers' caches are filled), a measured run at full
 speed (queries/s, and the server's CPU time from /proc), and a latency run at a fixed rate
 (`-v`: every query's latency, for p50/p99). Before the first round each server's answers to
 a sample of the queries are checked: gslb's against its own full path in this process,
@@ -46,7 +49,7 @@ sys.path.insert(0, str(HERE))
 import queries as mix  # noqa: E402
 import servers  # noqa: E402
 
-PORTS = {"gslb": 5301, "PowerDNS": 5302, "gdnsd": 5303}
+PORTS = {"gslb": 5301, "PowerDNS": 5302, "gdnsd": 5303, "gslb-before": 5304}
 REGION_OF = {
     address: region
     for region, spec in servers.REGIONS.items()
@@ -64,6 +67,7 @@ class Result:
     p99_ms: float | None = None
     latency_rate: int = 0
     latency_lost: float = 0.0
+    rss_mib: float = 0.0  # the server's resident memory after the measured run
 
 
 def geolite2_path() -> str:
@@ -83,9 +87,8 @@ def need_tools() -> None:
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and its descendants (workers), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
+def process_tree(pid: int) -> dict[int, list[str]]:
+    """/proc/N/stat fields (after the command name) of `pid` and its descendants."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
@@ -97,15 +100,28 @@ def cpu_seconds(pid: int) -> float:
             continue
         stats[int(entry.name)] = fields
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total = 0.0
+    tree: dict[int, list[str]] = {}
     todo = [pid]
     while todo:
         current = todo.pop()
         found = stats.get(current)
         if found is not None:
-            total += (int(found[11]) + int(found[12])) / ticks  # utime, stime
+            tree[current] = found
         todo.extend(children.get(current, []))
-    return total
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its descendants (workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime, stime
+    return sum((int(f[11]) + int(f[12])) / ticks for f in process_tree(pid).values())
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of `pid` and its descendants (gdnsd's daemon, gslb's workers)."""
+    pages = os.sysconf("SC_PAGESIZE") // 1024
+    return sum(int(f[21]) * pages for f in process_tree(pid).values())  # rss, in pages
 
 
 def rss_kib(pid: int) -> int:
@@ -185,6 +201,7 @@ def measure(
         output = dnsperf(server.port, data, args.duration, args)
         cpu = (cpu_seconds(process.pid) - before_cpu) / (time.monotonic() - before)
         result = Result(server.name, stat(output, "Queries per second"), cpu, lost_share(output))
+        result.rss_mib = tree_rss_kib(process.pid) / 1024
         if rate:
             verbose = dnsperf(server.port, data, args.latency_seconds, args, rate)
             latencies = [float(m) for m in re.findall(r"^> \S+ .* ([\d.]+)$", verbose, re.M)]
@@ -297,18 +314,16 @@ def measure_rss(db: str, workdir: Path, args: argparse.Namespace) -> None:
 
 
 def report(rounds: list[dict[str, Result]]) -> None:
-    names = [n for n in ("gslb", "PowerDNS", "gdnsd") if n in rounds[0]]
+    names = [n for n in ("gslb", "gslb-before", "PowerDNS", "gdnsd") if n in rounds[0]]
+    others = [n for n in names if n != "gslb"]
     head = "| round | " + " | ".join(f"{n} q/s" for n in names)
-    if "PowerDNS" in names:
-        head += " | gslb/PowerDNS"
-    if "gdnsd" in names:
-        head += " | gslb/gdnsd"
+    head += "".join(f" | gslb/{n}" for n in others)
     print("\n" + head + " |")
     print("|" + "---|" * (head.count("|")))
-    ratios: dict[str, list[float]] = {"PowerDNS": [], "gdnsd": []}
+    ratios: dict[str, list[float]] = {n: [] for n in others}
     for i, results in enumerate(rounds, 1):
         row = f"| {i} | " + " | ".join(f"{results[n].qps:,.0f}" for n in names)
-        for other in ("PowerDNS", "gdnsd"):
+        for other in others:
             if other in names and results[other].qps:
                 ratio = results["gslb"].qps / results[other].qps
                 ratios[other].append(ratio)
@@ -317,12 +332,15 @@ def report(rounds: list[dict[str, Result]]) -> None:
     row = "| **median** | " + " | ".join(
         f"{statistics.median(r[n].qps for r in rounds):,.0f}" for n in names
     )
-    for other in ("PowerDNS", "gdnsd"):
+    for other in others:
         if ratios[other]:
             row += f" | **{statistics.median(ratios[other]):.2f}x**"
     print(row + " |")
-    print("\n| server | CPU (core-s/s) | lost | latency at q/s | p50 ms | p99 ms | lost there |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| server | CPU (core-s/s) | lost | latency at q/s | p50 ms | p99 ms | lost there "
+        "| RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         per_round = [r[name] for r in rounds]
         p50 = [r.p50_ms for r in per_round if r.p50_ms is not None]
@@ -335,6 +353,7 @@ def report(rounds: list[dict[str, Result]]) -> None:
             f"{statistics.median(p50):.3f}" if p50 else "-",
             f"{statistics.median(p99):.3f}" if p99 else "-",
             f"{statistics.median(r.latency_lost for r in per_round):.2%}",
+            f"{max(r.rss_mib for r in per_round):.0f}",
         ]
         print("| " + " | ".join(cells) + " |")
 
@@ -352,12 +371,24 @@ def main() -> None:
         help="q/s of the latency runs (default: 1.5x PowerDNS)",
     )
     parser.add_argument("--networks", type=int, default=5000, help="client /24s")
-    parser.add_argument("--queries", type=int, default=200_000, help="distinct queries")
+    parser.add_argument("--queries", type=int, default=200_000, help="queries in the file")
+    parser.add_argument(
+        "--zipf",
+        type=float,
+        default=0.0,
+        help="ECS networks drawn with Zipf popularity of this exponent (e.g. 1.1; "
+        "default: uniform). Large resolvers: --networks 1000000 --zipf 1.1 --queries 6000000",
+    )
     parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     parser.add_argument("--servers", default="gslb,PowerDNS,gdnsd")
     parser.add_argument(
         "--cache-entries", type=int, default=0, help="gslb's dns.cache_entries (default: its own)"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run `gslb serve` from this checkout (its own .venv) as gslb-before",
     )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--check", type=int, default=400, help="queries checked per server")
@@ -387,11 +418,26 @@ def run(args: argparse.Namespace, db: str, workdir: Path) -> None:
         return
     nets = mix.client_networks(db, args.networks)
     data = workdir / "queries.bin"
-    count = mix.write_stream(data, mix.queries(nets, args.queries))
     shares = ", ".join(f"{t} {name} {w}%" for name, t, w in mix.MIX)
-    print(f"{count:,} queries ({shares}) with ECS from {len(nets):,} client /24s")
+    if args.zipf:
+        count = mix.write_wires(data, mix.zipf_queries(nets, args.queries, args.zipf))
+        distinct = mix.distinct_networks(len(nets), args.queries, args.zipf)
+        where = ", ".join(
+            f"{c} {v:.0%}" for c, v in mix.continent_shares(db, nets, args.zipf).items()
+        )
+        print(
+            f"{count:,} queries ({shares}) with ECS from {len(nets):,} client /24s, Zipf "
+            f"s = {args.zipf}: {distinct:,} distinct networks asked; by continent {where}"
+        )
+    else:
+        count = mix.write_stream(data, mix.queries(nets, args.queries))
+        print(f"{count:,} queries ({shares}) with ECS from {len(nets):,} client /24s")
     if args.check:
-        sample = list(mix.queries(nets, args.check, seed=99))
+        if args.zipf:
+            wires = mix.zipf_queries(nets, args.check, args.zipf, seed=99)
+            sample = [dns.message.from_wire(wire) for wire in wires]
+        else:
+            sample = list(mix.queries(nets, args.check, seed=99))
         check_answers(sample, db, workdir)
     wanted = args.servers.split(",")
     makers = {
@@ -406,6 +452,18 @@ def run(args: argparse.Namespace, db: str, workdir: Path) -> None:
         "PowerDNS": lambda: servers.pdns(workdir / "pdns", db, PORTS["PowerDNS"]),
         "gdnsd": lambda: servers.gdnsd(workdir / "gdnsd", db, PORTS["gdnsd"]),
     }
+    if args.before is not None:
+        before = args.before.resolve()
+        wanted.append("gslb-before")
+        makers["gslb-before"] = lambda: servers.gslb(
+            workdir / "gslb-before",
+            db,
+            PORTS["gslb-before"],
+            str(before / ".venv" / "bin" / "python"),
+            args.loop == "uvloop",
+            args.cache_entries,
+            cwd=before,
+        )
     rate = args.latency_rate
     rounds: list[dict[str, Result]] = []
     for number in range(1, args.rounds + 1):
@@ -422,7 +480,8 @@ def run(args: argparse.Namespace, db: str, workdir: Path) -> None:
             print(
                 f"round {number}: {name:9} {r.qps:>9,.0f} q/s, CPU {r.cpu:.2f}, lost {r.lost:.2%}; "
                 f"at {r.latency_rate:,} q/s p50 {r.p50_ms or 0:.3f} ms p99 {r.p99_ms or 0:.3f} ms "
-                f"(lost {r.latency_lost:.2%}); load {os.getloadavg()[0]:.2f}",
+                f"(lost {r.latency_lost:.2%}); RSS {r.rss_mib:.0f} MiB; "
+                f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
         rounds.append(results)

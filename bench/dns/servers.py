@@ -74,10 +74,17 @@ class Server:
     command: list[str]
     port: int
     workdir: Path
+    cwd: Path = ROOT  # `python -m gslb` imports the checkout it runs in
 
 
 def gslb(
-    workdir: Path, db: str, port: int, python: str, uvloop: bool, cache_entries: int = 0
+    workdir: Path,
+    db: str,
+    port: int,
+    python: str,
+    uvloop: bool,
+    cache_entries: int = 0,
+    cwd: Path = ROOT,
 ) -> Server:
     config = workdir / "zones"
     shutil.copytree(ROOT / "zones", config, dirs_exist_ok=True)
@@ -93,7 +100,7 @@ def gslb(
     command = [] if uvloop else ["env", "GSLB_EVENT_LOOP=asyncio"]
     command += [python, "-m", "gslb", "serve", "--config", str(config)]
     command += ["--dns", f"127.0.0.1:{port}", "--api", "127.0.0.1:0"]
-    return Server("gslb", command, port, workdir)
+    return Server("gslb" if cwd == ROOT else "gslb-before", command, port, workdir, cwd)
 
 
 def pdns(workdir: Path, db: str, port: int) -> Server:

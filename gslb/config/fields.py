@@ -240,6 +240,59 @@ class Duration(Kind):
         return {"anyOf": [number, {"type": "string", "pattern": f"^(?:{DURATION_PATTERN})$"}]}
 
 
+def _bad(node: YNode, ctx: Ctx, message: str) -> Any:
+    """Report `message` at the node's line; the value is INVALID."""
+    ctx.report.add(node.line, message)
+    return INVALID
+
+
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?$")
+_UNIT_BYTES = {
+    None: 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+}
+SIZE_PATTERN = r"^[0-9]+(?:\.[0-9]+)?\s*(?:B|KB|MB|GB|KiB|MiB|GiB)?$"
+
+
+@dataclass(frozen=True, slots=True)
+class Size(Kind):
+    """Bytes as an integer, or text such as "256MB" (10^6) or "64MiB" (2^20)."""
+
+    lo: int
+    hi: int
+
+    def parse(self, node: YNode, ctx: Ctx) -> Any:
+        scalar = self.scalar(node, ctx)
+        if scalar is None:
+            return INVALID
+        match = _SIZE.match(scalar.text.strip())
+        if match is None or isinstance(scalar.value, bool):
+            return _bad(node, ctx, f"bad size {scalar.text!r} (write bytes, or e.g. 256MB, 64MiB)")
+        number = int(float(match.group(1)) * _UNIT_BYTES[match.group(2)])
+        if self.lo <= number <= self.hi:
+            return number
+        return _bad(
+            node, ctx, f"size out of range: {scalar.text} (allowed {self.lo:,}..{self.hi:,} bytes)"
+        )
+
+    def describe(self) -> str:
+        return "a size (bytes, or e.g. 256MB, 64MiB)"
+
+    def schema(self) -> JsonSchema:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": self.lo, "maximum": self.hi},
+                {"type": "string", "pattern": SIZE_PATTERN},
+            ]
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Address(Kind):
     """An IPv4 or IPv6 address, stored in ipaddress's canonical text form."""

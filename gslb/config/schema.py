@@ -21,6 +21,7 @@ from gslb.config.fields import (
     Number,
     Path,
     Percent,
+    Size,
     Text,
 )
 from gslb.config.tables import Field, ListOf, MapOf, OneOf, Table
@@ -584,6 +585,14 @@ DNS_SETTINGS = Table(
             doc="answers, parsed queries and client networks the answer cache keeps, each "
             "(read at start); about 1.5 KB of memory per answer with its query "
             "(docs/performance.md)",
+        ),
+        Field(
+            "cache_memory",
+            Size(1_000_000, 2**40),
+            default=_SETTINGS.cache_memory,
+            doc="memory the answer cache's tables may take together, as their entries are "
+            "costed (read at start); when full, the entries least recently asked for go "
+            "first, one at a time (CLOCK); `cache_entries` bounds each table too",
         ),
     ),
 )

@@ -83,6 +83,7 @@ def build_settings(parsed: Parsed | None) -> ServerSettings:
         cookies=build_cookies(dns["cookies"] if dns else None),
         identity=dns["identity"] if dns else None,
         cache_entries=dns["cache_entries"] if dns else defaults.cache_entries,
+        cache_memory=dns["cache_memory"] if dns else defaults.cache_memory,
         workers=parsed["workers"],
         cluster=build_cluster(parsed["cluster"]),
         query_log=QueryLogSettings(parsed["query_log"]["path"], parsed["query_log"]["sample"])

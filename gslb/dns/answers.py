@@ -45,7 +45,7 @@ never cached.
 Most queries repeat the bytes of an earlier one (same question, same subnet), so the parsed
 query is memoized by its bytes after the ID (`Known`) and, for answers that do not depend
 on the resolver's address, linked to its entry and its replies minus the ID until the
-tables next lose entries (`epoch`): a repeated query costs one dictionary lookup and one
+next plan or state change (`epoch`): a repeated query costs one dictionary lookup and one
 concatenation.
 
 Random answers (`weighted` policy, `all` and `weighted` selection) keep up to
@@ -60,8 +60,12 @@ client), so filling them costs little: 128 full-path answers (~100 µs each) per
 key after each plan or state change, then one per 1000 hits.
 
 Memory is bounded: at most `max_answers` variants, routes and parsed queries and
-`max_clients` client entries and rankings; when a table is full it is cleared and refills
-from the hot keys (one full-path answer each).
+`max_clients` client entries and rankings, and `max_bytes` (`dns.cache_memory`) for all the
+tables together, each entry costed by its bytes plus a measured overhead
+(gslb/dns/cache_costs.py). A full table evicts one entry at a time, the least recently
+asked for first (CLOCK, gslb/evicting.py), so a burst of new keys does not throw away the
+hot set. A query linked to an evicted answer keeps serving it (it is still the answer
+for the plan and state it was made for) until the next plan or state change.
 """
 
 from __future__ import annotations
@@ -69,9 +73,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gslb.dns import cache_costs as costs
+from gslb.dns.cache_costs import DEFAULT_CACHE_MEMORY
 from gslb.dns.codec import qtype_label
 from gslb.dns.ecs import ClientSubnet
 from gslb.dns.fastparse import Parsed
+from gslb.evicting import ClockCache
 from gslb.plan import Plan
 from gslb.select import Client, Decision, Steering
 from gslb.select.steering import rank_geo
@@ -94,6 +101,7 @@ class Route:
     kind: int  # NONE, GEO, HASHED or GEO_HASHED
     random: bool  # drawn at random: keep variants
     service: str = ""  # the service reached, when steered
+    shared: object = None  # the answer's key when not the question's (gslb/dns/negative.py)
 
 
 STATIC_ROUTE = Route(False, NONE, False)
@@ -124,7 +132,7 @@ class ClientInfo:
 
 
 def scope(client: Client, kind: int) -> int:
-    """The ECS scope the full path answers with (select.resolve._scope)."""
+    """The ECS scope the full path answers with (select.classify.scope_of)."""
     if client.source_prefix is None:
         return 0
     depends = client.geo_prefix if kind & GEO else 0
@@ -232,9 +240,10 @@ def variant_of(
 class Entry:
     """The variants of one key and its hit count (mutable, owned by one AnswerCache)."""
 
-    __slots__ = ("hits", "next_draw", "oldest", "variants")
+    __slots__ = ("cost", "hits", "next_draw", "oldest", "variants")
 
     def __init__(self, variant: Variant) -> None:
+        self.cost = 0  # bytes its variants are costed at (gslb/dns/cache_costs.py)
         self.variants = [variant]
         self.hits = 0
         self.next_draw = 1  # random answers: the hit answered by a fresh draw
@@ -277,28 +286,49 @@ class AnswerCache:
         max_clients: int = 100_000,
         variants: int = 128,
         refresh_every: int = 1000,
+        max_bytes: int | None = DEFAULT_CACHE_MEMORY,
     ) -> None:
         self.max_answers = max(1, max_answers)
         self.max_clients = max(1, max_clients)
         self.variants = max(1, variants)
         self.refresh_every = max(1, refresh_every)
+        self.max_bytes = max_bytes
         self.plan: Plan | None = None
         self.state: State | None = None
-        self.routes: dict[bytes, Route] = {}
-        self.static: dict[object, Entry] = {}  # answers that depend on the plan only
-        self.steered: dict[object, Entry] = {}  # answers that depend on the state too
-        self.clients: dict[object, ClientInfo] = {}
+        budget = costs.shares(max_bytes)
+        self.routes: ClockCache[bytes, Route] = ClockCache(
+            max_entries=self.max_answers, max_bytes=budget.routes, overhead=costs.ROUTE
+        )
+        # Answers: static ones depend on the plan only, steered ones on the state too. One
+        # bound for both (`max_answers` variants, `budget.answers` bytes), kept by store().
+        self.answer_bytes = budget.answers
+        self.static: ClockCache[object, Entry] = ClockCache(
+            max_entries=self.max_answers, overhead=costs.ENTRY, on_evict=self._evicted
+        )
+        self.steered: ClockCache[object, Entry] = ClockCache(
+            max_entries=self.max_answers, overhead=costs.ENTRY, on_evict=self._evicted
+        )
+        self.clients: ClockCache[object, ClientInfo] = ClockCache(
+            max_entries=self.max_clients, max_bytes=budget.clients, overhead=costs.CLIENT
+        )
         # Region order by (service, location key): the client part of `geo` answer keys.
-        self.rankings: dict[tuple[str, object], tuple[str, ...]] = {}
+        self.rankings: ClockCache[tuple[str, object], tuple[str, ...]] = ClockCache(
+            max_entries=self.max_clients, max_bytes=budget.rankings, overhead=costs.RANKING
+        )
         # Parsed queries by their bytes after the ID (a pure function of those bytes, so
         # kept across plans and states), with links into the tables valid for one epoch.
-        self.queries: dict[bytes, Known] = {}
-        self.epoch = 0  # advanced whenever the tables above lose entries
+        self.queries: ClockCache[bytes, Known] = ClockCache(
+            max_entries=self.max_answers, max_bytes=budget.queries, overhead=costs.KNOWN
+        )
+        self.epoch = 0  # advanced whenever a new plan or state empties the tables above
         self._shared: dict[Any, Any] = {}  # one copy of equal heads and bodies
         self._tallies: dict[object, Tally] = {}  # one tally per set of metric labels
         self.size = 0  # variants stored in static and steered together
         self.hits = 0
         self.fills = 0
+
+    def _evicted(self, entry: Entry) -> None:
+        self.size -= len(entry.variants)
 
     def sync(self, plan: Plan, state: State) -> None:
         """Forget what a new plan or state invalidates (both are immutable snapshots)."""
@@ -321,19 +351,17 @@ class AnswerCache:
             self.epoch += 1
 
     def add_query(self, key: bytes, parsed: Parsed) -> Known:
-        if len(self.queries) >= self.max_answers:
-            self.queries.clear()
-        known = self.queries[key] = Known(parsed)
+        """Keep a parsed query, costed at its bytes twice (the key, and the reply minus the
+        ID that repeats them once linked), evicting the least recently asked for."""
+        known = Known(parsed)
+        self.queries.put(key, known, 2 * len(key))
         return known
 
     def add_route(self, key: bytes, route: Route) -> None:
         """Learn the route of a (name, type): one per distinct name asked, so bounded like the
         answers (a flood of random names must not grow memory; links stay valid, as a route
         is only read on the way to an entry)."""
-        routes = self.routes
-        if len(routes) >= self.max_answers and key not in routes:
-            routes.clear()
-        routes[key] = route
+        self.routes.put(key, route, len(key))
 
     def client_part(self, route: Route, info: ClientInfo) -> object:
         """What of the client the answers of `route` depend on (see the module docstring);
@@ -345,9 +373,7 @@ class AnswerCache:
         ranking = self.rankings.get((route.service, location))
         if ranking is None:
             ranking = self._rank(route.service, info.client)
-            if len(self.rankings) >= self.max_clients:
-                self.rankings.clear()
-            self.rankings[(route.service, location)] = ranking
+            self.rankings.put((route.service, location), ranking)
         return ranking if kind == GEO else (ranking, info.parts[HASHED])
 
     def _rank(self, service_name: str, client: Client) -> tuple[str, ...]:
@@ -358,9 +384,8 @@ class AnswerCache:
         return tuple(ranked.entry.region.name for ranked in rank_geo(service.regions, client))
 
     def add_client(self, key: object, info: ClientInfo) -> None:
-        if len(self.clients) >= self.max_clients:
-            self.clients.clear()
-        self.clients[key] = info
+        size = sum(map(len, info.tails)) + (len(key) if isinstance(key, bytes) else costs.PEER)
+        self.clients.put(key, info, size)
 
     def store(self, route: Route, key: object, variant: Variant) -> None:
         """Keep a full-path reply under `key`: the first, another variant, or a fresh draw."""
@@ -379,24 +404,42 @@ class AnswerCache:
             tally=self._tallies.setdefault(variant.tally.labels, variant.tally),
         )
         table = self.steered if route.steered else self.static
-        entry = table.get(key)
+        cost = costs.variant(variant)
+        entry = table.peek(key)
         if entry is None:
-            if self.size >= self.max_answers:
-                self.static.clear()
-                self.steered.clear()
-                self._shared.clear()
-                self.size = 0
-                self.epoch += 1
-            table[key] = Entry(variant)
+            if not self._make_room(cost + costs.ENTRY):
+                return
+            entry = Entry(variant)
+            entry.cost = cost
+            table.put(key, entry, cost)
             self.size += 1
             return
         variants = entry.variants
         if len(variants) < self.variants:
+            if not self._make_room(cost) or table.peek(key) is not entry:
+                return  # no room, or the room was made by evicting this very entry
             variants.append(variant)
+            entry.cost += cost
+            table.put(key, entry, entry.cost)  # in place: the entry keeps its slot
             self.size += 1
         else:
             variants[entry.oldest] = variant
             entry.oldest = (entry.oldest + 1) % len(variants)
+
+    def _make_room(self, cost: int) -> bool:
+        """Evict answers (CLOCK, from the larger table) until one more variant of `cost`
+        bytes fits both bounds; False when it cannot fit at all."""
+        static, steered = self.static, self.steered
+        limit = self.answer_bytes
+        if limit is not None and cost > limit:
+            return False
+        while self.size >= self.max_answers or (
+            limit is not None and static.bytes + steered.bytes + cost > limit
+        ):
+            first, then = (static, steered) if static.bytes >= steered.bytes else (steered, static)
+            if not first.evict() and not then.evict():
+                return False
+        return True
 
     def schedule_draw(self, entry: Entry) -> None:
         """Set when `entry` (of a random answer) next gets a fresh draw, as one is made now:

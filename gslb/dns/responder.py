@@ -46,12 +46,24 @@ from gslb.dns.codec import (
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
+from gslb.dns.negative import nxdomain_route
 from gslb.dnssec.wire import TYPE_NXNAME
 from gslb.histogram import Histogram
 from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
 from gslb.ratelog import RateLog
-from gslb.select import FORMERR, NOTIMP, REFUSED, SERVFAIL, Client, Decision, Steering, select
+from gslb.select import (
+    FORMERR,
+    NOTIMP,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    Client,
+    Decision,
+    RankingMemo,
+    Steering,
+    select,
+)
 from gslb.select.client import GeoLookup, locate
 from gslb.state import State
 
@@ -176,6 +188,7 @@ class Responder:
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
         self._identity = identity_answers(identity)
         self._wall_clock = wall_clock
+        self._rankings = RankingMemo(self.cache.max_clients)  # geo rankings per place
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -204,7 +217,9 @@ class Responder:
             if zone is not None and zone.signer is not None:
                 return Decision(FORMERR, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
-        decision = select(view.plan, view.state, query.name, query.qtype, client, self._rng)
+        decision = select(
+            view.plan, view.state, query.name, query.qtype, client, self._rng, memo=self._rankings
+        )
         if query.edns is not None and query.edns.do and decision.zone is not None:
             zone = view.plan.zones[decision.zone]
             if zone.signer is not None:
@@ -366,7 +381,12 @@ class Responder:
                 return None  # a bad option: the full path answers FORMERR
         route = cache.routes.get(q.key)
         if route is None:
-            return None
+            # A name not asked before: one that does not exist shares its zone's answer.
+            assert cache.plan is not None  # synced with the view before any lookup
+            route = nxdomain_route(cache.plan, q)
+            if route is None:
+                return None
+            cache.add_route(q.key, route)
         kind = route.kind
         if kind:
             if info is None:
@@ -375,7 +395,7 @@ class Responder:
                     return None
             entry = cache.entry(route, (q.key, cache.client_part(route, info)))
         else:
-            entry = cache.entry(route, q.key)
+            entry = cache.entry(route, q.key if route.shared is None else route.shared)
         if entry is None:
             return None
         # The OPT record's RDLENGTH and options: the client's ECS echo, or none.
@@ -431,7 +451,9 @@ class Responder:
         if reply[12 : q.qend] != wire[12 : q.qend]:
             return reply  # not the question as sent: never the case, but never cache it
         cache = self.cache
-        route = route_of(decision, view.plan)
+        route = nxdomain_route(view.plan, q) if decision.rcode == NXDOMAIN else None
+        if route is None:
+            route = route_of(decision, view.plan)
         cache.add_route(q.key, route)
         ecs = q.ecs
         if ecs is not None:
@@ -442,7 +464,10 @@ class Responder:
             info = None
         if (ecs is not None or route.kind) and info is None:
             return reply
-        key = (q.key, cache.client_part(route, info)) if route.kind and info is not None else q.key
+        if route.kind and info is not None:
+            key: object = (q.key, cache.client_part(route, info))
+        else:
+            key = q.key if route.shared is None else route.shared
         ecs_subnet = query.edns.ecs if query.edns is not None else None
         variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision, q.qtype)
         if variant is not None:

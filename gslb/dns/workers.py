@@ -73,6 +73,7 @@ class WorkerSpec:
     identity: str | None = None
     query_log: QueryLogSettings | None = None  # each worker writes PATH.PID
     cache_entries: int = 100_000
+    cache_memory: int = 256_000_000
 
 
 # --- values over the pipe ---------------------------------------------------------------
@@ -121,7 +122,11 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         None if spec.geo_path is None else geo,
         udp_cap=spec.udp_cap,
         observer=stats,
-        cache=AnswerCache(max_answers=spec.cache_entries, max_clients=spec.cache_entries),
+        cache=AnswerCache(
+            max_answers=spec.cache_entries,
+            max_clients=spec.cache_entries,
+            max_bytes=spec.cache_memory,
+        ),
         identity=spec.identity,
     )
     handle, cached, limit = dns_handlers(

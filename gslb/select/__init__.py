@@ -1,7 +1,9 @@
 """The pure selection pipeline of DESIGN.md: one function decides every answer."""
 
+from gslb.select.classify import DecisionKey, Fixed, Question, RankingMemo, Steered, classify
 from gslb.select.client import UNKNOWN_CLIENT, Client
-from gslb.select.resolve import (
+from gslb.select.decide import decide
+from gslb.select.decision import (
     FORMERR,
     NOERROR,
     NOTIMP,
@@ -11,8 +13,8 @@ from gslb.select.resolve import (
     Decision,
     Steering,
     Step,
-    select,
 )
+from gslb.select.resolve import select
 
 __all__ = [
     "FORMERR",
@@ -24,7 +26,14 @@ __all__ = [
     "UNKNOWN_CLIENT",
     "Client",
     "Decision",
+    "DecisionKey",
+    "Fixed",
+    "Question",
+    "RankingMemo",
+    "Steered",
     "Steering",
     "Step",
+    "classify",
+    "decide",
     "select",
 ]

@@ -43,8 +43,11 @@ class Client:
         if self.address is None:
             return b"", 0
         prefix = min(HASH_PREFIX[self.family], self.full_prefix)
-        network = ipaddress.ip_network(f"{self.address}/{prefix}", strict=False)
-        return network.network_address.packed + bytes([prefix]), prefix
+        # The network address by masking the integer: a new client network costs this
+        # once per family of answer key, so no text round trip through ipaddress.
+        host_bits = self.address.max_prefixlen - prefix
+        network = int(self.address) >> host_bits << host_bits
+        return network.to_bytes(self.address.max_prefixlen // 8, "big") + bytes((prefix,)), prefix
 
 
 UNKNOWN_CLIENT = Client(address=None, source_prefix=None, location=None)

@@ -147,9 +147,10 @@ def pick(
     picker: str,
     endpoints: Sequence[EndpointPlan],
     answers: int,
-    client: Client,
+    client_key: bytes,
     rng: random.Random,
 ) -> list[EndpointPlan]:
+    """`client_key`: the client's hash network (Client.hash_network), for `hashed`."""
     if not endpoints:
         return []
     if picker == "first":
@@ -160,8 +161,7 @@ def pick(
         return rotated[:answers]
     if picker == "weighted":
         return weighted_order(endpoints, [e.weight for e in endpoints], rng)[:answers]
-    key, _ = client.hash_network()
-    return rendezvous_order(endpoints, key)[:answers]
+    return rendezvous_order(endpoints, client_key)[:answers]
 
 
 def rank(
