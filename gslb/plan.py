@@ -221,6 +221,7 @@ def _zone_plan(zone: Zone, config: Config, regions: Mapping[str, RegionPlan]) ->
             service=None if service is None else _service_plan(zone, service, config, regions),
         )
     soa = zone.soa
+    negative_ttl = min(soa.ttl, soa.minimum)  # RFC 2308 §5 (SOA) and RFC 9077 (NSEC)
     signer = None
     if zone.dnssec is not None:
         # Imported here: the signer reads plan values, so it cannot be imported above.
@@ -230,7 +231,6 @@ def _zone_plan(zone: Zone, config: Config, regions: Mapping[str, RegionPlan]) ->
         keys = zone.dnssec.keys
         published = key_records(zone.name, keys, apex.rrsets[TYPE_NS].ttl)
         nodes[zone.name] = Node(apex.name, {**apex.rrsets, **published.by_type()}, None)
-        negative_ttl = min(soa.ttl, soa.minimum)
         signer = ZoneSigner(zone.name, tuple(k for k in keys if k.signs), negative_ttl)
     soa_rrset = nodes[zone.name].rrsets[TYPE_SOA]
     cuts = frozenset(
@@ -240,7 +240,7 @@ def _zone_plan(zone: Zone, config: Config, regions: Mapping[str, RegionPlan]) ->
         name=zone.name,
         soa=soa,
         soa_rrset=soa_rrset,
-        negative_soa=RRSet(zone.name, TYPE_SOA, min(soa.ttl, soa.minimum), soa_rrset.rdatas),
+        negative_soa=RRSet(zone.name, TYPE_SOA, negative_ttl, soa_rrset.rdatas),
         nodes=nodes,
         cuts=cuts,
         signer=signer,

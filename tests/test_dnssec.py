@@ -374,3 +374,28 @@ def test_an_explicit_nxname_query_is_formerr(signed_dir: Path, geo: GeoDatabase)
             reply = ask(responder, "www.gslb.example.com.", "TYPE128", do=do)
             assert reply.rcode() == dns.rcode.FORMERR and not reply.answer
     assert ask(responder, "www.gslb.example.com.", "TYPE127").rcode() == dns.rcode.NOERROR
+
+
+def test_a_pre_published_key_is_the_one_a_rollover_activates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gslb.cli import main
+
+    directory = signed_config(tmp_path)
+    (first,) = load_config(str(directory)).zones[0].dnssec.keys  # type: ignore[union-attr]
+    assert (
+        main(["dnssec", "keygen", "gslb.example.com", "--publish", "--config", str(directory)]) == 0
+    )
+    keys = load_keys(str(directory / "keys"), "gslb.example.com.")
+    assert [k.state for k in keys] == ["active", "published"]
+    zone = compile_plan(load_config(str(directory))).zones["gslb.example.com."]
+    assert len(zone.nodes["gslb.example.com."].rrsets[48].rdatas) == 2  # both in DNSKEY
+    assert zone.signer is not None and [k.tag for k in zone.signer.keys] == [first.tag]
+    capsys.readouterr()
+    assert (
+        main(["dnssec", "rollover", "gslb.example.com", "start", "--config", str(directory)]) == 0
+    )
+    said = capsys.readouterr().out
+    keys = load_keys(str(directory / "keys"), "gslb.example.com.")
+    assert [k.state for k in keys] == ["active", "active"]  # no third key was made
+    assert f"new key {keys[1].tag} (ECDSAP256SHA256, active)" in said

@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -228,5 +228,7 @@ def load_keys(directory: str, zone: str) -> tuple[ZoneKey, ...]:
     return tuple(sorted(keys, key=lambda k: (k.created, k.tag)))
 
 
-def set_state(key: ZoneKey, state: str, clock: Callable[[], float] = time.time) -> None:
+def set_state(key: ZoneKey, state: str, clock: Callable[[], float] = time.time) -> ZoneKey:
+    """The key's state file rewritten; returns the key in its new state."""
     write_state(key.path[: -len(".pem")] + ".state", state, key.created, _now_text(clock))
+    return replace(key, state=state)

@@ -42,8 +42,9 @@ from gslb.dnssec.wire import (
     signed_data,
     successor_wire,
 )
-from gslb.plan import TYPE_A, TYPE_AAAA, TYPE_NS, Node, RRSet, ZonePlan
+from gslb.plan import TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_NS, Node, RRSet, ZonePlan
 from gslb.select import Decision
+from gslb.select.zonewalk import cut_above
 
 HOUR = 3600
 VALIDITY = 7 * 86400  # signatures stay valid a week: days of margin if re-signing stops
@@ -121,7 +122,7 @@ class ZoneSigner:
         if decision.authority or rcode == NXDOMAIN:
             # A negative answer (NODATA or NXDOMAIN, after any CNAMEs): the name it is
             # about is the last alias's target, or the question's name.
-            cnames = [r for r in decision.answer if r.rtype == 5]
+            cnames = [r for r in decision.answer if r.rtype == TYPE_CNAME]
             name = str(cnames[-1].rdatas[0].label).lower() if cnames else qname
             authority = (
                 *self._with_signatures(decision.authority, now),
@@ -174,11 +175,5 @@ def _types_at(node: Node) -> tuple[int, ...]:
 
 def _authoritative(zone: ZonePlan, name: str) -> bool:
     """In the zone and not at or below one of its cuts (there it is the child's glue)."""
-    if name != zone.name and not name.endswith("." + zone.name):
-        return False
-    current = name
-    while current != zone.name:
-        if current in zone.cuts:
-            return False
-        current = current.split(".", 1)[1]
-    return True
+    inside = name == zone.name or name.endswith("." + zone.name)
+    return inside and cut_above(zone, name) is None

@@ -106,11 +106,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             raise GslbError(f"a rollover of {zone} is under way: finish it first")
         waiting = [k for k in live if k.state == "published"]
         if waiting:  # a pre-published key (keygen --publish) becomes the new one
-            key = waiting[-1]
-            set_state(key, "active")
+            key = set_state(waiting[-1], "active")
         else:
             key = generate_key(spec.directory, zone, algorithm, "active")
-        print(f"new {_describe(key).replace('published', 'active')}", file=out)
+        print(f"new {_describe(key)}", file=out)
         print(
             "both keys sign now, and CDS/CDNSKEY name the new one; once the parent's DS"
             " is the new key's (gslb dnssec ds) and the old DS's TTL has passed, run"
