@@ -91,9 +91,8 @@ class Listener:
         self._closed = False
         self._retry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_log = -LOG_EVERY
-        self._unlogged = 0
-        self._handshake_log = RateLog(log, interval=LOG_EVERY, clock=loop.time)
+        # Pauses, accept failures and failed handshakes: one line per kind per LOG_EVERY s.
+        self._log = RateLog(log, interval=LOG_EVERY, clock=loop.time)
         self.sockets = [door.sock for door in doors]
         self._start_reading()
 
@@ -131,7 +130,8 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # out of file descriptors, or the like: back off a little
-                self._warn(f"accept failed: {e}; trying again in {RETRY_AFTER}s")
+                message = "accept failed: %s; trying again in %ss"
+                self._log.warning("accept", message, e, RETRY_AFTER)
                 self._stop_reading()
                 if self._retry is None:
                     self._retry = self._loop.call_later(RETRY_AFTER, self._retry_accept)
@@ -172,7 +172,7 @@ class Listener:
             timed_out = self._loop.time() - started >= tls.handshake_timeout
             result = "timeout" if timed_out else handshake_failure(e)
             self._on_handshake(result)
-            self._handshake_log.log(
+            self._log.log(
                 logging.INFO,
                 result,
                 "TLS handshake failed (%s): %s",
@@ -192,18 +192,8 @@ class Listener:
         self._stop_reading()
         self._on_pause()
         limit = self._limit()
-        self._warn(f"max_connections ({limit}) reached: not accepting until a connection closes")
-
-    def _warn(self, message: str) -> None:
-        """Log `message` at most once per LOG_EVERY seconds (the rest are only counted)."""
-        now = self._loop.time()
-        if now - self._last_log >= LOG_EVERY:
-            also = f" ({self._unlogged} more times since)" if self._unlogged else ""
-            log.warning("%s%s", message, also)
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
+        message = "max_connections (%d) reached: not accepting until a connection closes"
+        self._log.warning("max_connections", message, limit)
 
     def closed_one(self) -> None:
         self._open -= 1
