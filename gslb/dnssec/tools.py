@@ -74,7 +74,9 @@ def records_for_parent(zone: str, keys: tuple[ZoneKey, ...]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`out`: where to print (default: sys.stdout as it is at the call, not at import)."""
+    out = sys.stdout if out is None else out
     zone, spec = _zone_spec(args.config, args.zone)
     keys = load_keys(spec.directory, zone)
     algorithm = ALGORITHMS[spec.algorithm]
