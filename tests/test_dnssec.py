@@ -399,3 +399,14 @@ def test_a_pre_published_key_is_the_one_a_rollover_activates(
     keys = load_keys(str(directory / "keys"), "gslb.example.com.")
     assert [k.state for k in keys] == ["active", "active"]  # no third key was made
     assert f"new key {keys[1].tag} (ECDSAP256SHA256, active)" in said
+
+
+def test_keys_made_within_one_second_load_oldest_first(tmp_path: Path) -> None:
+    # Key tags are random: with whole-second creation times, keys made in the same
+    # second came back in tag order (a rollover then activated the wrong one).
+    ticks = iter([1_000_000.1 + i / 100 for i in range(8)])
+    made = [
+        generate_key(str(tmp_path), "gslb.example.com.", ECDSAP256SHA256, clock=lambda: next(ticks))
+        for _ in range(8)
+    ]
+    assert [k.tag for k in load_keys(str(tmp_path), "gslb.example.com.")] == [k.tag for k in made]

@@ -131,7 +131,9 @@ def file_stem(zone: str, algorithm: int, tag: int) -> str:
 
 
 def _now_text(clock: Callable[[], float]) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock()))
+    # Microseconds, so keys made within one second still sort oldest first.
+    now = clock()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 def _write_private(path: str, pem: bytes) -> None:
