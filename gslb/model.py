@@ -193,6 +193,7 @@ class ProxyTlsSpec:
     certificates: tuple[TlsCertificate, ...]
     min_version: str = "1.2"  # one of TLS_VERSIONS
     handshake_timeout: float = 10.0
+    shutdown_timeout: float = 5.0  # for the client's close_notify, once the proxy closes
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,6 +226,7 @@ def _tls(parsed: Parsed, ctx: Ctx) -> ProxyTlsSpec | None:
         certificates=tuple(certificates),
         min_version=parsed["min_version"],
         handshake_timeout=parsed["handshake_timeout"],
+        shutdown_timeout=parsed["shutdown_timeout"],
     )
 
 

@@ -337,6 +337,13 @@ TLS = Table(
             default=_TLS.handshake_timeout,
             doc="a client that has not finished its TLS handshake by then is disconnected",
         ),
+        Field(
+            "shutdown_timeout",
+            Duration(positive=True),
+            default=_TLS.shutdown_timeout,
+            doc="once the proxy closes a TLS connection, how long it waits for the last "
+            "bytes to go out and the client's close_notify before it drops the connection",
+        ),
     ),
     doc="the HTTPS listener, beside the plain one (same backends, routes and limits); "
     "requests over it are sent on with X-Forwarded-Proto: https",

@@ -165,6 +165,7 @@ class Listener:
                 conn,
                 ssl=tls.context,
                 ssl_handshake_timeout=tls.handshake_timeout,
+                ssl_shutdown_timeout=tls.shutdown_timeout,
             )
         except Exception as e:  # whatever the client did, its slot is freed
             conn.close()

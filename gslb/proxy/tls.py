@@ -57,7 +57,7 @@ def _digest(spec: ProxyTlsSpec) -> bytes:
 class ServerTls:
     """The certificates of one load; `context` is what the TLS listener wraps connections in."""
 
-    __slots__ = ("certificates", "context", "digest", "handshake_timeout")
+    __slots__ = ("certificates", "context", "digest", "handshake_timeout", "shutdown_timeout")
 
     def __init__(self, spec: ProxyTlsSpec, digest: bytes = b"") -> None:
         """Raises CertificateError when a file became unusable since the config was read.
@@ -77,6 +77,7 @@ class ServerTls:
         table = SniTable.build([info.names for info in infos])
         self.context.sni_callback = _switcher(table, tuple(contexts[1:]))
         self.handshake_timeout = spec.handshake_timeout
+        self.shutdown_timeout = spec.shutdown_timeout
 
 
 def _switcher(table: SniTable, others: tuple[ssl.SSLContext, ...]) -> SniCallback:

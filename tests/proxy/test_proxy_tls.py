@@ -579,3 +579,48 @@ async def test_a_tls_connection_queued_when_the_drain_starts_is_served(
     assert (await asyncio.wait_for(read_reply(reader), 5)).status == 200
     assert await asyncio.wait_for(drained, 10)  # every connection closed cleanly
     slow.close()
+
+
+def _request_and_go_silent(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A request with `Connection: close`, its reply read, and then nothing: the client never
+    answers the proxy's close_notify, nor closes (the socket is returned, held open)."""
+    sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=WWW
+    )
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {WWW}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200")
+    return sock
+
+
+async def test_a_client_that_never_answers_close_notify_holds_its_slot_only_briefly(
+    env: Env, certs: Certs
+) -> None:
+    """After the proxy closes a TLS connection it waits for the client's close_notify at most
+    `shutdown_timeout` (asyncio's default is 30 s: that long per silent client, a slot of
+    max_connections and a descriptor each)."""
+    proxy = await tls_proxy(
+        env, [await env.backend("b0")], certs.tls(certs.www, shutdown_timeout=0.5)
+    )
+    shared = proxy._shared
+    assert shared is not None
+    silent = [
+        await asyncio.to_thread(_request_and_go_silent, proxy.tls_port, client_context(certs.ca))
+        for _ in range(3)
+    ]
+    try:
+        await asyncio.wait_for(shared.wait_all_closed(), 5)
+        assert not shared.connections
+    finally:
+        for sock in silent:
+            sock.close()

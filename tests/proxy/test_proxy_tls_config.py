@@ -62,6 +62,7 @@ def test_tls_block_is_parsed_with_paths_beside_the_region_file(tmp_path: Path, c
               - {cert: tls/api.pem, key: tls/api.key}
             min_version: "1.3"
             handshake_timeout: 3s
+            shutdown_timeout: 500ms
           backends:
             - {name: a, url: http://127.0.0.1:8000}
         """,
@@ -75,6 +76,7 @@ def test_tls_block_is_parsed_with_paths_beside_the_region_file(tmp_path: Path, c
         ),
         min_version="1.3",
         handshake_timeout=3.0,
+        shutdown_timeout=0.5,
     )
 
 
@@ -90,7 +92,8 @@ def test_defaults_and_no_tls(tmp_path: Path, ca: TestCA) -> None:
         """,
     )
     tls = proxy_of(directory).tls
-    assert tls is not None and (tls.min_version, tls.handshake_timeout) == ("1.2", 10.0)
+    assert tls is not None
+    assert (tls.min_version, tls.handshake_timeout, tls.shutdown_timeout) == ("1.2", 10.0, 5.0)
     plain = write(tmp_path / "plain", "backends: [{name: a, url: http://127.0.0.1:8000}]\n")
     assert proxy_of(plain).tls is None
 
