@@ -9,9 +9,11 @@ them (the admin port, a separate server, keeps answering). Each pause is counted
 (`gslb_proxy_accept_paused_total`) and logged, at most once per LOG_EVERY seconds.
 
 A TLS door wraps each connection in the context its `tls()` returns at accept time (a reload
-swaps it; connections already open keep theirs). Every handshake's outcome is counted
-(`on_handshake`); a failed one is the client's business, logged at most once per LOG_EVERY
-seconds per kind of failure.
+swaps it; connections already open keep theirs). A reload may also add a door or take one
+away (`proxy.tls` added, removed or moved): a door taken away is closed as a drain closes
+them all, its queued connections accepted first, and its open connections stay. Every
+handshake's outcome is counted (`on_handshake`); a failed one is the client's business,
+logged at most once per LOG_EVERY seconds per kind of failure.
 """
 
 from __future__ import annotations
@@ -95,6 +97,28 @@ class Listener:
         self._log = RateLog(log, interval=LOG_EVERY, clock=loop.time)
         self.sockets = [door.sock for door in doors]
         self._start_reading()
+
+    def add_door(self, door: Door) -> None:
+        """Serve one more listening socket (read at once unless at the cap or closed)."""
+        if self._closed:
+            door.sock.close()
+            return
+        self._doors.append(door)
+        self.sockets.append(door.sock)
+        if self._reading:
+            self._loop.add_reader(door.sock.fileno(), self._accept, door)
+
+    def remove_door(self, sock: socket.socket) -> None:
+        """Stop serving `sock`: what the kernel queued for it is accepted, then it closes;
+        the connections it let in stay open."""
+        door = next(d for d in self._doors if d.sock is sock)
+        self._doors.remove(door)
+        self.sockets.remove(sock)
+        if self._reading:
+            self._loop.remove_reader(sock.fileno())
+        if not self._closed:
+            self._accept_queued(door)
+            sock.close()
 
     @property
     def accepting(self) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -65,7 +66,8 @@ class ProxyServer:
         self._port = 0
         self._tls_port = 0
         self._tls: ServerTls | None = None  # the certificates new TLS connections get
-        self._tls_bound: ProxyTlsSpec | None = None  # the TLS listener as started
+        self._tls_bound: ProxyTlsSpec | None = None  # the TLS listener as bound
+        self._tls_sock: socket.socket | None = None
         self._prober: Prober | None = None
         self._scheduler: Scheduler | None = None
         self._drain_task: asyncio.Task[bool] | None = None
@@ -109,8 +111,9 @@ class ProxyServer:
         shared.on_closed = listener.closed_one
         self._server = listener
         self._port = int(listener.sockets[0].getsockname()[1])
-        if len(listener.sockets) > 1:
-            self._tls_port = int(listener.sockets[1].getsockname()[1])
+        if len(doors) > 1:
+            self._tls_sock = doors[1].sock
+            self._tls_port = int(self._tls_sock.getsockname()[1])
         if self._admin is not None:
             runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
             await runner.setup()
@@ -264,18 +267,22 @@ class ProxyServer:
 
     def reload(self, spec: ProxySpec) -> None:
         """Apply a new proxy block. Requests in flight finish on the snapshot they started
-        with; the listen and admin addresses stay as they were bound. New TLS connections get
-        the new certificates; open ones keep theirs. Raises CertificateError, changing
-        nothing, when a TLS file became unusable since the config was read."""
+        with; the listen and admin addresses stay as they were bound. `tls:` added, removed
+        or moved opens, closes or moves the HTTPS listener; new TLS connections get the new
+        certificates, open ones keep theirs. Raises CertificateError (a TLS file became
+        unusable since the config was read) or OSError (the new HTTPS address cannot be
+        bound), changing nothing."""
         shared = self._shared
         assert shared is not None
-        tls = self._reload_tls(spec.tls)
+        tls = server_tls(spec.tls, self._tls) if spec.tls is not None else None
         backend_tls = BackendTls(spec.backends, shared.pool.tls)
+        self._move_tls_listener(spec.tls, shared)
         previous = shared.snapshot
         snap = self._snapshot(spec, previous)
         shared.snapshot = snap
         self._spec = spec
-        self._tls = tls
+        if tls is not None:  # else kept for the connections a closed listener had queued
+            self._tls = tls
         shared.pool.tls = backend_tls
         for gone in snap.table.retired(previous.table):
             shared.pool.close_idle(gone)
@@ -287,15 +294,24 @@ class ProxyServer:
             asyncio.get_running_loop().create_task(self._start_checks())
         log.info("proxy reloaded: %d backends, %s", len(spec.backends), spec.method)
 
-    def _reload_tls(self, tls: ProxyTlsSpec | None) -> ServerTls | None:
-        """The certificates for new TLS connections after a reload. The TLS listener stays as
-        it was bound (as the plain one): one added, removed or moved takes a restart."""
-        bound = self._tls_bound
-        if (bound is None) != (tls is None) or (bound and tls and tls.listen != bound.listen):
-            log.warning("proxy.tls listener changed: it takes effect at the next restart")
-        if bound is None or tls is None:
-            return self._tls  # no listener to serve, or keep serving the one there is
-        return server_tls(tls, self._tls)
+    def _move_tls_listener(self, tls: ProxyTlsSpec | None, shared: Shared) -> None:
+        """Open, close or move the HTTPS listener as `tls` says. The new address is bound
+        before the old one closes (an OSError leaves everything as it was); connections the
+        old one let in stay open."""
+        bound, listener = self._tls_bound, self._server
+        old = bound.listen if bound is not None else None
+        new = tls.listen if tls is not None else None
+        if old == new or listener is None:
+            return
+        sock = bind(new) if new is not None else None
+        if self._tls_sock is not None:
+            listener.remove_door(self._tls_sock)
+            log.info("proxy: https listener on %s closed", self.tls_address)
+        self._tls_bound, self._tls_sock, self._tls_port = tls, sock, 0
+        if sock is not None:
+            listener.add_door(Door(sock, lambda: ClientConnection(shared, b"https"), self._certs))
+            self._tls_port = int(sock.getsockname()[1])
+            log.info("proxy: https listener on %s opened", self.tls_address)
 
     def _backends(self) -> tuple[BackendState, ...]:
         if self._shared is None:
@@ -395,7 +411,7 @@ class ProxyServer:
                     "not_after": c.not_after.isoformat(),
                     "serial": f"{c.serial:x}",
                 }
-                for c in (self._tls.certificates if self._tls is not None else ())
+                for c in (self._tls.certificates if self._tls and self._tls_bound else ())
             ],
             "method": snap.spec.method,
             "draining": shared.draining,

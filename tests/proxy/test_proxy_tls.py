@@ -459,20 +459,61 @@ def test_a_replaced_server_tls_is_freed_without_the_cycle_collector(certs: Certs
         gc.enable()
 
 
-async def test_a_reload_cannot_add_or_remove_the_tls_listener(
-    env: Env, certs: Certs, caplog: pytest.LogCaptureFixture
-) -> None:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_reload_adds_moves_and_removes_the_tls_listener(env: Env, certs: Certs) -> None:
     b = await env.backend("b0")
     plain_only = make_spec([b])
     proxy = await env.proxy(plain_only)
-    proxy.reload(replace(plain_only, tls=certs.tls(certs.www)))
-    assert proxy.tls_port == 0 and proxy.status()["tls_listen"] is None
-    assert "takes effect at the next restart" in caplog.text
-
-    with_tls = await env.proxy(make_spec([b], tls=certs.tls(certs.www)))
-    with_tls.reload(make_spec([b]))  # kept, with the certificates it had
-    got = await tls_get(with_tls.tls_port, client_context(certs.ca))
+    context = client_context(certs.ca)
+    proxy.reload(replace(plain_only, tls=certs.tls(certs.www)))  # added
+    first = proxy.tls_port
+    assert first and proxy.status()["tls_listen"] == f"127.0.0.1:{first}"
+    got = await tls_get(first, context)
     assert (got.serial, got.reply.status) == (certs.www.serial, 200)
+    reader, writer = await open_tls(first, context)  # kept open through the move
+    writer.write(KEPT_GET)
+    assert (await read_reply(reader)).status == 200
+
+    moved = certs.tls(certs.www, listen=HostPort("127.0.0.1", free_port()))
+    proxy.reload(replace(plain_only, tls=moved))
+    assert proxy.tls_port == moved.listen.port != first
+    assert (await tls_get(proxy.tls_port, context)).reply.status == 200
+    with pytest.raises(ConnectionRefusedError):
+        await tls_get(first, context)
+    writer.write(KEPT_GET)  # a connection the old listener let in goes on being served
+    assert (await read_reply(reader)).status == 200
+
+    proxy.reload(plain_only)  # removed
+    assert proxy.tls_port == 0 and proxy.status()["tls_listen"] is None
+    assert proxy.status()["tls_certificates"] == []
+    with pytest.raises(ConnectionRefusedError):
+        await tls_get(moved.listen.port, context)
+    writer.write(KEPT_GET)
+    assert (await read_reply(reader)).status == 200
+    writer.close()
+    assert (await get(proxy.port)).status == 200
+
+
+async def test_a_reload_to_a_tls_address_in_use_is_refused_and_changes_nothing(
+    env: Env, certs: Certs
+) -> None:
+    b, other = await env.backend("b0"), await env.backend("b1")
+    proxy = await env.proxy(make_spec([b], tls=certs.tls(certs.www)))
+    port = proxy.tls_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = certs.tls(certs.www, listen=HostPort("127.0.0.1", taken.getsockname()[1]))
+        with pytest.raises(OSError):
+            proxy.reload(make_spec([other], tls=busy))
+    assert proxy.tls_port == port
+    got = await tls_get(port, client_context(certs.ca))
+    assert got.reply.status == 200 and got.reply.body.endswith(b"b0")  # the old backends
 
 
 async def test_sessions_resume_across_a_reload_that_left_the_certificates_alone(
