@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo serve test lint venv constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml gslb/dns/_mmsg.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'

@@ -106,33 +106,71 @@ def _special_v6(number: int) -> bool:
 
 
 class _FamilyCache:
-    """Cached networks of one address family: {prefix_len: {network >> shift: location}}."""
+    """Cached networks of one address family: {prefix_len: {network >> shift: slot}}, the
+    slot being the network's place in the database's ring (see `_Ring`)."""
 
     __slots__ = ("bits", "probes", "tables")
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
-        self.tables: dict[int, dict[int, Location]] = {}
+        self.tables: dict[int, dict[int, int]] = {}
         # (shift, table) pairs, the most populated prefix length first: the order is only
         # about speed, since an address lies in at most one cached network.
-        self.probes: tuple[tuple[int, dict[int, Location]], ...] = ()
+        self.probes: tuple[tuple[int, dict[int, int]], ...] = ()
 
-    def put(self, prefix_len: int, number: int, value: Location) -> None:
+    def table(self, prefix_len: int) -> dict[int, int]:
         table = self.tables.get(prefix_len)
         if table is None:
             table = self.tables[prefix_len] = {}
-            table[number >> (self.bits - prefix_len)] = value
-            self.reorder()
-        else:
-            table[number >> (self.bits - prefix_len)] = value
+            self.reorder(prune=False)  # (it is empty until the caller fills it)
+        return table
 
-    def reorder(self) -> None:
+    def reorder(self, prune: bool = True) -> None:
+        if prune:  # tables emptied by evictions are no longer worth a probe
+            for plen in [plen for plen, table in self.tables.items() if not table]:
+                del self.tables[plen]
         ordered = sorted(self.tables.items(), key=lambda item: (-len(item[1]), -item[0]))
         self.probes = tuple((self.bits - plen, table) for plen, table in ordered)
 
     def clear(self) -> None:
         self.tables.clear()
         self.probes = ()
+
+
+class _Ring:
+    """The cached networks of both families in CLOCK order ("second chance", as
+    gslb/evicting.py): a hit sets the network's bit, and to make room the hand clears
+    set bits until it finds a clear one, so a burst of one-off networks evicts itself
+    and not the networks asked for again. Slots are reused in place once the ring is full."""
+
+    __slots__ = ("hand", "keys", "referenced", "tables", "values")
+
+    def __init__(self) -> None:
+        self.tables: list[dict[int, int]] = []  # per slot: the family table holding it
+        self.keys: list[int] = []  # per slot: its key in that table
+        self.values: list[Location] = []
+        self.referenced = bytearray()
+        self.hand = 0
+
+    def add(self, table: dict[int, int], key: int, value: Location, max_size: int) -> bool:
+        """Keep `value` under `key` in `table`; True when another network was evicted."""
+        if len(self.keys) < max_size:
+            table[key] = len(self.keys)
+            self.tables.append(table)
+            self.keys.append(key)
+            self.values.append(value)
+            self.referenced.append(0)
+            return False
+        referenced, size = self.referenced, len(self.keys)
+        slot = self.hand
+        while referenced[slot]:
+            referenced[slot] = 0
+            slot = (slot + 1) % size
+        self.hand = (slot + 1) % size
+        del self.tables[slot][self.keys[slot]]
+        self.tables[slot], self.keys[slot], self.values[slot] = table, key, value
+        table[key] = slot
+        return True
 
 
 class GeoDatabase:
@@ -154,8 +192,8 @@ class GeoDatabase:
         self._has_v6 = metadata.ip_version == 6
         self._v4 = _FamilyCache(32)
         self._v6 = _FamilyCache(128)
+        self._ring = _Ring()
         self._max_size = max(1, cache_size)
-        self._size = 0
         self._hits = 0
         self._misses = 0
         self._skipped = 0
@@ -187,9 +225,12 @@ class GeoDatabase:
             return None
         cache = self._v6 if v6 else self._v4
         for shift, table in cache.probes:
-            hit = table.get(number >> shift)
-            if hit is not None:
+            slot = table.get(number >> shift)
+            if slot is not None:
                 self._hits += 1
+                ring = self._ring
+                ring.referenced[slot] = 1
+                hit = ring.values[slot]
                 return None if hit is _UNPLACED else hit
         return self._miss(cache, number, v6)
 
@@ -217,29 +258,28 @@ class GeoDatabase:
                 f"{network}/{prefix_len}",
                 fields.subdivision,
             )
-        if self._size >= self._max_size:
-            # Evict simply: start over. A full cache means the client population is
-            # larger than the bound; the hot networks come back within one miss each.
-            self._evictions += self._size
-            self._v4.clear()
-            self._v6.clear()
-            self._size = 0
-        cache.put(prefix_len, number, location)
-        self._size += 1
+        table = cache.table(prefix_len)
+        if self._ring.add(table, number >> (cache.bits - prefix_len), location, self._max_size):
+            self._evictions += 1
         if self._misses % _REORDER_EVERY == 0:
             cache.reorder()
         return None if location is _UNPLACED else location
 
     def cache_info(self) -> GeoCacheInfo:
         return GeoCacheInfo(
-            self._hits, self._misses, self._skipped, self._size, self._max_size, self._evictions
+            self._hits,
+            self._misses,
+            self._skipped,
+            len(self._ring.keys),
+            self._max_size,
+            self._evictions,
         )
 
     def close(self) -> None:
         self._reader.close()
         self._v4.clear()
         self._v6.clear()
-        self._size = 0
+        self._ring = _Ring()
 
     def __enter__(self) -> Self:
         return self

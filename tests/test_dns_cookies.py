@@ -113,6 +113,37 @@ def test_checking_cookies_reserved_bytes_window_and_rollover() -> None:
     assert only_new.answer(old_cookie, v6)[1] is False
 
 
+def test_a_burst_of_new_clients_keeps_the_hot_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo evicts one verdict at a time (CLOCK): clients that keep coming back are
+    never hashed again, however many one-off clients pass (a clear-all memo rehashes them)."""
+    hashed = []
+
+    def counting(secret: bytes, message: bytes) -> bytes:
+        hashed.append(message)
+        return siphash24(secret, message)
+
+    now = 1_700_000_000
+    cookies = ServerCookies(parse_secrets(SECRET), clock=lambda: now, memo_size=100)
+    monkeypatch.setattr("gslb.dns.cookies.siphash24", counting)
+
+    def option_of(i: int) -> tuple[bytes, bytes]:
+        client, address = i.to_bytes(8, "big"), packed(f"198.51.{i // 256}.{i % 256}")
+        return client + cookies.make(client, address, now), address
+
+    hot = [option_of(i) for i in range(10)]
+    for option, address in hot:
+        assert cookies.answer(option, address) == (option, True)
+    hashed.clear()
+    for i in range(10, 2010):
+        option, address = option_of(i)
+        assert cookies.answer(option, address) == (option, True)
+        assert cookies.memo_sizes() <= (100, 100)
+        if i % 20 == 0:
+            for option, address in hot:
+                assert cookies.answer(option, address) == (option, True)
+    assert len(hashed) == 2 * 2000  # each new client's cookie made once, checked once
+
+
 def test_secrets_and_lengths_are_checked() -> None:
     for bad in ("", "abc", SECRET + "00", "zz" * 16, f"{SECRET},"):
         with pytest.raises(ValueError):

@@ -96,6 +96,52 @@ def test_exempt_networks_and_the_bounded_table() -> None:
         assert len(rrl) <= 1000
 
 
+def test_a_flood_of_new_sources_does_not_reset_a_limited_client() -> None:
+    """A full table evicts accounts that are not being limited (as BIND's RRL keeps its
+    penalized entries), so spoofing many new sources cannot refill a limited one's bucket."""
+    clock = Clock()
+    rrl = limiter(clock, slip=0, max_accounts=1000)
+    www = reply_for("www.example.com")
+    assert outcomes(rrl, "192.0.2.1", www, 25) == ["sent"] * 20 + ["drop"] * 5
+    seen = []
+    for i in range(20_000):  # twenty tables' worth of new client blocks
+        rrl.filter(f"10.{i // 256 % 256}.{i % 256}.1", www)
+        assert len(rrl) <= 1000
+        if i % 2000 == 0:
+            seen += outcomes(rrl, "192.0.2.1", www, 1)
+    assert seen == ["drop"] * 10
+    clock.now += 0.5  # and it refills as before: five more
+    assert outcomes(rrl, "192.0.2.1", www, 6) == ["sent"] * 5 + ["drop"]
+
+
+def test_a_limited_client_keeps_its_account_while_it_pauses() -> None:
+    clock = Clock()
+    rrl = limiter(clock, slip=0, max_accounts=1000)
+    www = reply_for("www.example.com")
+    outcomes(rrl, "192.0.2.1", www, 25)  # limited, then silent while 5,000 others come
+    for i in range(5000):
+        rrl.filter(f"10.{i // 256 % 256}.{i % 256}.1", www)
+    assert outcomes(rrl, "192.0.2.1", www, 1) == ["drop"]
+
+
+def test_the_peer_memo_is_bounded_and_keeps_the_hot_peers() -> None:
+    rrl = RateLimiter(
+        RateLimitSettings(responses_per_second=1e6, exempt=()), Clock(), max_peers=100
+    )
+    www = reply_for("www.example.com")
+    hot = [f"192.0.2.{i}" for i in range(10)]
+    for peer in hot:
+        rrl.filter(peer, www)
+    computed = rrl.blocks_computed
+    for i in range(2000):
+        rrl.filter(f"10.0.{i // 250}.{i % 250}", www)
+        assert rrl.peers_cached <= 100
+        if i % 20 == 0:
+            for peer in hot:
+                rrl.filter(peer, www)
+    assert rrl.blocks_computed - computed == 2000  # the hot peers never needed it again
+
+
 def test_the_slip_reply_is_truncated_and_no_larger_than_the_query() -> None:
     query = dns.message.make_query("www.example.com", "TXT")
     response = dns.message.make_response(query)

@@ -60,9 +60,17 @@ services:
 """
 
 
-# Every test runs against both UDP paths: batches through recvmmsg/sendmmsg (the default on
-# Linux) and one recvfrom/sendto per datagram (GSLB_UDP_BATCH=0, the path elsewhere).
-@pytest.fixture(scope="module", params=["batched", "per-datagram"])
+# Every test runs against each UDP path: batches through recvmmsg/sendmmsg (the default on
+# Linux: the C module gslb/dns/_mmsg.c), the same through its ctypes twin
+# (GSLB_UDP_BATCH=py) and one recvfrom/sendto per datagram (GSLB_UDP_BATCH=0, elsewhere).
+UDP_PATHS: dict[str, dict[str, str]] = {
+    "batched": {},
+    "batched-py": {"GSLB_UDP_BATCH": "py"},
+    "per-datagram": {"GSLB_UDP_BATCH": "0"},
+}
+
+
+@pytest.fixture(scope="module", params=list(UDP_PATHS))
 def server(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Served]:
@@ -78,9 +86,7 @@ def server(
             "regions/r1.yaml": REGION,
         },
     )
-    served = start_serve(
-        directory, env={"GSLB_UDP_BATCH": "0"} if request.param != "batched" else {}
-    )
+    served = start_serve(directory, env=UDP_PATHS[request.param])
     yield served
     served.stop()
 

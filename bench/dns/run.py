@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 import queries as mix  # noqa: E402
 import servers  # noqa: E402
 
-PORTS = {"gslb": 5301, "PowerDNS": 5302, "gdnsd": 5303, "gslb-before": 5304}
+PORTS = {"gslb": 5301, "PowerDNS": 5302, "gdnsd": 5303, "gslb-before": 5304, "gslb-py": 5305}
 REGION_OF = {
     address: region
     for region, spec in servers.REGIONS.items()
@@ -314,7 +314,7 @@ def measure_rss(db: str, workdir: Path, args: argparse.Namespace) -> None:
 
 
 def report(rounds: list[dict[str, Result]]) -> None:
-    names = [n for n in ("gslb", "gslb-before", "PowerDNS", "gdnsd") if n in rounds[0]]
+    names = [n for n in ("gslb", "gslb-py", "gslb-before", "PowerDNS", "gdnsd") if n in rounds[0]]
     others = [n for n in names if n != "gslb"]
     head = "| round | " + " | ".join(f"{n} q/s" for n in names)
     head += "".join(f" | gslb/{n}" for n in others)
@@ -337,10 +337,10 @@ def report(rounds: list[dict[str, Result]]) -> None:
             row += f" | **{statistics.median(ratios[other]):.2f}x**"
     print(row + " |")
     print(
-        "\n| server | CPU (core-s/s) | lost | latency at q/s | p50 ms | p99 ms | lost there "
-        "| RSS MiB |"
+        "\n| server | CPU (core-s/s) | CPU µs/query | lost | latency at q/s | p50 ms | p99 ms "
+        "| lost there | RSS MiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         per_round = [r[name] for r in rounds]
         p50 = [r.p50_ms for r in per_round if r.p50_ms is not None]
@@ -348,6 +348,7 @@ def report(rounds: list[dict[str, Result]]) -> None:
         cells = [
             name,
             f"{statistics.median(r.cpu for r in per_round):.2f}",
+            f"{statistics.median(r.cpu / r.qps * 1e6 for r in per_round if r.qps):.2f}",
             f"{statistics.median(r.lost for r in per_round):.2%}",
             f"{per_round[0].latency_rate:,}",
             f"{statistics.median(p50):.3f}" if p50 else "-",
@@ -381,7 +382,11 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
-    parser.add_argument("--servers", default="gslb,PowerDNS,gdnsd")
+    parser.add_argument(
+        "--servers",
+        default="gslb,PowerDNS,gdnsd",
+        help="of gslb, gslb-py (GSLB_UDP_BATCH=py: the batch loop's ctypes twin), PowerDNS, gdnsd",
+    )
     parser.add_argument(
         "--cache-entries", type=int, default=0, help="gslb's dns.cache_entries (default: its own)"
     )
@@ -448,6 +453,19 @@ def run(args: argparse.Namespace, db: str, workdir: Path) -> None:
             sys.executable,
             args.loop == "uvloop",
             args.cache_entries,
+        ),
+        # gslb with the UDP batch loop's pure-Python twin instead of its C module
+        "gslb-py": lambda: servers.with_env(
+            servers.gslb(
+                workdir / "gslb-py",
+                db,
+                PORTS["gslb-py"],
+                sys.executable,
+                args.loop == "uvloop",
+                args.cache_entries,
+            ),
+            "gslb-py",
+            GSLB_UDP_BATCH="py",
         ),
         "PowerDNS": lambda: servers.pdns(workdir / "pdns", db, PORTS["PowerDNS"]),
         "gdnsd": lambda: servers.gdnsd(workdir / "gdnsd", db, PORTS["gdnsd"]),

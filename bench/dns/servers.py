@@ -15,7 +15,7 @@ AAAA, CNAME) plus `www.gslb.example.com` steered by geography over three regions
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -101,6 +101,12 @@ def gslb(
     command += [python, "-m", "gslb", "serve", "--config", str(config)]
     command += ["--dns", f"127.0.0.1:{port}", "--api", "127.0.0.1:0"]
     return Server("gslb" if cwd == ROOT else "gslb-before", command, port, workdir, cwd)
+
+
+def with_env(server: Server, name: str, **env: str) -> Server:
+    """`server` run under another name with these environment variables set."""
+    settings = [f"{key}={value}" for key, value in env.items()]
+    return replace(server, name=name, command=["env", *settings, *server.command])
 
 
 def pdns(workdir: Path, db: str, port: int) -> Server:

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
+from gslb.evicting import ClockCache
 from gslb.siphash import siphash24
 
-V = TypeVar("V")
 COOKIE_CODE = 10  # the EDNS option
 VERSION = 1
 CLIENT_SIZE = 8
@@ -33,7 +32,7 @@ MAX_AGE = 3600  # seconds a server cookie is accepted
 RENEW_AFTER = 1800  # older than this, the reply carries a fresh one
 MAX_AHEAD = 300  # a cookie stamped this far in the future is still accepted
 SECRET_SIZE = 16
-MEMO_SIZE = 65_536  # verdicts and cookies remembered; cleared whole when full
+MEMO_SIZE = 65_536  # verdicts and cookies remembered each, evicted one at a time (CLOCK)
 
 
 def well_formed(data: bytes) -> bool:
@@ -72,7 +71,12 @@ def _age(stamp: int, now: int) -> int:
 class ServerCookies:
     """Makes and checks server cookies under the secrets of one node (see the module doc)."""
 
-    def __init__(self, secrets: Sequence[bytes], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secrets: Sequence[bytes],
+        clock: Callable[[], float] = time.time,
+        memo_size: int = MEMO_SIZE,
+    ) -> None:
         if not secrets or any(len(secret) != SECRET_SIZE for secret in secrets):
             raise ValueError("cookie secrets are 16 bytes each, at least one")
         self._secrets = tuple(secrets)
@@ -80,8 +84,14 @@ class ServerCookies:
         # (client cookie + address) -> a server cookie made for them; (whole option +
         # address) -> which secret made its server cookie. A resolver sends the same cookies
         # for many queries, so most queries with a cookie cost a dict lookup, not a hash.
-        self._made: dict[bytes, bytes] = {}
-        self._checked: dict[bytes, int] = {}  # -> the secret's index; -1: not ours
+        # CLOCK eviction: a burst of new (or spoofed) clients does not evict the regulars.
+        self._made: ClockCache[bytes, bytes] = ClockCache(max_entries=memo_size)
+        # -> the secret's index; -1: not ours
+        self._checked: ClockCache[bytes, int] = ClockCache(max_entries=memo_size)
+
+    def memo_sizes(self) -> tuple[int, int]:
+        """Entries remembered now: (cookies made, verdicts)."""
+        return len(self._made), len(self._checked)
 
     def make(self, client: bytes, address: bytes, stamp: int, secret: bytes | None = None) -> bytes:
         """The server cookie for `client` at `address` stamped `stamp` (RFC 9018 §4)."""
@@ -119,11 +129,11 @@ class ServerCookies:
         if not server:
             return client + self._fresh(client, address, now), False
         key = option + address
-        made_by = self._checked.get(key, -2)
-        if made_by == -2:
+        made_by = self._checked.get(key)
+        if made_by is None:
             index = self._secret_of(client, server, address, now)
             made_by = -1 if index is None else index
-            self._remember(self._checked, key, made_by)
+            self._checked.put(key, made_by)
         if made_by < 0:
             return client + self._fresh(client, address, now), False
         age = _age(int.from_bytes(server[4:8], "big"), now)
@@ -140,11 +150,5 @@ class ServerCookies:
         if made is not None and 0 <= _age(int.from_bytes(made[4:8], "big"), now) < 60:
             return made
         made = self.make(client, address, now)
-        self._remember(self._made, key, made)
+        self._made.put(key, made)
         return made
-
-    @staticmethod
-    def _remember(memo: dict[bytes, V], key: bytes, value: V) -> None:
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo[key] = value

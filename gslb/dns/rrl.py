@@ -15,7 +15,13 @@ refilled at `responses_per_second`. A reply with no token left is not sent; ever
 `slip`-th of them goes out instead as an empty truncated reply (TC=1, the question only,
 no larger than the query), so a real client behind a spoofed flood retries over TCP and
 is answered there (TCP is never limited). `slip: 0` drops them all. Exempt networks are
-never limited. The table of accounts is bounded (oldest accounts go first).
+never limited.
+
+The table of accounts is bounded, and full it evicts as BIND's RRL does: the least
+recently used account that is not being limited (it has a token now, so forgetting it
+changes nothing it would be told). Accounts in debt are kept, so a flood of new (spoofed)
+sources cannot reset a limited client's bucket; only when every one of the oldest
+`EVICT_SCAN` accounts is in debt does the oldest go, since the bound must hold.
 
 Pure: bytes and a clock in, a verdict out (gslb/dns/server.py and mmsg.py call it).
 """
@@ -25,10 +31,12 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 from gslb.dns.layout import skip_name
 from gslb.dns.peers import peer_address
+from gslb.evicting import ClockCache
 from gslb.model import RateLimitSettings
 
 FLAG_TC = 0x02  # in the third byte of the header
@@ -39,6 +47,8 @@ class _Counted(Protocol):
 
 
 MAX_PEERS = 65_536  # source addresses remembered with their block (or exemption)
+EVICT_SCAN = 64  # accounts, least recently used first, looked at for one not in debt
+_EXEMPT = b""  # the memo's block of an exempt peer (a block is never empty)
 KIND_ANSWER, KIND_NXDOMAIN, KIND_ERROR = b"a", b"n", b"e"
 
 
@@ -98,35 +108,46 @@ class RateLimiter:
         settings: RateLimitSettings,
         clock: Callable[[], float] = time.monotonic,
         counts: dict[str, int] | None = None,
+        max_peers: int = MAX_PEERS,
     ) -> None:
         """`counts`: where limited replies are counted, by action ("drop", "slip")."""
         self.settings = settings
         self._clock = clock
         self._rate = settings.responses_per_second
         self._burst = settings.responses_per_second * settings.window
-        # account -> [tokens, time of the last refill, replies limited so far]
+        # account -> [tokens, time of the last refill, replies limited so far], least
+        # recently used first (each use moves it to the end)
         self._accounts: dict[bytes, list[float]] = {}
-        self._blocks: dict[str, bytes | None] = {}  # peer -> block (None: exempt)
+        # peer -> its block (_EXEMPT: exempt); a memo, so CLOCK eviction is enough
+        self._blocks: ClockCache[str, bytes] = ClockCache(max_entries=max_peers)
+        self.blocks_computed = 0  # memo misses
         self.counts = counts if counts is not None else {}
 
+    @property
+    def peers_cached(self) -> int:
+        return len(self._blocks)
+
     def _block(self, peer: str) -> bytes | None:
-        block = self._blocks.get(peer, b"")
-        if block != b"":
-            return block
+        block = self._blocks.get(peer)
+        if block is None:
+            block = self._compute_block(peer)
+            if block is None:
+                return None
+            self._blocks.put(peer, block)
+        return block or None
+
+    def _compute_block(self, peer: str) -> bytes | None:
+        """The peer's block, _EXEMPT, or None when it is not an IP address."""
+        self.blocks_computed += 1
         address = peer_address(peer)
         if address is None:
             return None
         settings = self.settings
         if any(address in network for network in settings.exempt):
-            block = None
-        else:
-            prefix = settings.ipv4_prefix if address.version == 4 else settings.ipv6_prefix
-            network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-            block = network.network_address.packed
-        if len(self._blocks) >= MAX_PEERS:
-            self._blocks.clear()
-        self._blocks[peer] = block
-        return block
+            return _EXEMPT
+        prefix = settings.ipv4_prefix if address.version == 4 else settings.ipv6_prefix
+        network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        return network.network_address.packed
 
     def filter(self, peer: str, reply: bytes) -> bytes | None:
         """The reply to send to `peer`: `reply`, a truncated slip reply, or None (drop)."""
@@ -136,12 +157,13 @@ class RateLimiter:
         key = block + response_kind(reply)
         now = self._clock()
         accounts = self._accounts
-        account = accounts.get(key)
+        account = accounts.pop(key, None)
         if account is None:
             if len(accounts) >= self.settings.max_accounts:
-                self._evict()
+                self._evict(now)
             accounts[key] = [self._burst - 1.0, now, 0.0]
             return reply
+        accounts[key] = account  # now the most recently used
         tokens = min(self._burst, account[0] + (now - account[1]) * self._rate)
         account[1] = now
         if tokens >= 1.0:
@@ -156,11 +178,18 @@ class RateLimiter:
         self.counts["drop"] = self.counts.get("drop", 0) + 1
         return None
 
-    def _evict(self) -> None:
-        """Make room: drop the oldest eighth of the accounts (dicts keep insertion order)."""
-        accounts = self._accounts
-        for key in list(accounts)[: max(1, len(accounts) // 8)]:
-            del accounts[key]
+    def _evict(self, now: float) -> None:
+        """Make room for one account (see the module docstring)."""
+        accounts, rate = self._accounts, self._rate
+        victim = None
+        for key, account in islice(accounts.items(), EVICT_SCAN):
+            if victim is None:
+                victim = key  # the oldest: evicted if all those looked at are in debt
+            if account[0] + (now - account[1]) * rate >= 1.0:
+                victim = key
+                break
+        if victim is not None:
+            del accounts[victim]
 
     def __len__(self) -> int:
         return len(self._accounts)
