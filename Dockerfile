@@ -14,7 +14,13 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt ./deploy/
 COPY gslb ./gslb
-RUN pip install --constraint deploy/constraints.txt . && pip check && rm -rf build
+# gcc only for the build of the UDP batch loop's C module (gslb/dns/_mmsg.c), then removed;
+# without it the optional build is skipped and the loop's pure-Python twin runs.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+    && pip install --constraint deploy/constraints.txt . && pip check && rm -rf build \
+    && python -c "import gslb.dns._mmsg" \
+    && apt-get purge -y -qq gcc libc6-dev && apt-get autoremove -y -qq \
+    && rm -rf /var/lib/apt/lists/*
 
 # The sample config, the demo GeoIP database, the compose topology's config and the schemas.
 COPY zones ./zones

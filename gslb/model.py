@@ -295,7 +295,7 @@ class RateLimitSettings:
     exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
         ipaddress.IPv4Network("127.0.0.0/8"),
     )
-    max_accounts: int = 100_000  # the table of accounts is bounded: oldest go first
+    max_accounts: int = 100_000  # bounded: the least recent account not in debt goes first
 
 
 @dataclass(frozen=True, slots=True)
