@@ -2,9 +2,9 @@
 
 As h11's `_state.py` does for a connection, the states an `Exchange` (gslb.proxy.exchange)
 goes through and the events that move it are named here, and `TRANSITIONS` lists every move
-there is; `advance` makes one and raises `IllegalTransition` for any other, so a callback
-arriving when it cannot (a response after the client left, a second end) is a loud bug rather
-than a silently corrupted connection.
+there is; `TRANSITIONS[state, event]` (or `advance`) makes one and raises `IllegalTransition`
+for any other, so a callback arriving when it cannot (a response after the client left, a
+second end) is a loud bug rather than a silently corrupted connection.
 
     IDLE --HEAD--> READY --BEGIN--> CHOOSING --QUEUE--> QUEUED --CONNECT/SEND--> ...
     CHOOSING|REPLAYING|QUEUED --CONNECT--> CONNECTING --SEND--> AWAITING_RESPONSE
@@ -65,7 +65,7 @@ E = Event
 _PICKING = (S.CHOOSING, S.REPLAYING)
 _BEFORE_ANSWER = (S.CHOOSING, S.REPLAYING, S.QUEUED, S.CONNECTING, S.AWAITING_RESPONSE)
 
-TRANSITIONS: dict[tuple[State, Event], State] = {
+_MOVES: dict[tuple[State, Event], State] = {
     (S.IDLE, E.HEAD): S.READY,
     (S.READY, E.BEGIN): S.CHOOSING,
     **{(s, E.QUEUE): S.QUEUED for s in _PICKING},
@@ -99,12 +99,22 @@ class IllegalTransition(Exception):
         self.event = event
 
 
+class Transitions(dict[tuple[State, Event], State]):
+    """The transition table: `TRANSITIONS[state, event]` is the next state, and a move the
+    table does not have raises IllegalTransition (not KeyError). The exchange subscripts it
+    directly: a hit costs the dict probe alone (`__missing__` runs only for a miss), where a
+    call of `advance` per transition cost a function call on top, five times a request."""
+
+    def __missing__(self, key: tuple[State, Event]) -> State:
+        raise IllegalTransition(*key)
+
+
+TRANSITIONS = Transitions(_MOVES)
+
+
 def advance(state: State, event: Event) -> State:
     """The state after `event` in `state`; IllegalTransition when the table has no such move."""
-    try:
-        return TRANSITIONS[state, event]
-    except KeyError:
-        raise IllegalTransition(state, event) from None
+    return TRANSITIONS[state, event]
 
 
 # The members as module constants: the exchange reads them on every request, and a module

@@ -18,6 +18,7 @@ from gslb.proxy.lifecycle import (
     Event,
     IllegalTransition,
     State,
+    Transitions,
     advance,
 )
 from gslb.proxy.server import ProxyServer
@@ -136,21 +137,23 @@ def test_answer_started_excludes_retry_and_own_answer() -> None:
 # -- the machine in a running proxy: the moves its exchanges make, over real sockets --------
 
 
-class Moves:
-    """Records every move the proxy's exchanges make (gslb.proxy.exchange calls `advance`)."""
+class Moves(Transitions):
+    """The table, recording every move the proxy's exchanges make (gslb.proxy.exchange
+    subscripts its module's `TRANSITIONS`)."""
 
     def __init__(self) -> None:
+        super().__init__(TRANSITIONS)
         self.events: list[Event] = []
 
-    def advance(self, state: State, event: Event) -> State:
-        self.events.append(event)
-        return advance(state, event)
+    def __getitem__(self, key: tuple[State, Event]) -> State:
+        self.events.append(key[1])
+        return super().__getitem__(key)
 
 
 @pytest.fixture
 def moves(monkeypatch: pytest.MonkeyPatch) -> Moves:
     recorder = Moves()
-    monkeypatch.setattr(exchange, "advance", recorder.advance)
+    monkeypatch.setattr(exchange, "TRANSITIONS", recorder)
     return recorder
 
 
@@ -183,16 +186,17 @@ async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) 
 async def _proxy_with_a_bug(
     env: Env, monkeypatch: pytest.MonkeyPatch, event: Event
 ) -> tuple[TestBackend, ProxyServer]:
-    """A proxy whose `advance` has a bug planted: `event` is refused as an illegal move."""
+    """A proxy whose transition table has a bug planted: `event` is refused as illegal."""
 
-    def broken(state: State, e: Event) -> State:
-        if e is event:
-            raise IllegalTransition(state, e)
-        return advance(state, e)
+    class Broken(Transitions):
+        def __getitem__(self, key: tuple[State, Event]) -> State:
+            if key[1] is event:
+                raise IllegalTransition(*key)
+            return super().__getitem__(key)
 
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b]))
-    monkeypatch.setattr(exchange, "advance", broken)
+    monkeypatch.setattr(exchange, "TRANSITIONS", Broken(TRANSITIONS))
     return b, proxy
 
 
