@@ -3,7 +3,8 @@
 Buffered as nginx's `access_log ... buffer= flush=`: the event loop formats each line and
 appends it to a buffer; a full buffer (BUFFER characters) or one FLUSH_INTERVAL old goes to a
 writer thread as one chunk of bytes, which it writes with one `os.write` (the GIL released
-meanwhile). The thread touches no line and no Python object of the traffic path, so it never
+meanwhile) at its next look (gslb.proxy.logwriter: every 0.1 s, sooner when half the bound
+is waiting). The thread touches no line and no Python object of the traffic path, so it never
 holds the GIL long enough to stall the loop, and a slow disk stalls only the thread. Beyond
 CAPACITY lines taken but not yet written a line is dropped and counted
 (`gslb_proxy_access_log_dropped_total`): memory stays bounded when the disk cannot keep up.
@@ -216,9 +217,12 @@ class AccessLog:
         lines = self._lines
         if lines:
             lines.append("")  # the last line's newline
-            self._writer.put("\n".join(lines).encode("ascii", "replace"), len(lines) - 1)
+            writer = self._writer
+            writer.put("\n".join(lines).encode("ascii", "replace"), len(lines) - 1)
             self._lines = []
             self._size = 0
+            if self._accepted - writer.written > self._capacity // 2:
+                writer.wake()  # the writer's next look may come too late for the bound
 
     def reopen(self) -> None:
         """Open the path again (logrotate's postrotate: SIGUSR1). Lines taken before go to
