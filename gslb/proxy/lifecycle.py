@@ -25,6 +25,7 @@ own progress is not part of this machine: a backend may answer before the body h
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Generic, TypeVar
 
 
 # IntEnum, not Enum: members hash and compare as ints (in C), and the exchange moves through
@@ -93,23 +94,28 @@ ANSWER_STARTED = frozenset({S.RELAYING_RESPONSE, S.SWITCHED})
 class IllegalTransition(Exception):
     """An event arrived in a state that has no move for it (a bug, never the client's doing)."""
 
-    def __init__(self, state: State, event: Event) -> None:
+    def __init__(self, state: IntEnum, event: IntEnum) -> None:
         super().__init__(f"no transition from {state.name} on {event.name}")
         self.state = state
         self.event = event
 
 
-class Transitions(dict[tuple[State, Event], State]):
-    """The transition table: `TRANSITIONS[state, event]` is the next state, and a move the
-    table does not have raises IllegalTransition (not KeyError). The exchange subscripts it
-    directly: a hit costs the dict probe alone (`__missing__` runs only for a miss), where a
-    call of `advance` per transition cost a function call on top, five times a request."""
+_S = TypeVar("_S", bound=IntEnum)
+_E = TypeVar("_E", bound=IntEnum)
 
-    def __missing__(self, key: tuple[State, Event]) -> State:
+
+class Transitions(dict[tuple[_S, _E], _S], Generic[_S, _E]):
+    """A transition table: `table[state, event]` is the next state, and a move the table
+    does not have raises IllegalTransition (not KeyError). The proxy subscripts its tables
+    directly: a hit costs the dict probe alone (`__missing__` runs only for a miss), where a
+    call of `advance` per transition cost a function call on top, five times a request.
+    (Also the client connection's table, gslb.proxy.connection_state.)"""
+
+    def __missing__(self, key: tuple[_S, _E]) -> _S:
         raise IllegalTransition(*key)
 
 
-TRANSITIONS = Transitions(_MOVES)
+TRANSITIONS: Transitions[State, Event] = Transitions(_MOVES)
 
 
 def advance(state: State, event: Event) -> State:

@@ -6,9 +6,10 @@ The thread wakes every POLL_INTERVAL, or at once for a command (`flush`, `reopen
 during the system call). Putting a chunk wakes nothing: a wake per chunk cost far more than
 the writing (py-spy of bench/proxy's gslb-full under wrk: 17% of the proxy's samples in the
 hand-off and the woken thread, the woken thread taking the GIL from the loop each time; 4.5%
-with a look every POLL_INTERVAL), so the thread takes what a tenth of a second brought. `written` counts the lines of the chunks written so far
-(only the thread adds to it): the loop side compares it with the lines it took, to bound
-what is waiting. Path "-" is the process's standard output (`sys.stdout` when written).
+with a look every POLL_INTERVAL), so the thread takes what a tenth of a second brought.
+`written` counts the lines of the chunks written so far (only the thread adds to it): the
+loop side compares it with the lines it took, to bound what is waiting. Path "-" is the
+process's standard output (`sys.stdout` when written).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import asyncio
 from itertools import product
 
 import pytest
-from proxyhelpers import Env, TestBackend, get, make_spec
+from proxyhelpers import Env, RecordedMoves, TestBackend, get, make_spec
 
 from gslb.proxy import exchange
 from gslb.proxy.lifecycle import (
@@ -137,27 +137,16 @@ def test_answer_started_excludes_retry_and_own_answer() -> None:
 # -- the machine in a running proxy: the moves its exchanges make, over real sockets --------
 
 
-class Moves(Transitions):
-    """The table, recording every move the proxy's exchanges make (gslb.proxy.exchange
-    subscripts its module's `TRANSITIONS`)."""
-
-    def __init__(self) -> None:
-        super().__init__(TRANSITIONS)
-        self.events: list[Event] = []
-
-    def __getitem__(self, key: tuple[State, Event]) -> State:
-        self.events.append(key[1])
-        return super().__getitem__(key)
-
-
 @pytest.fixture
-def moves(monkeypatch: pytest.MonkeyPatch) -> Moves:
-    recorder = Moves()
+def moves(monkeypatch: pytest.MonkeyPatch) -> RecordedMoves:
+    """Every move the proxy's exchanges make (gslb.proxy.exchange subscripts its module's
+    `TRANSITIONS`)."""
+    recorder = RecordedMoves(TRANSITIONS)
     monkeypatch.setattr(exchange, "TRANSITIONS", recorder)
     return recorder
 
 
-async def test_a_proxied_request_moves_through_the_table(env: Env, moves: Moves) -> None:
+async def test_a_proxied_request_moves_through_the_table(env: Env, moves: RecordedMoves) -> None:
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b]))
     assert (await get(proxy.port)).status == 200  # a new backend connection
@@ -167,7 +156,7 @@ async def test_a_proxied_request_moves_through_the_table(env: Env, moves: Moves)
     assert moves.events == [E.HEAD, E.BEGIN, E.SEND, E.RESPONSE_HEAD, E.RESPONSE_END]
 
 
-async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) -> None:
+async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: RecordedMoves) -> None:
     dead, alive = await env.backend("dead"), await env.backend("alive")
     proxy = await env.proxy(make_spec([dead, alive]))
     await dead.stop()
@@ -188,7 +177,7 @@ async def _proxy_with_a_bug(
 ) -> tuple[TestBackend, ProxyServer]:
     """A proxy whose transition table has a bug planted: `event` is refused as illegal."""
 
-    class Broken(Transitions):
+    class Broken(Transitions[State, Event]):
         def __getitem__(self, key: tuple[State, Event]) -> State:
             if key[1] is event:
                 raise IllegalTransition(*key)
