@@ -35,6 +35,7 @@ from gslb.proxy.connection_state import (
     STOP,
     SWITCH,
     UPGRADE,
+    UPGRADING,
     Conn,
 )
 from gslb.proxy.exchange import Exchange
@@ -259,8 +260,10 @@ class ClientConnection(asyncio.Protocol):
     def start_tunnel(
         self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
     ) -> None:
-        """The backend switched protocols (its 101 is written): relay bytes from now on."""
-        if exchange is not self._active or self.transport is None:
+        """The backend switched protocols (its 101 is written): relay bytes from now on,
+        unless the connection is no longer waiting for that (closed in this very loop turn,
+        before the transport reported it lost)."""
+        if exchange is not self._active or self.transport is None or self.state is not UPGRADING:
             conn.close()
             if backend is not None:
                 backend.in_flight -= 1

@@ -4,17 +4,20 @@ moves a real proxy's connections make over real sockets."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from itertools import product
 
 import pytest
 from proxyhelpers import Env, RecordedMoves, make_spec, read_reply
 
+from gslb.model import Backend
 from gslb.proxy import frontend
 from gslb.proxy.connection_state import CONN_TRANSITIONS, READING, Conn, ConnEvent
 from gslb.proxy.lifecycle import IllegalTransition
 
 C = Conn
 CE = ConnEvent
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"
 
 
 @pytest.mark.parametrize(
@@ -76,3 +79,50 @@ async def test_keep_alive_then_a_bad_request_moves_through_the_table(
         writer.close()
     await proxy.drain()  # connection_lost has run once the drain finds no connection
     assert moves.events == [CE.STOP, CE.CLOSE, CE.CLOSE]
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """Whether the other side closed (a FIN, or the reset of an abort) with nothing sent."""
+    try:
+        return await reader.read() == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_a_101_after_the_client_connection_was_cut_makes_no_tunnel(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The proxy cuts a connection waiting for its 101 (UPGRADING, as a drain timeout does),
+    then the backend switches: the backend connection is closed, no move raises."""
+    arrived = asyncio.Event()  # the request reached the backend
+    answer = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.set()
+        await answer.wait()
+        writer.write(SWITCHED)
+        await writer.drain()
+        assert await closed_by_peer(reader)  # the proxy closed its side
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(backend, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        raw = Backend("raw", f"http://127.0.0.1:{port}", "127.0.0.1", port)
+        proxy = await env.proxy(replace(make_spec([]), backends=(raw,)))
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+        await arrived.wait()
+        assert proxy._shared is not None
+        (conn,) = proxy._shared.connections
+        conn.abort()  # as the drain timeout cuts what is left
+        answer.set()
+        await asyncio.wait_for(closed.wait(), 5)
+        assert await closed_by_peer(reader)
+        writer.close()
+    finally:
+        server.close()
+    assert "no transition" not in caplog.text
