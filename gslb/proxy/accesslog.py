@@ -1,32 +1,31 @@
 """The proxy's access log: one line per request, JSON or the combined format.
 
-The traffic path only appends a tuple to a list; batches of them go to a writer thread that
-formats and writes the lines. Beyond CAPACITY lines not yet written, a line is dropped and
-counted (`gslb_proxy_access_log_dropped_total`): a slow disk never slows the requests down.
+Buffered as nginx's `access_log ... buffer= flush=`: the event loop formats each line and
+appends it to a buffer; a full buffer (BUFFER characters) or one FLUSH_INTERVAL old goes to a
+writer thread as one chunk of bytes, which it writes with one `os.write` (the GIL released
+meanwhile) at its next look (gslb.proxy.logwriter: every 0.1 s, sooner when half the bound
+is waiting). The thread touches no line and no Python object of the traffic path, so it never
+holds the GIL long enough to stall the loop, and a slow disk stalls only the thread. Beyond
+CAPACITY lines taken but not yet written a line is dropped and counted
+(`gslb_proxy_access_log_dropped_total`): memory stays bounded when the disk cannot keep up.
 `reopen()` (SIGUSR1, after logrotate renamed the file) makes the writer open the path again;
-lines queued before it go to the old file, lines after it to the new one. Path "-" is stdout.
+lines taken before it go to the old file, lines after it to the new one. Path "-" is stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-import queue
 import re
-import sys
-import threading
 import time
-from typing import IO, Final
 
+from gslb.proxy.logwriter import LogWriter
 from gslb.proxy.stats import ProxyStats
 
-log = logging.getLogger(__name__)
-
-CAPACITY = 16384  # lines waiting for the writer before new ones are dropped
-BATCH = 512  # lines handed to the writer at once at most
-HAND_OVER_DELAY = 0.05  # seconds a line waits for its batch at most
+CAPACITY = 16384  # lines taken but not yet written, before new ones are dropped
+BUFFER = 64 * 1024  # characters of lines handed to the writer as one chunk
+FLUSH_INTERVAL = 0.1  # seconds a line waits for its chunk to fill at most
 REQUEST_ID_HEADER = b"X-Request-Id"
 _REQUEST_ID = re.compile(rb"[!-~]{1,128}")  # printable ASCII, no spaces, bounded
 
@@ -34,8 +33,6 @@ _REQUEST_ID = re.compile(rb"[!-~]{1,128}")  # printable ASCII, no spaces, bounde
 #  request id, referer, user agent)
 Entry = tuple[float, str, bytes, bytes, bytes, str, int, int, float, str, int, bytes, bytes, bytes]
 
-_REOPEN: Final = "reopen"
-_STOP: Final = "stop"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -52,20 +49,39 @@ _PLAIN = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII that JSON needs no esc
 
 def _json_string(value: bytes) -> str:
     """A JSON string for header bytes: taken as is when plain, else escaped (latin-1)."""
-    if _PLAIN.fullmatch(value):
+    if value.isalnum() or _PLAIN.fullmatch(value):  # isalnum: ids of hex digits, quickly
         return '"' + value.decode("ascii") + '"'
     return json.dumps(value.decode("latin-1"), ensure_ascii=True)
 
 
-class _Clock:
-    """Formats the seconds part of time stamps once per second, not once per line."""
+_JSON_CACHE_SIZE = 1024
+_json_cache: dict[bytes, str] = {}  # the event loop's only
 
-    __slots__ = ("_clf", "_iso", "_second")
+
+def _json_cached(value: bytes) -> str:
+    """`_json_string` of a value that repeats from request to request (method, host, path,
+    referer, user agent): one dict probe instead of a match and a decode. Emptied when full,
+    so it stays bounded whatever clients send."""
+    s = _json_cache.get(value)
+    if s is None:
+        if len(_json_cache) >= _JSON_CACHE_SIZE:
+            _json_cache.clear()
+        s = _json_cache[value] = _json_string(value)
+    return s
+
+
+class _Clock:
+    """Formats time stamps: the seconds part once per second, an ISO stamp once per
+    millisecond (many lines share one at full speed), not once per line."""
+
+    __slots__ = ("_clf", "_iso", "_iso_ms", "_ms", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._iso = ""
         self._clf = ""
+        self._ms = -1
+        self._iso_ms = ""
 
     def _tick(self, second: int) -> None:
         g = time.gmtime(second)
@@ -77,10 +93,14 @@ class _Clock:
         )
 
     def iso(self, t: float) -> str:
-        second = int(t)
-        if second != self._second:
-            self._tick(second)
-        return f"{self._iso}.{int(t % 1 * 1000):03d}Z"
+        ms = int(t * 1000)
+        if ms != self._ms:
+            second = ms // 1000
+            if second != self._second:
+                self._tick(second)
+            self._ms = ms
+            self._iso_ms = f"{self._iso}.{ms % 1000:03d}Z"
+        return self._iso_ms
 
     def clf(self, t: float) -> str:
         second = int(t)
@@ -89,7 +109,7 @@ class _Clock:
         return self._clf
 
 
-_clock = _Clock()  # used by the writer thread only
+_clock = _Clock()  # used by the event loop only
 
 
 def json_line(e: Entry) -> str:
@@ -97,11 +117,11 @@ def json_line(e: Entry) -> str:
     # keys and their order are fixed. Strings from the client go through _json_string.
     return (
         f'{{"time": "{_clock.iso(e[0])}", "client": "{e[1]}", '
-        f'"method": {_json_string(e[2])}, "host": {_json_string(e[3])}, '
-        f'"path": {_json_string(e[4])}, "protocol": "{e[5]}", "status": {e[6]}, '
+        f'"method": {_json_cached(e[2])}, "host": {_json_cached(e[3])}, '
+        f'"path": {_json_cached(e[4])}, "protocol": "{e[5]}", "status": {e[6]}, '
         f'"bytes": {e[7]}, "duration": {round(e[8], 6)!r}, "backend": "{e[9]}", '
         f'"retries": {e[10]}, "request_id": {_json_string(e[11])}, '
-        f'"referer": {_json_string(e[12])}, "user_agent": {_json_string(e[13])}}}'
+        f'"referer": {_json_cached(e[12])}, "user_agent": {_json_cached(e[13])}}}'
     )
 
 
@@ -140,45 +160,47 @@ FORMATS = {"json": json_line, "combined": combined_line}
 class AccessLog:
     """Open with `start()`; `log()` from the event loop; `close()` at the end.
 
-    The loop side appends to a plain list and hands it to the writer as one batch when it
-    holds BATCH lines or HAND_OVER_DELAY after its first line: one queue operation and one
-    thread wake per batch, not per request. The bound counts lines accepted but not yet
-    written (the loop writes `_accepted`, the writer `_written`; each has one writer).
+    The loop formats each line as it is taken, into a list of lines; a list of BUFFER
+    characters, or one FLUSH_INTERVAL old, is joined and handed to the writer as one chunk.
+    The bound counts lines taken but not yet written: `_accepted` (the loop's) against the
+    writer's `written`.
     """
 
-    def __init__(self, path: str, fmt: str, stats: ProxyStats, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        stats: ProxyStats,
+        capacity: int | None = None,
+        buffer: int | None = None,
+    ) -> None:
         self.path = path
         self._format = FORMATS[fmt]
         self._stats = stats
-        self._capacity = capacity
-        self._pending: list[Entry] = []
+        # Read here, not as defaults, so that a test can lower them for a whole proxy.
+        self._capacity = CAPACITY if capacity is None else capacity
+        self._buffer = BUFFER if buffer is None else buffer
+        self._lines: list[str] = []
+        self._size = 0  # characters in _lines, newlines left out
         self._accepted = 0
-        self._written = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._batches: queue.Queue[list[Entry] | str] = queue.Queue()  # bounded by _capacity
-        self._file: IO[str] | None = None
-        self._thread: threading.Thread | None = None
+        self._writer = LogWriter(path)
 
     def start(self) -> None:
         """Open the file (raises OSError when it cannot be) and start the writer."""
-        self._file = self._open()
-        self._thread = threading.Thread(target=self._run, name="gslb-access-log", daemon=True)
-        self._thread.start()
-
-    def _open(self) -> IO[str]:
-        if self.path == "-":
-            return sys.stdout
-        return open(self.path, "a", encoding="ascii", errors="replace", buffering=1 << 16)
+        self._writer.start()
 
     def log(self, entry: Entry) -> None:
         """Take one line; never blocks (beyond the bound it is dropped and counted)."""
-        if self._accepted - self._written >= self._capacity:
+        if self._accepted - self._writer.written >= self._capacity:
             self._stats.access_log_dropped += 1
             return
         self._accepted += 1
-        pending = self._pending
-        pending.append(entry)
-        if len(pending) >= BATCH:
+        line = self._format(entry)
+        lines = self._lines
+        lines.append(line)
+        self._size += len(line)
+        if self._size >= self._buffer:
             self._hand_over()
         elif self._timer is None:
             try:
@@ -186,79 +208,34 @@ class AccessLog:
             except RuntimeError:  # no loop (a script, a test): hand over at once
                 self._hand_over()
             else:
-                self._timer = loop.call_later(HAND_OVER_DELAY, self._hand_over)
+                self._timer = loop.call_later(FLUSH_INTERVAL, self._hand_over)
 
     def _hand_over(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending:
-            self._batches.put(self._pending)
-            self._pending = []
+        lines = self._lines
+        if lines:
+            lines.append("")  # the last line's newline
+            writer = self._writer
+            writer.put("\n".join(lines).encode("ascii", "replace"), len(lines) - 1)
+            self._lines = []
+            self._size = 0
+            if self._accepted - writer.written > self._capacity // 2:
+                writer.wake()  # the writer's next look may come too late for the bound
 
     def reopen(self) -> None:
         """Open the path again (logrotate's postrotate: SIGUSR1). Lines taken before go to
         the old file, lines after to the new one."""
         self._hand_over()
-        self._batches.put(_REOPEN)
+        self._writer.reopen()
 
     async def flush(self) -> None:
         """Returns once every line taken so far is written."""
         self._hand_over()
-        await asyncio.to_thread(self._batches.join)
+        await self._writer.flush()
 
     async def close(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._thread = None
+        """Write every line taken so far, then close the file."""
         self._hand_over()
-        self._batches.put(_STOP)
-        await asyncio.to_thread(thread.join)
-
-    # -- the writer thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        batches = self._batches
-        while True:
-            item = batches.get()
-            if isinstance(item, list):
-                fmt = self._format
-                self._write([fmt(entry) for entry in item])
-                self._written += len(item)
-            elif item == _REOPEN:
-                self._do_reopen()
-            batches.task_done()
-            if item == _STOP:
-                break
-        self._close_file()
-
-    def _write(self, lines: list[str]) -> None:
-        f = self._file
-        if not lines or f is None:
-            return
-        try:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-        except (OSError, ValueError) as e:
-            log.warning("access log %s: %s", self.path, e)
-
-    def _do_reopen(self) -> None:
-        if self.path == "-":
-            return
-        try:
-            new = self._open()
-        except OSError as e:
-            log.error("access log %s cannot be reopened, keeping the old file: %s", self.path, e)
-            return
-        self._close_file()
-        self._file = new
-        log.info("access log %s reopened", self.path)
-
-    def _close_file(self) -> None:
-        f, self._file = self._file, None
-        if f is not None and f is not sys.stdout:
-            try:
-                f.close()
-            except OSError as e:
-                log.warning("access log %s: %s", self.path, e)
+        await self._writer.close()

@@ -15,7 +15,7 @@ connection is cut, as nothing else can tell the client that the answer is incomp
 
 Where an exchange is in its life (parsed, queued, connecting, awaiting the answer, relaying
 it, done …) is one `State`, moved only through the transition table of gslb.proxy.lifecycle
-(`advance`); whether the request's body has ended is kept apart (`_req_done`), as a backend
+(`TRANSITIONS`); whether the request's body has ended is kept apart (`_req_done`), as a backend
 may answer before it has.
 """
 
@@ -47,8 +47,8 @@ from gslb.proxy.lifecycle import (
     RETRY,
     SEND,
     SWITCH,
+    TRANSITIONS,
     State,
-    advance,
 )
 from gslb.proxy.passive import CLEAR
 from gslb.proxy.routes import BackendGroup
@@ -138,7 +138,7 @@ class Exchange:
         self.client = client
         self.shared = shared
         self.snap: Snapshot = shared.snapshot
-        # Where the exchange is in its life (lifecycle.py): moved only here, by `advance`;
+        # Where the exchange is in its life (lifecycle.py): moved only here, through `TRANSITIONS`;
         # the client connection reads it (IDLE: the head is still being parsed).
         self.state: State = IDLE
         self.http11 = True
@@ -185,7 +185,7 @@ class Exchange:
         """The request's head as the client connection's parser collected it (head.py); its
         lists are consumed here (the connection resets `parsed` for its next request).
         `upgrade`: the protocol the client asks to switch to, when it really asks."""
-        self.state = advance(self.state, HEAD)
+        self.state = TRANSITIONS[self.state, HEAD]
         snap = self.snap
         target = parsed.url
         self._method = method
@@ -268,7 +268,7 @@ class Exchange:
 
     def begin(self) -> None:
         """Start forwarding (the client connection calls this once the head is complete)."""
-        self.state = advance(self.state, BEGIN)
+        self.state = TRANSITIONS[self.state, BEGIN]
         self._deadline = self._started + self.snap.spec.total_timeout
         self._try_backend()
 
@@ -295,7 +295,7 @@ class Exchange:
         if len(backend.waiting) >= spec.max_connections:
             self._queue_timed_out()
             return
-        self.state = advance(self.state, QUEUE)
+        self.state = TRANSITIONS[self.state, QUEUE]
         backend.waiting.append(self)
         self._waiting_on = backend
         self._queued_until = self.shared.loop.time() + spec.queue_timeout
@@ -325,7 +325,7 @@ class Exchange:
         if conn is not None:
             self._attach(conn)
         else:
-            self.state = advance(self.state, CONNECT)
+            self.state = TRANSITIONS[self.state, CONNECT]
             self._connecting = self.shared.pool.connect(
                 backend, snap.spec.connect_timeout, self._connected
             )
@@ -342,7 +342,7 @@ class Exchange:
         self._attach(conn)
 
     def _attach(self, conn: UpstreamConnection) -> None:
-        self.state = advance(self.state, SEND)
+        self.state = TRANSITIONS[self.state, SEND]
         self._upstream = conn
         conn.send(self, self._head, self._head_request, self._upgrade is not None)
         if self._pending:
@@ -365,7 +365,7 @@ class Exchange:
         content_length: bytes | None,
         has_body: bool,
     ) -> None:
-        self.state = advance(self.state, RESPONSE_HEAD)
+        self.state = TRANSITIONS[self.state, RESPONSE_HEAD]
         self._replay = None  # nothing of it is needed any more: no retry from here on
         self._status = status
         if content_length is not None and (has_body or self._head_request or status == 304):
@@ -398,7 +398,7 @@ class Exchange:
     def response_switched(self, pieces: list[bytes], via: list[bytes], protocol: bytes) -> None:
         """The backend switched protocols: relay its 101, then the connections are a tunnel
         (the backend stays counted in flight until the tunnel ends)."""
-        self.state = advance(self.state, SWITCH)
+        self.state = TRANSITIONS[self.state, SWITCH]
         conn = self._upstream
         self._upstream = None
         self._replay = None
@@ -433,7 +433,7 @@ class Exchange:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def response_end(self, reusable: bool) -> None:
-        self.state = advance(self.state, RESPONSE_END)
+        self.state = TRANSITIONS[self.state, RESPONSE_END]
         conn = self._upstream
         self._upstream = None
         if self._resp_mode == CHUNKED:
@@ -490,7 +490,7 @@ class Exchange:
             and self._attempts < 2
             and failed is not None
         ):
-            self.state = advance(state, RETRY)
+            self.state = TRANSITIONS[state, RETRY]
             self._exclude = (self._group or self.snap.groups[0]).local(failed)
             self.shared.stats.retries += 1
             self._pending = list(self._replay)
@@ -573,7 +573,7 @@ class Exchange:
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer the client ourselves (nothing of the backend's answer was sent)."""
-        self.state = advance(self.state, ANSWER)
+        self.state = TRANSITIONS[self.state, ANSWER]
         self._status = status
         self._replay = None
         self._pending = []
@@ -586,7 +586,7 @@ class Exchange:
         self._finish(keep)
 
     def _abort(self) -> None:
-        self.state = advance(self.state, CUT)
+        self.state = TRANSITIONS[self.state, CUT]
         self._finish(False)
         self.client.abort()
 
@@ -602,7 +602,7 @@ class Exchange:
         """The client went away: stop, and do not keep the backend connection."""
         if self.state in ENDED:
             return
-        self.state = advance(self.state, ABANDON)
+        self.state = TRANSITIONS[self.state, ABANDON]
         self._drop_upstream()
         duration = self.shared.loop.time() - self._started
         self.shared.stats.count_request(self._last_name, 499, duration)

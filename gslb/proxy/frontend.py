@@ -5,7 +5,9 @@ the header limits, and hands each request to an `Exchange`; requests pipelined b
 in progress wait their turn (reading pauses meanwhile). It also owns the client-side timers:
 `client_timeout` to receive a request's head (a slowloris gets 408 and is closed) and
 `idle_timeout` between keep-alive requests. Malformed input gets 400 and a close; nothing a
-client sends can take the proxy down.
+client sends can take the proxy down. Whether the connection still reads requests, is
+answering its last one, is becoming or is a tunnel, or is closed is one `Conn` state moved
+only through the table of gslb.proxy.connection_state.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ from httptools import (
 from gslb.proxy import headers as hdr
 from gslb.proxy.accesslog import request_id
 from gslb.proxy.backends import BackendState
+from gslb.proxy.connection_state import (
+    CLOSE,
+    CONN_TRANSITIONS,
+    OPEN,
+    READING,
+    STOP,
+    SWITCH,
+    UPGRADE,
+    UPGRADING,
+    Conn,
+)
 from gslb.proxy.exchange import Exchange
 from gslb.proxy.head import REQUEST, Head, Reject
 from gslb.proxy.lifecycle import IDLE, IllegalTransition
@@ -38,7 +51,6 @@ PAUSE_PIPELINE = 4  # a request waits behind the one in progress
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
-        "_closing",
         "_deadline",
         "_deadline_is_idle",
         "_head",
@@ -54,6 +66,7 @@ class ClientConnection(asyncio.Protocol):
         "on_url",
         "proto",
         "shared",
+        "state",
         "transport",
     )
 
@@ -73,7 +86,9 @@ class ClientConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()  # pipelined requests, complete heads
         self._raw_head = 0
         self._paused = 0
-        self._closing = False
+        # Where the connection is in its life (connection_state.py): moved only through
+        # CONN_TRANSITIONS; the exchange's own life is apart (lifecycle.py).
+        self.state: Conn = OPEN
         # Client-side timeout: a clock time checked by the server's sweep (0.0: none). Cheaper
         # than a timer handle armed and cancelled for every request.
         self._deadline = 0.0
@@ -100,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         self.shared.stats.client_connections -= 1
         self._cancel_timer()
         self.transport = None
-        self._closing = True
+        self.state = CONN_TRANSITIONS[self.state, CLOSE]
         if self._tunnel is not None:
             self._tunnel.client_closed()
         if self._active is not None:
@@ -113,7 +128,7 @@ class ClientConnection(asyncio.Protocol):
         if self._tunnel is not None:
             self._tunnel.from_client(data)
             return
-        if self._closing:
+        if self.state is not OPEN:
             return
         if self._deadline_is_idle:
             self._cancel_timer()
@@ -126,7 +141,7 @@ class ClientConnection(asyncio.Protocol):
             # through the tunnel (start_tunnel); any other answer closes the connection.
             self._leftover = data[e.args[0] :]
             self._parser = HttpRequestParser(self)
-            self._closing = True
+            self.state = CONN_TRANSITIONS[self.state, UPGRADE]
             self._pause(PAUSE_PIPELINE)
             if self._active is None:
                 self.close()
@@ -168,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # Like nginx: a client that closes its side has given up on the answer (a half-close
         # cannot be told apart from a close until a write fails), so the request is abandoned.
-        self._closing = True
+        self.state = CONN_TRANSITIONS[self.state, STOP]
         return False
 
     # -- httptools callbacks --------------------------------------------------------------------
@@ -194,7 +209,7 @@ class ClientConnection(asyncio.Protocol):
             raise Reject(400, "Bad Request", "Host header required")
         # An Upgrade header that Connection does not name is not a request to switch.
         upgrade = head.upgrade if head.upgrade and hdr.wants_upgrade(head.connection) else None
-        keep_alive = parser.should_keep_alive() and not self._closing
+        keep_alive = parser.should_keep_alive() and self.state is OPEN
         exchange.set_head(method, head, http11, keep_alive, upgrade)
         if self._active is None:
             self._start(exchange)
@@ -227,7 +242,7 @@ class ClientConnection(asyncio.Protocol):
         # While draining, an answer that still said keep-alive (its head went out before the
         # drain began) does not close the connection: the client may be writing its next
         # request right now. That one is answered with Connection: close (see drain()).
-        if not keep_alive or (self._closing and not self._queue):
+        if not keep_alive or (self.state is not OPEN and not self._queue):
             self.close()
             return
         if self._queue:
@@ -245,15 +260,17 @@ class ClientConnection(asyncio.Protocol):
     def start_tunnel(
         self, exchange: Exchange, conn: UpstreamConnection, backend: BackendState | None
     ) -> None:
-        """The backend switched protocols (its 101 is written): relay bytes from now on."""
-        if exchange is not self._active or self.transport is None:
+        """The backend switched protocols (its 101 is written): relay bytes from now on,
+        unless the connection is no longer waiting for that (closed in this very loop turn,
+        before the transport reported it lost)."""
+        if exchange is not self._active or self.transport is None or self.state is not UPGRADING:
             conn.close()
             if backend is not None:
                 backend.in_flight -= 1
             return
         self._active = None
         self._queue.clear()
-        self._closing = False
+        self.state = CONN_TRANSITIONS[self.state, SWITCH]
         self._cancel_timer()
         tunnel = self._tunnel = Tunnel(self, conn, backend, self.shared)
         leftover, self._leftover = self._leftover, b""
@@ -283,7 +300,7 @@ class ClientConnection(asyncio.Protocol):
     def _resume(self, reason: int) -> None:
         if self._paused & reason:
             self._paused &= ~reason
-            if self._paused == 0 and self.transport is not None and not self._closing:
+            if self._paused == 0 and self.transport is not None and self.state in READING:
                 self.transport.resume_reading()
 
     # -- closing ----------------------------------------------------------------------------------
@@ -303,20 +320,20 @@ class ClientConnection(asyncio.Protocol):
                 self._arm(delay, idle=True)
 
     def close(self) -> None:
-        self._closing = True
+        self.state = CONN_TRANSITIONS[self.state, CLOSE]
         self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self._closing = True
+        self.state = CONN_TRANSITIONS[self.state, CLOSE]
         self._cancel_timer()
         if self.transport is not None:
             self.transport.abort()
 
     def _reject(self, status: int, reason: str, message: str) -> None:
         """Refuse what the parser is reading: answer it if nothing else is, then close."""
-        self._closing = True
+        self.state = CONN_TRANSITIONS[self.state, STOP]
         parsing, self._parsing = self._parsing, None
         self._pause(PAUSE_PIPELINE)
         active = self._active
@@ -387,7 +404,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()  # idle keep-alive connection: close quietly
             return
         if self._active is not None:
-            self._closing = True  # a slow pipelined head: finish the answer in progress, then go
+            # a slow pipelined head: finish the answer in progress, then go
+            self.state = CONN_TRANSITIONS[self.state, STOP]
             return
         self.shared.stats.count_request("-", 408, 0.0)
         self._log_refused(408, len("request too slow") + 1)

@@ -111,9 +111,8 @@ class Head:
         self.via: list[bytes] = []
         self.forwarded_for: list[bytes] = []
         self.cookies: list[bytes] = []
-        self.reset()
+        self.reset_request(0, 0)
         self._limited = False
-        self._request_fields(0, 0)
 
     def reset(self) -> None:
         """Start a new message: the fields a response has (a response's head is not limited:
@@ -131,9 +130,6 @@ class Head:
         beyond them), and the fields only requests have are cleared too."""
         self.reset()
         self._limited = True
-        self._request_fields(max_bytes, max_fields)
-
-    def _request_fields(self, max_bytes: int, max_fields: int) -> None:
         self._max_bytes = max_bytes
         self._max_fields = max_fields
         self._size = 0

@@ -2,9 +2,9 @@
 
 As h11's `_state.py` does for a connection, the states an `Exchange` (gslb.proxy.exchange)
 goes through and the events that move it are named here, and `TRANSITIONS` lists every move
-there is; `advance` makes one and raises `IllegalTransition` for any other, so a callback
-arriving when it cannot (a response after the client left, a second end) is a loud bug rather
-than a silently corrupted connection.
+there is; `TRANSITIONS[state, event]` (or `advance`) makes one and raises `IllegalTransition`
+for any other, so a callback arriving when it cannot (a response after the client left, a
+second end) is a loud bug rather than a silently corrupted connection.
 
     IDLE --HEAD--> READY --BEGIN--> CHOOSING --QUEUE--> QUEUED --CONNECT/SEND--> ...
     CHOOSING|REPLAYING|QUEUED --CONNECT--> CONNECTING --SEND--> AWAITING_RESPONSE
@@ -25,6 +25,7 @@ own progress is not part of this machine: a backend may answer before the body h
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Generic, TypeVar
 
 
 # IntEnum, not Enum: members hash and compare as ints (in C), and the exchange moves through
@@ -65,7 +66,7 @@ E = Event
 _PICKING = (S.CHOOSING, S.REPLAYING)
 _BEFORE_ANSWER = (S.CHOOSING, S.REPLAYING, S.QUEUED, S.CONNECTING, S.AWAITING_RESPONSE)
 
-TRANSITIONS: dict[tuple[State, Event], State] = {
+_MOVES: dict[tuple[State, Event], State] = {
     (S.IDLE, E.HEAD): S.READY,
     (S.READY, E.BEGIN): S.CHOOSING,
     **{(s, E.QUEUE): S.QUEUED for s in _PICKING},
@@ -93,18 +94,33 @@ ANSWER_STARTED = frozenset({S.RELAYING_RESPONSE, S.SWITCHED})
 class IllegalTransition(Exception):
     """An event arrived in a state that has no move for it (a bug, never the client's doing)."""
 
-    def __init__(self, state: State, event: Event) -> None:
+    def __init__(self, state: IntEnum, event: IntEnum) -> None:
         super().__init__(f"no transition from {state.name} on {event.name}")
         self.state = state
         self.event = event
 
 
+_S = TypeVar("_S", bound=IntEnum)
+_E = TypeVar("_E", bound=IntEnum)
+
+
+class Transitions(dict[tuple[_S, _E], _S], Generic[_S, _E]):
+    """A transition table: `table[state, event]` is the next state, and a move the table
+    does not have raises IllegalTransition (not KeyError). The proxy subscripts its tables
+    directly: a hit costs the dict probe alone (`__missing__` runs only for a miss), where a
+    call of `advance` per transition cost a function call on top, five times a request.
+    (Also the client connection's table, gslb.proxy.connection_state.)"""
+
+    def __missing__(self, key: tuple[_S, _E]) -> _S:
+        raise IllegalTransition(*key)
+
+
+TRANSITIONS: Transitions[State, Event] = Transitions(_MOVES)
+
+
 def advance(state: State, event: Event) -> State:
     """The state after `event` in `state`; IllegalTransition when the table has no such move."""
-    try:
-        return TRANSITIONS[state, event]
-    except KeyError:
-        raise IllegalTransition(state, event) from None
+    return TRANSITIONS[state, event]
 
 
 # The members as module constants: the exchange reads them on every request, and a module

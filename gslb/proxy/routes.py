@@ -69,36 +69,57 @@ def _compile(route: ProxyRoute) -> _Compiled:
     return _Compiled(exact, suffix, route.path.encode())
 
 
-class RouteTable:
-    """The compiled `proxy.routes`, matched in order."""
+_HOST_CACHE_SIZE = 1024  # Host values remembered per table (emptied when full)
+_Candidates = tuple[tuple[int, bytes], ...]  # (group, path prefix) of routes a host matches
 
-    __slots__ = ("_routes", "_rows")
+
+class RouteTable:
+    """The compiled `proxy.routes`, matched in order.
+
+    Which routes a Host value matches depends on that value alone, and a proxy sees few of
+    them: for origin-form targets (nearly every request) the routes whose host matches are
+    looked up by the raw Host value, so a request costs one dict probe and the path prefixes
+    of those routes only, not a normalised host compared with every route."""
+
+    __slots__ = ("_by_host", "_routes", "_rows")
 
     def __init__(self, routes: Sequence[ProxyRoute]) -> None:
         self._routes = tuple(_compile(r) for r in routes)
         # The same as plain tuples with the group number: unpacked in the loop, they cost
-        # less than attribute reads (match runs once per request).
+        # less than attribute reads.
         self._rows = tuple((i + 1, r.exact, r.suffix, r.path) for i, r in enumerate(self._routes))
+        self._by_host: dict[bytes, _Candidates] = {}
 
     def __len__(self) -> int:
         return len(self._routes)
 
+    def _candidates(self, h: bytes) -> _Candidates:
+        """(group, prefix) of the routes whose host matches `h` (normalised), in order."""
+        return tuple(
+            (group, prefix)
+            for group, exact, suffix, prefix in self._rows
+            if (exact is None or h == exact)
+            and (suffix is None or (h.endswith(suffix) and len(h) > len(suffix)))
+        )
+
     def match(self, host: bytes, target: bytes) -> int:
         """The group of a request: 1 + the index of the first route it matches, else 0."""
-        rows = self._rows
-        if not rows:
+        if not self._rows:
             return DEFAULT
         path: bytes | None = None  # without the query: found only once a host matched
         if target[:1] == b"/":  # origin form, nearly every request: no authority to split
-            h = normal_host(host)
+            candidates = self._by_host.get(host)
+            if candidates is None:
+                by_host = self._by_host
+                if len(by_host) >= _HOST_CACHE_SIZE:
+                    by_host.clear()
+                candidates = by_host[host] = self._candidates(normal_host(host))
+            if not candidates:
+                return DEFAULT
         else:
             authority, path = split_target(target)
-            h = normal_host(authority if authority is not None else host)
-        for group, exact, suffix, prefix in rows:
-            if exact is not None and h != exact:
-                continue
-            if suffix is not None and not (h.endswith(suffix) and len(h) > len(suffix)):
-                continue
+            candidates = self._candidates(normal_host(authority if authority is not None else host))
+        for group, prefix in candidates:
             if path is None:
                 query = target.find(b"?")
                 path = target if query < 0 else target[:query]

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from gslb.model import Backend, HostPort, ProxyMethod, ProxySpec
+from gslb.proxy.lifecycle import Transitions
 from gslb.proxy.server import ProxyServer
 
 TOKEN = "test-token"
@@ -268,3 +269,16 @@ async def gather_limited(n: int, limit: int, make: Callable[[int], Awaitable[Any
             return await make(i)
 
     return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+class RecordedMoves(Transitions[Any, Any]):
+    """A transition table (gslb.proxy.lifecycle's kind) that records the event of every move
+    made through it: monkeypatched in for the table a proxy module subscripts."""
+
+    def __init__(self, table: Transitions[Any, Any]) -> None:
+        super().__init__(table)
+        self.events: list[Any] = []
+
+    def __getitem__(self, key: tuple[Any, Any]) -> Any:
+        self.events.append(key[1])
+        return super().__getitem__(key)

@@ -8,7 +8,7 @@ import asyncio
 from itertools import product
 
 import pytest
-from proxyhelpers import Env, TestBackend, get, make_spec
+from proxyhelpers import Env, RecordedMoves, TestBackend, get, make_spec
 
 from gslb.proxy import exchange
 from gslb.proxy.lifecycle import (
@@ -18,6 +18,7 @@ from gslb.proxy.lifecycle import (
     Event,
     IllegalTransition,
     State,
+    Transitions,
     advance,
 )
 from gslb.proxy.server import ProxyServer
@@ -136,25 +137,16 @@ def test_answer_started_excludes_retry_and_own_answer() -> None:
 # -- the machine in a running proxy: the moves its exchanges make, over real sockets --------
 
 
-class Moves:
-    """Records every move the proxy's exchanges make (gslb.proxy.exchange calls `advance`)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def advance(self, state: State, event: Event) -> State:
-        self.events.append(event)
-        return advance(state, event)
-
-
 @pytest.fixture
-def moves(monkeypatch: pytest.MonkeyPatch) -> Moves:
-    recorder = Moves()
-    monkeypatch.setattr(exchange, "advance", recorder.advance)
+def moves(monkeypatch: pytest.MonkeyPatch) -> RecordedMoves:
+    """Every move the proxy's exchanges make (gslb.proxy.exchange subscripts its module's
+    `TRANSITIONS`)."""
+    recorder = RecordedMoves(TRANSITIONS)
+    monkeypatch.setattr(exchange, "TRANSITIONS", recorder)
     return recorder
 
 
-async def test_a_proxied_request_moves_through_the_table(env: Env, moves: Moves) -> None:
+async def test_a_proxied_request_moves_through_the_table(env: Env, moves: RecordedMoves) -> None:
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b]))
     assert (await get(proxy.port)).status == 200  # a new backend connection
@@ -164,7 +156,7 @@ async def test_a_proxied_request_moves_through_the_table(env: Env, moves: Moves)
     assert moves.events == [E.HEAD, E.BEGIN, E.SEND, E.RESPONSE_HEAD, E.RESPONSE_END]
 
 
-async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) -> None:
+async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: RecordedMoves) -> None:
     dead, alive = await env.backend("dead"), await env.backend("alive")
     proxy = await env.proxy(make_spec([dead, alive]))
     await dead.stop()
@@ -183,16 +175,17 @@ async def test_a_retry_and_a_502_are_moves_of_the_table(env: Env, moves: Moves) 
 async def _proxy_with_a_bug(
     env: Env, monkeypatch: pytest.MonkeyPatch, event: Event
 ) -> tuple[TestBackend, ProxyServer]:
-    """A proxy whose `advance` has a bug planted: `event` is refused as an illegal move."""
+    """A proxy whose transition table has a bug planted: `event` is refused as illegal."""
 
-    def broken(state: State, e: Event) -> State:
-        if e is event:
-            raise IllegalTransition(state, e)
-        return advance(state, e)
+    class Broken(Transitions[State, Event]):
+        def __getitem__(self, key: tuple[State, Event]) -> State:
+            if key[1] is event:
+                raise IllegalTransition(*key)
+            return super().__getitem__(key)
 
     b = await env.backend("solo")
     proxy = await env.proxy(make_spec([b]))
-    monkeypatch.setattr(exchange, "advance", broken)
+    monkeypatch.setattr(exchange, "TRANSITIONS", Broken(TRANSITIONS))
     return b, proxy
 
 

@@ -10,14 +10,13 @@ from proxyhelpers import Env, Reply, make_spec, raw_request
 from gslb.model import ProxyMethod, ProxyRoute
 from gslb.proxy.routes import DEFAULT, RouteTable, normal_host, split_target
 
-TABLE = RouteTable(
-    (
-        ProxyRoute("api.example.com", "/v2/", ("a",)),
-        ProxyRoute("*.example.org", "/", ("b",)),
-        ProxyRoute(None, "/static/", ("c",)),
-        ProxyRoute("api.example.com", "/", ("d",)),
-    )
+TABLE_ROUTES = (
+    ProxyRoute("api.example.com", "/v2/", ("a",)),
+    ProxyRoute("*.example.org", "/", ("b",)),
+    ProxyRoute(None, "/static/", ("c",)),
+    ProxyRoute("api.example.com", "/", ("d",)),
 )
+TABLE = RouteTable(TABLE_ROUTES)
 
 
 @pytest.mark.parametrize(
@@ -40,6 +39,19 @@ TABLE = RouteTable(
 )
 def test_route_table_matches_first_route(host: bytes, target: bytes, group: int) -> None:
     assert TABLE.match(host, target) == group
+
+
+def test_hosts_remembered_answer_as_before_and_stay_bounded() -> None:
+    table = RouteTable(TABLE_ROUTES)
+    for _ in range(2):  # the second time from what the table remembers of each host
+        assert table.match(b"API.Example.COM:8080", b"/v2/x") == 1
+        assert table.match(b"API.Example.COM:8080", b"/v1/x") == 4  # same host, other path
+        assert table.match(b"www.example.org", b"/") == 2
+        assert table.match(b"other.test", b"/static/x") == 3
+    for i in range(5000):  # a client sending a new Host each time
+        assert table.match(b"h%d.example.org" % i, b"/") == 2
+    assert len(table._by_host) <= 1024
+    assert table.match(b"api.example.com", b"/v2/") == 1
 
 
 def test_no_routes_is_always_the_default() -> None:
