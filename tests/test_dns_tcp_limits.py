@@ -220,12 +220,16 @@ def test_udp_is_answered_between_tcp_queries_of_busy_connections() -> None:
             sock.sendall(framed("ns1.gslb.example.com", 1))
             assert len(sock.recv(1 << 16)) > 2
         order.clear()
-        held = threading.Event()
-        loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(0.5)))  # hold the loop
+        held, release = threading.Event(), threading.Event()
+        # The loop is held until every query is in its socket's buffer (loopback: sendall
+        # has returned), however slow the machine; a fixed pause let the loop resume
+        # before the UDP query was sent when CI was loaded.
+        loop.call_soon_threadsafe(lambda: (held.set(), release.wait(10)))
         assert held.wait(5)
         for sock in connections:
             sock.sendall(b"".join(framed("ns1.gslb.example.com", i) for i in range(300)))
         udp.sendto(framed("ns2.gslb.example.com", 7)[2:], ("127.0.0.1", port))
+        release.set()
         udp.settimeout(5)
         assert udp.recv(65535)[:2] == b"\x00\x07"
         assert "udp" in order and order.index("udp") <= TCP_QUERIES_BETWEEN_UDP, order[:40]
