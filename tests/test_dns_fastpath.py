@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from gslb.config import load_config
 from gslb.dns.answers import AnswerCache
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.geo import GeoDatabase
 from gslb.metrics import DnsStats
 from gslb.plan import compile_plan
 from gslb.runtime import Runtime
-from gslb.state import State
+from gslb.state import State, View
 from tests.conftest import DEMO_DB, write_config
 
 ZONE = """
@@ -451,33 +451,28 @@ def test_the_cache_stays_within_its_bounds(plan_dir: Path, geo: GeoDatabase) -> 
         assert len(cache.clients) <= 20
 
 
-def test_client_key_covers_everything_ranking_reads() -> None:
+def test_the_ranking_key_covers_everything_ranking_reads() -> None:
+    """Answers are keyed by the region order a ranking memoized per place gives: the place
+    must hold every field ranking reads, and not the prefix (spliced in as the scope)."""
     from ipaddress import ip_address
 
-    from gslb.dns.answers import GEO, client_info
     from gslb.geo import Location
     from gslb.select import Client
+    from gslb.select.classify import place
 
-    def info(country: str, continent: str, lat: float, lon: float, prefix: int) -> str:
+    def key(country: str, continent: str, lat: float, lon: float, prefix: int) -> object:
         loc = Location(country, continent, lat, lon, prefix, "")
-        key = client_info(Client(ip_address("192.0.2.1"), 24, loc, prefix), None).parts[GEO]
-        assert isinstance(key, str)
-        return key
+        return place(Client(ip_address("192.0.2.1"), 24, loc, prefix))
 
-    base = info("US", "NA", 37.0, -122.0, 16)
-    assert info("US", "NA", 37.0, -122.0, 20) == base  # the prefix is spliced in as the scope
-    assert (
-        len(
-            {
-                base,
-                info("CA", "NA", 37.0, -122.0, 16),
-                info("US", "SA", 37.0, -122.0, 16),
-                info("US", "NA", 38.0, -122.0, 16),
-                info("US", "NA", 37.0, -121.0, 16),
-            }
-        )
-        == 5
-    )
+    base = key("US", "NA", 37.0, -122.0, 16)
+    assert key("US", "NA", 37.0, -122.0, 20) == base
+    others = [
+        key("CA", "NA", 37.0, -122.0, 16),
+        key("US", "SA", 37.0, -122.0, 16),
+        key("US", "NA", 38.0, -122.0, 16),
+        key("US", "NA", 37.0, -121.0, 16),
+    ]
+    assert len({base, *others}) == 5
 
 
 def test_the_cache_size_comes_from_dns_cache_entries(tmp_path: Path) -> None:
@@ -526,7 +521,7 @@ def test_every_table_the_query_path_fills_stays_bounded(plan_dir: Path, geo: Geo
         query = dns.message.make_query(name, "A", use_edns=0, options=[subnet])
         reply = responder.handle_wire(query.to_wire(), f"127.0.{i % 256}.{i // 256 + 1}")
         assert reply is not None
-        assert len(cache.routes) <= 50
+        assert len(cache.questions) <= 50
         assert len(cache.queries) <= 50
         assert cache.size <= 50
         assert len(cache.clients) <= 40

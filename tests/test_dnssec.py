@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from gslb.config import load_config
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.dnssec.keys import generate_key, load_keys
 from gslb.dnssec.signer import VALIDITY, validity
 from gslb.dnssec.wire import ECDSAP256SHA256, ED25519, ds_rdata, key_tag, type_bitmap
 from gslb.errors import ConfigError
 from gslb.geo import GeoDatabase
 from gslb.plan import compile_plan
-from gslb.state import AdminState, State
+from gslb.state import AdminState, State, View
 from tests.conftest import DEMO_DB, write_config
 from tests.test_dns_fastpath import REGIONS, ZONE, FixedRandom, queries
 

@@ -75,9 +75,21 @@ class Steered:
     family: int  # of the addresses answered: 4 or 6
     entries: tuple[ServiceRegion, ...]  # the service's regions with endpoints of `family`
     ranking: tuple[Ranked, ...] | None  # None: drawn per decision (weighted policy)
+    order: tuple[str, ...]  # the ranking's region names: what answers are keyed by; ()
     hash_key: bytes  # the client network hashed selection keys on; b"" for other pickers
     scope: int  # the ECS scope of the answer
     has_ecs: bool  # the query had ECS (for the trace: "no ECS" rather than a scope)
+
+    @property
+    def reads_client(self) -> bool:
+        """Whether the answer depends on the client at all (its place or its network)."""
+        return reads_place(self.service) or reads_network(self.service)
+
+    @property
+    def random(self) -> bool:
+        """Whether `decide` draws the answer at random (same key, different answers)."""
+        service = self.service
+        return service.policy == "weighted" or service.select in ("weighted", "all")
 
 
 DecisionKey = Fixed | Steered
@@ -94,9 +106,10 @@ class RankingMemo:
 
     def __init__(self, max_entries: int = RANKING_MEMO_ENTRIES) -> None:
         self._plan: Plan | None = None
-        self._rankings: ClockCache[tuple[object, ...], tuple[Ranked, ...]] = ClockCache(
-            max_entries=max_entries
-        )
+        # Each ranking with its region names, the part of an answer's key it makes.
+        self._rankings: ClockCache[
+            tuple[object, ...], tuple[tuple[Ranked, ...], tuple[str, ...]]
+        ] = ClockCache(max_entries=max_entries)
         self._bare: dict[int, Ranked] = {}  # by id() of a region entry of the plan
 
     def __len__(self) -> int:
@@ -104,7 +117,8 @@ class RankingMemo:
 
     def ranking(
         self, plan: Plan, service: ServicePlan, entries: tuple[ServiceRegion, ...], client: Client
-    ) -> tuple[Ranked, ...]:
+    ) -> tuple[tuple[Ranked, ...], tuple[str, ...]]:
+        """The ranking of `entries` for `client`, and its region names in order."""
         if plan is not self._plan:
             self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
             self._rankings.clear()
@@ -113,12 +127,17 @@ class RankingMemo:
         found = self._rankings.get(key)
         if found is None:
             bare = self._bare
-            found = tuple(
+            ranking = tuple(
                 bare.get(id(r.entry)) or bare.setdefault(id(r.entry), Ranked(r.entry, ""))
                 for r in rank_entries(service, entries, client)
             )
+            found = (ranking, region_order(ranking))
             self._rankings.put(key, found)
         return found
+
+
+def region_order(ranking: tuple[Ranked, ...]) -> tuple[str, ...]:
+    return tuple(r.entry.region.name for r in ranking)
 
 
 def place(client: Client) -> tuple[object, ...]:
@@ -138,12 +157,22 @@ def rank_entries(
     return tuple(rank_geo(entries, client))
 
 
+def reads_place(service: ServicePlan) -> bool:
+    """Whether a service's answer depends on where the client is (its ranking)."""
+    return service.policy == "geo"
+
+
+def reads_network(service: ServicePlan) -> bool:
+    """Whether a service's answer depends on the client's network (rendezvous hashing)."""
+    return service.select == "hashed"
+
+
 def scope_of(service: ServicePlan, client: Client) -> int:
     """The ECS scope of a service's answer: as many bits as the decision read."""
     if client.source_prefix is None:
         return 0
-    depends = client.geo_prefix if service.policy == "geo" else 0
-    if service.select == "hashed":
+    depends = client.geo_prefix if reads_place(service) else 0
+    if reads_network(service):
         depends = max(depends, client.hash_network()[1])
     return min(client.source_prefix, depends)
 
@@ -181,7 +210,8 @@ def classify(
             return _fixed(zone, answer, (zone.negative_soa,), (), NXDOMAIN)
         if node.service is not None:
             service = node.service
-            trace("service", f"{name}: policy {service.policy}, select {service.select}")
+            if trace.enabled:  # a miss of the answer memo runs this: no text unless asked
+                trace("service", f"{name}: policy {service.policy}, select {service.select}")
             if qtype not in (TYPE_A, TYPE_AAAA, TYPE_ANY):
                 trace("type", "a service answers A and AAAA only: NODATA")
                 return _fixed(zone, answer, (zone.negative_soa,))
@@ -258,19 +288,24 @@ def _steered(
             detail += f" (without IPv{family} endpoints: {', '.join(without)})"
         trace("candidates", detail)
     ranking: tuple[Ranked, ...] | None = None
+    order: tuple[str, ...] = ()
     if service.policy != "weighted":
         if memo is None or trace.enabled:  # the memo keeps no reasons for the trace
             ranking = rank_entries(service, entries, client)
+            order = region_order(ranking)
         else:
-            ranking = memo.ranking(plan, service, entries, client)
-        trace_ranking(trace, service, ranking)
-    hash_key = client.hash_network()[0] if service.select == "hashed" else b""
+            ranking, order = memo.ranking(plan, service, entries, client)
+        if trace.enabled:
+            trace_ranking(trace, service, ranking)
+    hash_key = client.hash_network()[0] if reads_network(service) else b""
     scope = scope_of(service, client)
     has_ecs = client.source_prefix is not None
-    return Steered(zone, chain, service, family, entries, ranking, hash_key, scope, has_ecs)
+    return Steered(zone, chain, service, family, entries, ranking, order, hash_key, scope, has_ecs)
 
 
 def trace_ranking(trace: Trace, service: ServicePlan, ranking: tuple[Ranked, ...]) -> None:
+    if not trace.enabled:
+        return
     trace(
         "ranking",
         f"policy {service.policy}: "
