@@ -3,6 +3,7 @@ an answer that a health change, admin action or reload has made stale."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -218,6 +219,68 @@ def test_fast_and_full_paths_agree_byte_for_byte_while_the_cache_evicts(
     assert cache.hits > 500
     evicted = cache.static.evictions + cache.steered.evictions + cache.queries.evictions
     assert evicted > 500  # the tables really evicted, many times
+
+
+@st.composite
+def steered_queries(draw: st.DrawFn) -> bytes:
+    """A steered question from any IPv4 network (most of them new to the memo)."""
+    label = draw(st.sampled_from(["www", "hh", "fo", "wt", "wr", "docs"]))
+    address = draw(st.ip_addresses(v=4))
+    source = draw(st.integers(0, 32))
+    network = ipaddress.ip_network(f"{address}/{source}", strict=False).network_address
+    query = dns.message.make_query(
+        f"{label}.gslb.example.com.",
+        draw(st.sampled_from(["A", "AAAA"])),
+        use_edns=0,
+        options=[dns.edns.ECSOption(str(network), source)],
+        want_dnssec=draw(st.booleans()),
+    )
+    query.id = draw(st.integers(0, 0xFFFF))
+    return query.to_wire()
+
+
+def test_answers_shared_between_networks_keep_each_ones_bytes(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """Networks that rank the regions alike (or hash alike) share one memo entry; each gets
+    its own ECS echo and scope, byte for byte what the full path gives it."""
+    view = make_view(plan_dir)
+    fast = Responder(lambda: view, geo, rng=FixedRandom())
+    full = Responder(lambda: view, geo, rng=FixedRandom())
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(steered_queries())
+    def check(wire: bytes) -> None:
+        for _ in range(2):
+            assert fast.handle_wire(wire, "127.0.0.1") == full.answer_full(wire, "127.0.0.1")
+
+    check()
+    assert len(fast.cache.clients) > 100  # many networks ...
+    assert len(fast.cache.steered) + len(fast.cache.static) < len(fast.cache.clients)  # ... few
+
+
+def test_a_network_that_ranks_like_one_seen_costs_no_decision(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """8.8.8.0/24 and 8.8.4.0/24 are placed apart (8.8.4.0/26 is an operator network of us)
+    but rank the regions alike: the second one's first query is answered from the memo."""
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=FixedRandom())
+    cache = responder.cache
+
+    def wire(name: str, client: str) -> bytes:
+        options = [dns.edns.ECSOption(client, 24)]
+        return dns.message.make_query(name, "A", use_edns=0, options=options).to_wire()
+
+    responder.handle_wire(wire("www.gslb.example.com", "8.8.8.0"), "127.0.0.1")
+    fills, hits = cache.fills, cache.hits
+    for name in ("www.gslb.example.com", "WWW.gslb.example.COM"):
+        query = wire(name, "8.8.4.0")
+        assert responder.handle_wire(query, "127.0.0.1") == responder.answer_full(
+            query, "127.0.0.1"
+        )
+    assert len(cache.clients) == 2
+    assert (cache.fills, cache.hits) == (fills, hits + 2)
 
 
 def test_a_burst_of_new_names_does_not_throw_away_the_hot_answers(
