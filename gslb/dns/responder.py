@@ -389,8 +389,8 @@ class Responder:
             if linkable and not tcp:
                 known.epoch = cache.epoch
                 known.random = drawn
-                known.option = option
                 if drawn:
+                    known.option = option  # the reply is assembled per hit
                     known.entry = table.peek(memo_key)
                     if known.entry is None:  # not kept (no room): nothing to rotate through
                         known.epoch = -1
