@@ -99,13 +99,14 @@ DecisionKey = Fixed | Steered
 
 
 class RankingMemo:
-    """Region rankings by (service, family, place), for one plan at a time; bounded.
+    """Region rankings by (service, family, place), and zone walks by question, for one
+    plan at a time; bounded.
 
     Kept without their reasons (explain's text: a trace ranks afresh), as tuples of one
     shared `Ranked` per region, so an entry costs a tuple and its key.
     """
 
-    __slots__ = ("_bare", "_plan", "_rankings")
+    __slots__ = ("_bare", "_plan", "_rankings", "_walks")
 
     def __init__(self, max_entries: int = RANKING_MEMO_ENTRIES) -> None:
         self._plan: Plan | None = None
@@ -114,6 +115,11 @@ class RankingMemo:
             tuple[object, ...], tuple[tuple[Ranked, ...], tuple[str, ...]]
         ] = ClockCache(max_entries=max_entries)
         self._bare: dict[int, Ranked] = {}  # by id() of a region entry of the plan
+        # Zone walks by question: the same for every client, so a miss of the answer
+        # memo for a question asked before is a table read, not a walk.
+        self._walks: ClockCache[tuple[str, int], Fixed | Reached] = ClockCache(
+            max_entries=max_entries
+        )
 
     def __len__(self) -> int:
         return len(self._rankings)
@@ -123,9 +129,7 @@ class RankingMemo:
     ) -> tuple[tuple[Ranked, ...], tuple[str, ...]]:
         """The ranking of `entries` for `client`, and its region names in order."""
         if plan is not self._plan:
-            self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
-            self._rankings.clear()
-            self._bare.clear()
+            self._reset(plan)
         key = (service.name, len(entries), *place(client))
         found = self._rankings.get(key)
         if found is None:
@@ -137,6 +141,23 @@ class RankingMemo:
             found = (ranking, region_order(ranking))
             self._rankings.put(key, found)
         return found
+
+    def walk(self, plan: Plan, question: Question) -> Fixed | Reached:
+        """`walk(plan, question)`, made once per question and plan."""
+        if plan is not self._plan:
+            self._reset(plan)
+        key = (question.name, question.qtype)
+        found = self._walks.get(key)
+        if found is None:
+            found = walk(plan, question)
+            self._walks.put(key, found)
+        return found
+
+    def _reset(self, plan: Plan) -> None:
+        self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
+        self._rankings.clear()
+        self._walks.clear()
+        self._bare.clear()
 
 
 def region_order(ranking: tuple[Ranked, ...]) -> tuple[str, ...]:
@@ -180,6 +201,14 @@ def scope_of(service: ServicePlan, client: Client) -> int:
     return min(client.source_prefix, depends)
 
 
+class Reached(NamedTuple):
+    """Where a question's walk through its zone reaches a service."""
+
+    zone: ZonePlan
+    chain: tuple[RRSet, ...]  # the CNAMEs followed to the service
+    service: ServicePlan
+
+
 def classify(
     plan: Plan,
     question: Question,
@@ -188,6 +217,18 @@ def classify(
     trace: Trace = QUIET,
 ) -> DecisionKey:
     """What the answer to `question` depends on (see the module docstring)."""
+    if memo is None or trace.enabled:
+        walked = walk(plan, question, trace)
+    else:
+        walked = memo.walk(plan, question)
+    if isinstance(walked, Fixed):
+        return walked
+    return _steered(plan, walked, question.qtype, client, memo, trace)
+
+
+def walk(plan: Plan, question: Question, trace: Trace = QUIET) -> Fixed | Reached:
+    """The zone walk of `question`: the whole decision, or the service it reaches (which
+    no client changes: the same for every client, so memoized per question)."""
     qname, qtype = question.name, question.qtype
     zone = plan.find_zone(qname)
     if zone is None:
@@ -218,7 +259,7 @@ def classify(
             if qtype not in (TYPE_A, TYPE_AAAA, TYPE_ANY):
                 trace("type", "a service answers A and AAAA only: NODATA")
                 return _fixed(zone, answer, (zone.negative_soa,))
-            return _steered(plan, zone, tuple(answer), service, qtype, client, memo, trace)
+            return Reached(zone, tuple(answer), service)
         cname = node.rrsets.get(TYPE_CNAME)
         if cname is not None and qtype != TYPE_CNAME:
             answer.append(cname)
@@ -257,14 +298,13 @@ def _fixed(
 
 def _steered(
     plan: Plan,
-    zone: ZonePlan,
-    chain: tuple[RRSet, ...],
-    service: ServicePlan,
+    reached: Reached,
     qtype: int,
     client: Client,
     memo: RankingMemo | None,
     trace: Trace,
 ) -> DecisionKey:
+    zone, chain, service = reached
     if qtype == TYPE_ANY:
         family = 4 if service.has_v4 else 6
     else:
