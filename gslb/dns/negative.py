@@ -45,10 +45,29 @@ def shared_nxdomain(q: Parsed, question: Question, decision: Decision) -> object
     if not is_plain(q.key[:-3]):  # the key: the name, QTYPE (2 bytes), the EDNS byte
         return None
     name = question.name
-    if any(n == name or n.endswith("." + name) for n in _names_in(decision.authority)):
+    if any(n == name or n.endswith("." + name) for n in _body_names(decision.authority)):
         return None  # the body would point at the question itself
     first, parent = name.split(".", 1)
     return ("nxdomain", decision.zone, q.key[-3:], parent, len(first))
+
+
+# The names of each zone's negative SOA, made once (dnslib makes text of a name slowly, and
+# every miss for a name that does not exist asks): by id() of the RRset, which is kept with
+# them so that the id stays its own.
+_NAMES_OF: dict[int, tuple[RRSet, list[str]]] = {}
+KEPT = 1000  # zones' SOAs: more only after many reloads, then it starts again
+
+
+def _body_names(rrsets: tuple[RRSet, ...]) -> list[str]:
+    names: list[str] = []
+    for rrset in rrsets:
+        found = _NAMES_OF.get(id(rrset))
+        if found is None or found[0] is not rrset:
+            if len(_NAMES_OF) >= KEPT:
+                _NAMES_OF.clear()
+            found = _NAMES_OF[id(rrset)] = (rrset, _names_in((rrset,)))
+        names.extend(found[1])
+    return names
 
 
 def _names_in(rrsets: tuple[RRSet, ...]) -> list[str]:
