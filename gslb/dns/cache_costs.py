@@ -18,15 +18,16 @@ if TYPE_CHECKING:
 
 DEFAULT_CACHE_MEMORY: Final = 256_000_000  # bytes, `dns.cache_memory`
 
-# Overheads per entry, in bytes: `bench/dns/cache_costs.py` measured 292 (queries), 212
-# (questions), 262 (clients), 365 per answer entry and 71 per variant beyond its bytes (with
-# bodies shared between equal replies, so counting each variant's body is on the safe side).
+# Overheads per entry, in bytes: `bench/dns/cache_costs.py` measured 294 (queries), 246
+# (questions), 262 (clients), 365 per answer entry and 71 per variant beyond its bytes
+# (with bodies shared between equal replies, so counting each variant's body is on the
+# safe side).
 KNOWN: Final = 300  # a parsed query (Known + Parsed, their fields)
 ENTRY: Final = 370  # an answer entry (Entry, its list, its first Variant's object)
 VARIANT: Final = 80  # each variant's object besides its body and heads
 CLIENT: Final = 270  # a client entry (Client and its address; locations are shared)
 PEER: Final = 100  # the key of a client entry made from a peer address, not ECS bytes
-QUESTION: Final = 220  # a question (its key's object, the Question and its name's object)
+QUESTION: Final = 250  # a question (its key's object, the Question and its name's object)
 
 
 def variant(value: Variant) -> int:
