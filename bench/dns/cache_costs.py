@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from gslb.config import load_config  # noqa: E402
 from gslb.dns import cache_costs  # noqa: E402
-from gslb.dns.answers import AnswerCache, variant_of  # noqa: E402
+from gslb.dns.answers import AnswerCache, tallied_variant  # noqa: E402
 from gslb.dns.codec import decode_query, encode_parts  # noqa: E402
 from gslb.dns.fastparse import parse_query  # noqa: E402
 from gslb.dns.responder import Responder  # noqa: E402
@@ -105,7 +105,7 @@ def main() -> None:
         )
         p = parse_query(w)
         assert p is not None
-        replies.append((p.key, variant_of(parts, decision, 1)))
+        replies.append((p.key, tallied_variant(parts, decision, 1)))
     answers = AnswerCache(max_answers=n, max_clients=n, max_bytes=None)
     answers.sync(view.plan, view.state)
 

@@ -110,7 +110,8 @@ class Variant:
         return 12 + question + len(self.body) + (len(self.opt) + option if self.opt else 0)
 
 
-def variant_of(parts: ReplyParts, decision: Decision, qtype: int) -> Variant:
+def tallied_variant(parts: ReplyParts, decision: Decision, qtype: int) -> Variant:
+    """A reply's parts as a `Variant`, with the tally of its metric labels."""
     return Variant(parts, Tally(decision.zone, qtype, decision.rcode, decision.steering))
 
 

@@ -24,7 +24,7 @@ from gslb.dns.answers import (
     Tally,
     Variant,
     head_index,
-    variant_of,
+    tallied_variant,
     wire_labels,
 )
 from gslb.dns.codec import (
@@ -437,7 +437,7 @@ class Responder:
             (decision.answer, decision.authority, decision.additional),
             udp_cap=self.udp_cap,
         )
-        variant = variant_of(parts, decision, q.qtype)
+        variant = tallied_variant(parts, decision, q.qtype)
         self.cache.store(table, memo_key, variant)
         return variant
 
