@@ -43,12 +43,11 @@ from gslb.demo_stop import (
     terminated_raises,
 )
 from gslb.demo_text import CLIENTS, FAILOVER_CLIENT, Expected, instructions
-from gslb.dns.responder import View
 from gslb.explain import explain
 from gslb.geo import NoGeo, open_geo
 from gslb.model import Config
 from gslb.plan import compile_plan
-from gslb.state import AdminState, State
+from gslb.state import AdminState, State, View
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

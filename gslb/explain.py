@@ -13,13 +13,12 @@ from typing import Any
 from dnslib import QTYPE
 
 from gslb.dns.codec import rcode_name
-from gslb.dns.responder import View
 from gslb.geo import NoGeo, open_geo
 from gslb.netrules import NetworkRules
 from gslb.plan import compile_plan
 from gslb.select import Client, select
 from gslb.select.client import GeoLookup, locate
-from gslb.state import State
+from gslb.state import State, View
 
 
 def parse_qtype(text: str) -> int:

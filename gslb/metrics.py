@@ -25,10 +25,9 @@ from prometheus_client.registry import Collector
 from gslb.config.names import plain
 from gslb.dns.answers import Tally
 from gslb.dns.codec import qtype_label, qtype_label_name, rcode_name
-from gslb.dns.responder import View
 from gslb.histogram import Histogram
 from gslb.select import Steering
-from gslb.state import REGION_ADMIN_STATES, REGION_STATES, endpoint_key, region_state
+from gslb.state import REGION_ADMIN_STATES, REGION_STATES, View, endpoint_key, region_state
 
 QUERY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 # Tallies held before they are added up even without a scrape: a tally is held once per

@@ -86,6 +86,14 @@ class ServicePlan:
     regions: tuple[ServiceRegion, ...]  # the default order
     has_v4: bool
     has_v6: bool
+    # The regions with IPv4 and with IPv6 endpoints, in the default order (made once here,
+    # as every steered query needs one of them).
+    v4_regions: tuple[ServiceRegion, ...] = ()
+    v6_regions: tuple[ServiceRegion, ...] = ()
+
+    def regions_with(self, family: int) -> tuple[ServiceRegion, ...]:
+        """The regions that have endpoints of `family` (4 or 6)."""
+        return self.v4_regions if family == 4 else self.v6_regions
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +193,8 @@ def _service_plan(
         regions=tuple(parts),
         has_v4=any(p.v4 for p in parts),
         has_v6=any(p.v6 for p in parts),
+        v4_regions=tuple(p for p in parts if p.v4),
+        v6_regions=tuple(p for p in parts if p.v6),
     )
 
 

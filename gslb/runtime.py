@@ -30,7 +30,7 @@ from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.cookies import SECRET_SIZE, parse_secrets
 from gslb.dns.querylog import QueryLog, open_query_log
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.server_options import dns_handlers
@@ -48,7 +48,7 @@ from gslb.rates import RecentCounts
 from gslb.safety import SafetyRefused, dry_run, shortfalls
 from gslb.select.client import Client, GeoLookup
 from gslb.startup import startup_lines
-from gslb.state import AdminState, RegionAdmin, State, endpoint_key
+from gslb.state import AdminState, RegionAdmin, State, View, endpoint_key
 from gslb.status import build_status, services_failing_open
 
 log = logging.getLogger(__name__)
@@ -431,8 +431,7 @@ class Runtime:
         newest last), at most DRY_RUN_CLIENTS; none with --workers (the workers hold them)."""
         if self.pool is not None:
             return []
-        infos = list(self.responder.cache.clients.values())[-DRY_RUN_CLIENTS:]
-        return [info.client for info in infos]
+        return list(self.responder.cache.clients.values())[-DRY_RUN_CLIENTS:]
 
     async def _dry_run(self, after: State, broken: list[str], **what: Any) -> dict[str, Any]:
         view = self._view
@@ -593,7 +592,7 @@ class Runtime:
             self.dns_bound = await self.pool.start()
         else:
             handle, cached, limit = dns_handlers(
-                self.responder.answer_uncached,
+                self.responder.handle_wire,
                 self.responder.answer_cached,
                 rate_limit_filter(settings.rate_limit, self.stats),
                 udp_cap=settings.max_udp_size,

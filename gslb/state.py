@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gslb.model import frozen_map
+
+if TYPE_CHECKING:
+    from gslb.plan import Plan  # gslb.plan imports this module
 
 RegionAdmin = Literal["enabled", "disabled", "draining"]
 REGION_ADMIN_STATES: tuple[RegionAdmin, ...] = ("enabled", "disabled", "draining")
@@ -95,6 +98,15 @@ class State:
 
     def with_admin(self, admin: AdminState) -> State:
         return replace(self, version=self.version + 1, admin=admin)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The plan and state one query reads: taken once, never torn (the runtime swaps one
+    reference per change, so comparing snapshots by identity tells whether either changed)."""
+
+    plan: Plan
+    state: State
 
 
 REGION_STATES = ("up", "down", "disabled", "draining")

@@ -6,11 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gslb.config.names import plain
-from gslb.dns.responder import View
 from gslb.health import Health
 from gslb.metrics import DnsStats
 from gslb.rates import WindowCounts
-from gslb.state import State, endpoint_key, region_state
+from gslb.state import State, View, endpoint_key, region_state
 
 Recent = Sequence[WindowCounts[tuple[str, str]]]  # (service, region) -> answers, per window
 

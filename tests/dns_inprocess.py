@@ -18,7 +18,7 @@ def serving(responder: Responder) -> Iterator[int]:
     """Serve `responder` over UDP and TCP; yields the port."""
     loop = asyncio.new_event_loop()
     server = DnsServer(
-        responder.answer_uncached, [HostPort("127.0.0.1", 0)], cached=responder.answer_cached
+        responder.handle_wire, [HostPort("127.0.0.1", 0)], cached=responder.answer_cached
     )
     started = threading.Event()
     ports: list[int] = []

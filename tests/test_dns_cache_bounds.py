@@ -10,9 +10,9 @@ import dns.query
 
 from gslb.config import load_config
 from gslb.dns.answers import AnswerCache
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.plan import compile_plan
-from gslb.state import State
+from gslb.state import State, View
 from tests.conftest import write_config
 from tests.dns_inprocess import serving
 
@@ -29,7 +29,7 @@ BOUND = 40
 
 def table_sizes(cache: AnswerCache) -> dict[str, int]:
     return {
-        "routes": len(cache.routes),
+        "questions": len(cache.questions),
         "answers": len(cache.static) + len(cache.steered),
         "variants": cache.size,
         "queries": len(cache.queries),
@@ -56,7 +56,7 @@ def test_many_distinct_names_never_grow_a_table_past_its_bound(tmp_path: Path) -
             assert max(sizes.values()) <= BOUND, sizes
         # The tables were filled past their bound many times (the answer itself is one:
         # names that do not exist share their zone's).
-        tables = (cache.routes, cache.queries, cache.clients)
+        tables = (cache.questions, cache.queries, cache.clients)
         assert min(table.evictions for table in tables) > BOUND
 
 

@@ -3,6 +3,7 @@ an answer that a health change, admin action or reload has made stale."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -19,12 +20,12 @@ from hypothesis import strategies as st
 
 from gslb.config import load_config
 from gslb.dns.answers import AnswerCache
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.geo import GeoDatabase
 from gslb.metrics import DnsStats
 from gslb.plan import compile_plan
 from gslb.runtime import Runtime
-from gslb.state import State
+from gslb.state import State, View
 from tests.conftest import DEMO_DB, write_config
 
 ZONE = """
@@ -218,6 +219,68 @@ def test_fast_and_full_paths_agree_byte_for_byte_while_the_cache_evicts(
     assert cache.hits > 500
     evicted = cache.static.evictions + cache.steered.evictions + cache.queries.evictions
     assert evicted > 500  # the tables really evicted, many times
+
+
+@st.composite
+def steered_queries(draw: st.DrawFn) -> bytes:
+    """A steered question from any IPv4 network (most of them new to the memo)."""
+    label = draw(st.sampled_from(["www", "hh", "fo", "wt", "wr", "docs"]))
+    address = draw(st.ip_addresses(v=4))
+    source = draw(st.integers(0, 32))
+    network = ipaddress.ip_network(f"{address}/{source}", strict=False).network_address
+    query = dns.message.make_query(
+        f"{label}.gslb.example.com.",
+        draw(st.sampled_from(["A", "AAAA"])),
+        use_edns=0,
+        options=[dns.edns.ECSOption(str(network), source)],
+        want_dnssec=draw(st.booleans()),
+    )
+    query.id = draw(st.integers(0, 0xFFFF))
+    return query.to_wire()
+
+
+def test_answers_shared_between_networks_keep_each_ones_bytes(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """Networks that rank the regions alike (or hash alike) share one memo entry; each gets
+    its own ECS echo and scope, byte for byte what the full path gives it."""
+    view = make_view(plan_dir)
+    fast = Responder(lambda: view, geo, rng=FixedRandom())
+    full = Responder(lambda: view, geo, rng=FixedRandom())
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(steered_queries())
+    def check(wire: bytes) -> None:
+        for _ in range(2):
+            assert fast.handle_wire(wire, "127.0.0.1") == full.answer_full(wire, "127.0.0.1")
+
+    check()
+    assert len(fast.cache.clients) > 100  # many networks ...
+    assert len(fast.cache.steered) + len(fast.cache.static) < len(fast.cache.clients)  # ... few
+
+
+def test_a_network_that_ranks_like_one_seen_costs_no_decision(
+    plan_dir: Path, geo: GeoDatabase
+) -> None:
+    """8.8.8.0/24 and 8.8.4.0/24 are placed apart (8.8.4.0/26 is an operator network of us)
+    but rank the regions alike: the second one's first query is answered from the memo."""
+    view = make_view(plan_dir)
+    responder = Responder(lambda: view, geo, rng=FixedRandom())
+    cache = responder.cache
+
+    def wire(name: str, client: str) -> bytes:
+        options = [dns.edns.ECSOption(client, 24)]
+        return dns.message.make_query(name, "A", use_edns=0, options=options).to_wire()
+
+    responder.handle_wire(wire("www.gslb.example.com", "8.8.8.0"), "127.0.0.1")
+    fills, hits = cache.fills, cache.hits
+    for name in ("www.gslb.example.com", "WWW.gslb.example.COM"):
+        query = wire(name, "8.8.4.0")
+        assert responder.handle_wire(query, "127.0.0.1") == responder.answer_full(
+            query, "127.0.0.1"
+        )
+    assert len(cache.clients) == 2
+    assert (cache.fills, cache.hits) == (fills, hits + 2)
 
 
 def test_a_burst_of_new_names_does_not_throw_away_the_hot_answers(
@@ -451,33 +514,28 @@ def test_the_cache_stays_within_its_bounds(plan_dir: Path, geo: GeoDatabase) -> 
         assert len(cache.clients) <= 20
 
 
-def test_client_key_covers_everything_ranking_reads() -> None:
+def test_the_ranking_key_covers_everything_ranking_reads() -> None:
+    """Answers are keyed by the region order a ranking memoized per place gives: the place
+    must hold every field ranking reads, and not the prefix (spliced in as the scope)."""
     from ipaddress import ip_address
 
-    from gslb.dns.answers import GEO, client_info
     from gslb.geo import Location
     from gslb.select import Client
+    from gslb.select.classify import place
 
-    def info(country: str, continent: str, lat: float, lon: float, prefix: int) -> str:
+    def key(country: str, continent: str, lat: float, lon: float, prefix: int) -> object:
         loc = Location(country, continent, lat, lon, prefix, "")
-        key = client_info(Client(ip_address("192.0.2.1"), 24, loc, prefix), None).parts[GEO]
-        assert isinstance(key, str)
-        return key
+        return place(Client(ip_address("192.0.2.1"), 24, loc, prefix))
 
-    base = info("US", "NA", 37.0, -122.0, 16)
-    assert info("US", "NA", 37.0, -122.0, 20) == base  # the prefix is spliced in as the scope
-    assert (
-        len(
-            {
-                base,
-                info("CA", "NA", 37.0, -122.0, 16),
-                info("US", "SA", 37.0, -122.0, 16),
-                info("US", "NA", 38.0, -122.0, 16),
-                info("US", "NA", 37.0, -121.0, 16),
-            }
-        )
-        == 5
-    )
+    base = key("US", "NA", 37.0, -122.0, 16)
+    assert key("US", "NA", 37.0, -122.0, 20) == base
+    others = [
+        key("CA", "NA", 37.0, -122.0, 16),
+        key("US", "SA", 37.0, -122.0, 16),
+        key("US", "NA", 38.0, -122.0, 16),
+        key("US", "NA", 37.0, -121.0, 16),
+    ]
+    assert len({base, *others}) == 5
 
 
 def test_the_cache_size_comes_from_dns_cache_entries(tmp_path: Path) -> None:
@@ -526,7 +584,7 @@ def test_every_table_the_query_path_fills_stays_bounded(plan_dir: Path, geo: Geo
         query = dns.message.make_query(name, "A", use_edns=0, options=[subnet])
         reply = responder.handle_wire(query.to_wire(), f"127.0.{i % 256}.{i // 256 + 1}")
         assert reply is not None
-        assert len(cache.routes) <= 50
+        assert len(cache.questions) <= 50
         assert len(cache.queries) <= 50
         assert cache.size <= 50
         assert len(cache.clients) <= 40

@@ -14,11 +14,10 @@ import dns.message
 import pytest
 
 from gslb.config import load_config
-from gslb.dns.responder import View
 from gslb.dns.workers import WorkerPool, WorkerSpec, dumps, loads
 from gslb.model import HostPort
 from gslb.plan import compile_plan
-from gslb.state import State
+from gslb.state import State, View
 from tests.conftest import write_config
 
 ZONE = """

@@ -24,16 +24,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from gslb.config import load_config
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.dnssec.keys import generate_key, load_keys
 from gslb.dnssec.signer import VALIDITY, validity
 from gslb.dnssec.wire import ECDSAP256SHA256, ED25519, ds_rdata, key_tag, type_bitmap
 from gslb.errors import ConfigError
 from gslb.geo import GeoDatabase
 from gslb.plan import compile_plan
-from gslb.state import AdminState, State
+from gslb.state import AdminState, State, View
 from tests.conftest import DEMO_DB, write_config
-from tests.test_dns_fastpath import REGIONS, ZONE, FixedRandom, queries
+from tests.test_dns_fastpath import REGIONS, ZONE, FixedRandom, queries, steered_queries
 
 ORIGIN = dns.name.from_text("gslb.example.com.")
 NOW = 1_800_000_000.0  # a fixed wall clock: signatures are made at this time
@@ -337,6 +337,14 @@ def test_cached_signed_answers_equal_the_full_paths(signed_dir: Path, geo: GeoDa
 
     check()
     assert fast.cache.hits > 100
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(steered_queries())
+    def check_networks(wire: bytes) -> None:  # signed answers shared between networks
+        for _ in range(2):
+            assert fast.handle_wire(wire, "127.0.0.1") == full.answer_full(wire, "127.0.0.1")
+
+    check_networks()
 
 
 def test_the_runtime_re_signs_every_hour(signed_dir: Path) -> None:

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from gslb.config import load_config
-from gslb.dns.responder import View
 from gslb.explain import explain, format_text
 from gslb.geo import GeoDatabase
 from gslb.plan import compile_plan
-from gslb.state import AdminState, State, endpoint_key
+from gslb.state import AdminState, State, View, endpoint_key
 from tests.conftest import DEMO_DB, ROOT, copy_sample, write_config
 
 EU_WEST = {"198.51.100.10", "198.51.100.11", "2001:db8:e::10"}

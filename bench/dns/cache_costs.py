@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from gslb.config import load_config  # noqa: E402
 from gslb.dns import cache_costs  # noqa: E402
-from gslb.dns.answers import STATIC_ROUTE, AnswerCache, variant_of  # noqa: E402
-from gslb.dns.codec import decode_query  # noqa: E402
+from gslb.dns.answers import AnswerCache, tallied_variant  # noqa: E402
+from gslb.dns.codec import decode_query, encode_parts  # noqa: E402
 from gslb.dns.fastparse import parse_query  # noqa: E402
-from gslb.dns.responder import Responder, View  # noqa: E402
+from gslb.dns.responder import Responder  # noqa: E402
 from gslb.geo import GeoDatabase  # noqa: E402
 from gslb.plan import compile_plan  # noqa: E402
-from gslb.state import State  # noqa: E402
+from gslb.state import State, View  # noqa: E402
 
 
 def wire(name: str, address: str | None = None) -> bytes:
@@ -77,12 +77,12 @@ def main() -> None:
 
     parsed = [parse_query(w) for w in names]
 
-    def routes() -> None:
+    def questions() -> None:
         for p in parsed:
             assert p is not None
-            cache.add_route(p.key, STATIC_ROUTE)
+            cache.question(p)
 
-    rows.append(("routes", allocated(routes), cache.routes))
+    rows.append(("questions", allocated(questions), cache.questions))
 
     responder.cache.sync(view.plan, view.state)
     clients = responder.cache
@@ -91,27 +91,28 @@ def main() -> None:
     def client_entries() -> None:
         for p in options:
             assert p is not None and p.ecs is not None
-            responder._client(p.ecs, p.ecs, "192.0.2.1")
+            responder._client(p, "192.0.2.1", view)
 
     rows.append(("clients", allocated(client_entries), clients.clients))
 
     replies = []
     for w in names[: min(n, 2000)]:
-        full = responder.answer_full(w, "192.0.2.1")
-        assert full is not None
-        decision = responder.decide(decode_query(w), "192.0.2.1", view)
+        query = decode_query(w)
+        decision = responder.decide(query, "192.0.2.1", view)
+        sections = (decision.answer, decision.authority, decision.additional)
+        parts = encode_parts(
+            query, decision.rcode, decision.authoritative, sections, udp_cap=responder.udp_cap
+        )
         p = parse_query(w)
         assert p is not None
-        found = variant_of(full, p.qend, True, None, decision, 1)
-        assert found is not None
-        replies.append((p.key, found))
+        replies.append((p.key, tallied_variant(parts, decision, 1)))
     answers = AnswerCache(max_answers=n, max_clients=n, max_bytes=None)
     answers.sync(view.plan, view.state)
 
     def entries() -> None:
         for i in range(n):
             key, found = replies[i % len(replies)]
-            answers.store(STATIC_ROUTE, (key, i), found)
+            answers.store(answers.static, (key, i), found)
 
     rows.append(("answers", allocated(entries), answers.static))
     many = AnswerCache(max_answers=n, max_clients=n, max_bytes=None, variants=16)
@@ -120,7 +121,7 @@ def main() -> None:
     def variants() -> None:
         for i in range(n):
             key, found = replies[(i // 16) % len(replies)]
-            many.store(STATIC_ROUTE, (key, i // 16), found)
+            many.store(many.static, (key, i // 16), found)
 
     rows.append(("answers of 16 variants", allocated(variants), many.static))
 

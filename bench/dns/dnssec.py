@@ -37,12 +37,12 @@ from run import cpu_seconds, dnsperf, geolite2_path, lost_share, stat  # noqa: E
 
 from gslb.config import load_config  # noqa: E402
 from gslb.dns.codec import Query, decode_query  # noqa: E402
-from gslb.dns.responder import Responder, View  # noqa: E402
+from gslb.dns.responder import Responder  # noqa: E402
 from gslb.dnssec.signer import ZoneSigner  # noqa: E402
 from gslb.geo import GeoDatabase  # noqa: E402
 from gslb.plan import ZonePlan, compile_plan  # noqa: E402
 from gslb.select import Decision  # noqa: E402
-from gslb.state import State  # noqa: E402
+from gslb.state import State, View  # noqa: E402
 
 DEMO_DB = ROOT / "geodata" / "demo-city.mmdb"  # as the sample gslb.yaml names it
 

@@ -37,11 +37,11 @@ from queries import client_networks, queries, zipf_queries  # noqa: E402
 
 from gslb.config import load_config  # noqa: E402
 from gslb.dns.answers import AnswerCache  # noqa: E402
-from gslb.dns.responder import Responder, View  # noqa: E402
+from gslb.dns.responder import Responder  # noqa: E402
 from gslb.geo import GeoDatabase  # noqa: E402
 from gslb.metrics import DnsStats  # noqa: E402
 from gslb.plan import compile_plan  # noqa: E402
-from gslb.state import State  # noqa: E402
+from gslb.state import State, View  # noqa: E402
 
 
 def geolite2_path() -> str:

@@ -233,10 +233,10 @@ def scopes(reply: dns.message.Message) -> list[int]:
 def check_answers(sample: list[dns.message.Message], db: str, workdir: Path) -> None:
     """gslb against its own full path; the others against gslb. Prints what it found."""
     from gslb.config import load_config
-    from gslb.dns.responder import Responder, View
+    from gslb.dns.responder import Responder
     from gslb.geo import GeoDatabase
     from gslb.plan import compile_plan
-    from gslb.state import State
+    from gslb.state import State, View
 
     made = {
         "gslb": servers.gslb(workdir / "gslb", db, PORTS["gslb"], sys.executable, True),

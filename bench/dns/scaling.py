@@ -32,11 +32,10 @@ from run import cpu_seconds, geolite2_path, stat  # noqa: E402
 
 from gslb.config import load_config  # noqa: E402
 from gslb.dns import loop  # noqa: E402
-from gslb.dns.responder import View  # noqa: E402
 from gslb.dns.workers import WorkerPool, WorkerSpec  # noqa: E402
 from gslb.model import HostPort  # noqa: E402
 from gslb.plan import compile_plan  # noqa: E402
-from gslb.state import State  # noqa: E402
+from gslb.state import State, View  # noqa: E402
 
 
 async def measure(

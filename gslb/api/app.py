@@ -20,10 +20,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gslb.auth import bearer_ok
 from gslb.cluster.store import ClusterUnavailable
-from gslb.dns.responder import View
 from gslb.explain import explain
 from gslb.safety import SafetyRefused
 from gslb.select.client import GeoLookup
+from gslb.state import View
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -18,16 +18,16 @@ if TYPE_CHECKING:
 
 DEFAULT_CACHE_MEMORY: Final = 256_000_000  # bytes, `dns.cache_memory`
 
-# Overheads per entry, in bytes: `bench/dns/cache_costs.py` measured 294 (queries), 57
-# (routes), 688 (clients), 365 per answer entry and 71 per variant beyond its bytes (with
-# bodies shared between equal replies, so counting each variant's body is on the safe side).
+# Overheads per entry, in bytes: `bench/dns/cache_costs.py` measured 294 (queries), 246
+# (questions), 262 (clients), 365 per answer entry and 71 per variant beyond its bytes
+# (with bodies shared between equal replies, so counting each variant's body is on the
+# safe side).
 KNOWN: Final = 300  # a parsed query (Known + Parsed, their fields)
 ENTRY: Final = 370  # an answer entry (Entry, its list, its first Variant's object)
 VARIANT: Final = 80  # each variant's object besides its body and heads
-CLIENT: Final = 700  # a client entry (ClientInfo, Client, its parts and tails)
+CLIENT: Final = 270  # a client entry (Client and its address; locations are shared)
 PEER: Final = 100  # the key of a client entry made from a peer address, not ECS bytes
-ROUTE: Final = 60  # a route (its key's object and the table's slots; Route values shared)
-RANKING: Final = 300  # a ranking (key tuple, location key, tuple of names): estimated
+QUESTION: Final = 250  # a question (its key's object, the Question and its name's object)
 
 
 def variant(value: Variant) -> int:
@@ -42,20 +42,18 @@ class Shares:
     queries: int | None
     answers: int | None
     clients: int | None
-    routes: int | None
-    rankings: int | None
+    questions: int | None
 
 
 def shares(total: int | None) -> Shares:
     """`dns.cache_memory` split by what the tables hold under a resolver's traffic: parsed
     queries are the most numerous (one per question and client network), then answers
-    and client networks; routes and rankings are small."""
+    and client networks; questions are small."""
     if total is None:
-        return Shares(None, None, None, None, None)
+        return Shares(None, None, None, None)
     return Shares(
-        queries=total * 40 // 100,
+        queries=total * 45 // 100,
         answers=total * 30 // 100,
         clients=total * 20 // 100,
-        routes=total * 5 // 100,
-        rankings=total * 5 // 100,
+        questions=total * 5 // 100,
     )

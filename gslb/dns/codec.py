@@ -258,8 +258,11 @@ def max_reply_size(query: Query | None, cap: int, tcp: bool) -> int:
     return max(MIN_UDP, min(query.edns.udp_size, cap))
 
 
+ECHOED_FLAGS = (0xF << 11) | FLAG_RD | FLAG_CD  # opcode, RD and CD: a reply repeats them
+
+
 def _reply_flags(query_flags: int, rcode: int, aa: bool) -> int:
-    flags = FLAG_QR | (query_flags & (0xF << 11)) | (query_flags & (FLAG_RD | FLAG_CD))
+    flags = FLAG_QR | (query_flags & ECHOED_FLAGS)
     if aa:
         flags |= FLAG_AA
     return flags | (rcode & 0xF)
@@ -297,6 +300,87 @@ def _pack_rrsets(buffer: DNSBuffer, rrsets: tuple[RRSet, ...], query: Query) -> 
     return count
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyParts:
+    """A reply as parts, so one encoding serves every query that shares its answer.
+
+    What each query brings is left out and put back by `assemble`: the ID, the RD and CD
+    bits, the question as the query spelled it, and the ECS echo (the query's own subnet
+    with the answer's scope). The body is the same for every spelling of the question
+    (see `encode_parts`).
+    """
+
+    flags: int  # QR, AA, rcode: without the query's RD and CD
+    counts: bytes  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT (with the OPT record)
+    body: bytes  # the records after the question, up to the OPT record
+    opt: bytes  # the OPT record up to its RDLENGTH; b"" without EDNS
+
+    def size(self, question: int, ecs: int) -> int:
+        """The reply's length for a question of `question` bytes and an ECS echo of `ecs`."""
+        return (
+            HEADER.size + question + len(self.body) + (len(self.opt) + 2 + ecs if self.opt else 0)
+        )
+
+
+def encode_parts(
+    query: Query,
+    rcode: int,
+    aa: bool,
+    sections: tuple[tuple[RRSet, ...], tuple[RRSet, ...], tuple[RRSet, ...]],
+    *,
+    udp_cap: int,
+) -> ReplyParts:
+    """The parts of a reply (`ReplyParts`), never truncated: `assemble` truncates."""
+    buffer = DNSBuffer()
+    buffer.pack("!HHHHHH", 0, 0, 1, 0, 0, 0)
+    # The question's name and its suffixes are compression targets (as in Knot and NSD),
+    # entered in lower case: which names point into it, and where, depends only on the
+    # name in lower case, never on how the query spelled it, so the bytes after the
+    # question are the same for every 0x20 spelling, and one body serves them all.
+    buffer.encode_name_nocompress(query.qname)
+    labels = [label.lower() for label in query.qname.label]
+    at = HEADER.size
+    for i, label in enumerate(labels):
+        buffer.names[tuple(labels[i:])] = at
+        at += len(label) + 1
+    buffer.pack("!HH", query.qtype, query.qclass)
+    question_end = len(buffer.data)
+    counts = [_pack_rrsets(buffer, section, query) for section in sections]
+    opt = b""
+    if query.edns is not None:
+        opt_buffer = DNSBuffer()
+        _opt(query, rcode, udp_cap, None).pack(opt_buffer)
+        opt = bytes(opt_buffer.data)[:-2]  # up to RDLENGTH, which the ECS echo decides
+        counts[2] += 1
+    return ReplyParts(
+        _reply_flags(0, rcode, aa),
+        struct.pack("!HHHH", 1, *counts),
+        bytes(buffer.data[question_end:]),
+        opt,
+    )
+
+
+def assemble(
+    parts: ReplyParts, qid: bytes, query_flags: int, question: bytes, ecs: bytes, max_size: int
+) -> bytes:
+    """The reply from its parts and what the query brings: its ID (2 bytes), its flags, its
+    question as sent and the ECS option data to echo (b"": none). A reply that does not fit
+    `max_size` is the question alone (and the OPT record) with TC."""
+    flags = parts.flags | (query_flags & ECHOED_FLAGS)
+    opt = parts.opt + ecs_option(ecs) if parts.opt else b""
+    if parts.size(len(question), len(ecs) + 4 if ecs else 0) <= max_size:
+        return b"".join((qid, flags.to_bytes(2, "big"), parts.counts, question, parts.body, opt))
+    counts = struct.pack("!HHHH", 1, 0, 0, 1 if opt else 0)
+    return b"".join((qid, (flags | FLAG_TC).to_bytes(2, "big"), counts, question, opt))
+
+
+def ecs_option(ecs: bytes) -> bytes:
+    """An OPT record's RDLENGTH and options for an ECS echo of `ecs` (b"": no options)."""
+    if not ecs:
+        return b"\x00\x00"
+    return struct.pack("!HHH", len(ecs) + 4, OPTION_CODE, len(ecs)) + ecs
+
+
 def encode_reply(
     query: Query,
     rcode: int,
@@ -308,42 +392,16 @@ def encode_reply(
     ecs_scope: int | None = None,
 ) -> bytes:
     """Encode a reply; if it does not fit `max_size`, send the question alone with TC."""
-    ecs_data = None
+    ecs = b""
     if query.edns is not None and query.edns.ecs is not None and ecs_scope is not None:
-        ecs_data = query.edns.ecs.reply_option(ecs_scope)
-    buffer = DNSBuffer()
-    buffer.pack("!HHHHHH", query.id, 0, 1, 0, 0, 0)  # counts patched below
-    # The question's name and its suffixes are compression targets (as in Knot and NSD),
-    # entered in lower case: which names point into it, and where, depends only on the
-    # name in lower case, never on how the query spelled it, so the bytes after the
-    # question are the same for every 0x20 spelling. The fast path (gslb/dns/answers.py)
-    # relies on that to share one cached reply between spellings of a name.
-    buffer.encode_name_nocompress(query.qname)
-    labels = [label.lower() for label in query.qname.label]
-    at = HEADER.size
-    for i, label in enumerate(labels):
-        buffer.names[tuple(labels[i:])] = at
-        at += len(label) + 1
-    buffer.pack("!HH", query.qtype, query.qclass)
-    question_end = len(buffer.data)
-    counts = [_pack_rrsets(buffer, section, query) for section in sections]
-    opt_count = 0
-    if query.edns is not None:
-        _opt(query, rcode, udp_cap, ecs_data).pack(buffer)
-        opt_count = 1
-    wire = bytes(buffer.data)
-    flags = _reply_flags(query.flags, rcode, aa)
-    if len(wire) > max_size:
-        flags |= FLAG_TC
-        counts = [0, 0, 0]
-        tail = b""
-        if query.edns is not None:
-            opt_buffer = DNSBuffer()
-            _opt(query, rcode, udp_cap, ecs_data).pack(opt_buffer)
-            tail = bytes(opt_buffer.data)
-        wire = wire[:question_end] + tail
-    header = HEADER.pack(query.id, flags, 1, counts[0], counts[1], counts[2] + opt_count)
-    return header + wire[HEADER.size :]
+        ecs = query.edns.ecs.reply_option(ecs_scope)
+    parts = encode_parts(query, rcode, aa, sections, udp_cap=udp_cap)
+    question = DNSBuffer()
+    question.encode_name_nocompress(query.qname)
+    question.pack("!HH", query.qtype, query.qclass)
+    return assemble(
+        parts, query.id.to_bytes(2, "big"), query.flags, bytes(question.data), ecs, max_size
+    )
 
 
 def encode_error(exc: WireError, wire: bytes, udp_cap: int) -> bytes | None:

@@ -2,65 +2,72 @@
 not exist.
 
 Resolvers ask for names that do not exist all the time, most of them once (typos,
-random-label probes, a flood of them in an attack). Cached per name, each one costs a
-full-path answer and a cache entry that is never asked for again. But the reply's body
+random-label probes, a flood of them in an attack). Cached per name, each one costs an
+encoded answer and a cache entry that is never asked for again. But the reply's body
 (the zone's SOA in the authority section) hardly depends on the name: what `classify()`
-tells without a client (NXDOMAIN is `Fixed`: the zone), QTYPE (a metrics label), the
-EDNS byte of the key, and where the body's compression pointers into the question land.
-Those point at suffixes of the name, which sit where the length of its first label puts
-them under its parent: so (zone, QTYPE, EDNS, parent, length of the first label) keys an
-answer that all such names share, unless the question itself is (a suffix of) a name
-in the body, which then points at it whole.
+decided (NXDOMAIN is `Fixed`: the zone), QTYPE (a metrics label), the EDNS byte of the
+key, and where the body's compression pointers into the question land. Those point at
+suffixes of the name, which sit where the length of its first label puts them under its
+parent: so (zone, QTYPE, EDNS, parent, length of the first label) keys an answer that all
+such names share, unless the question itself is (a suffix of) a name in the body, which
+then points at it whole.
 Not with DO set: a signed denial names the question, so DO=1 answers stay per name.
-Only plain names (letters, digits, hyphen, underscore) are classified here: their text
-form cannot differ from the full path's, and anything else keeps its own entry.
+Only plain names (letters, digits, hyphen, underscore) share: their text form cannot
+differ from the wire's, and anything else keeps its own entry.
 """
 
 from __future__ import annotations
 
-from gslb.dns.answers import NONE, Route
 from gslb.dns.fastparse import EDNS_DO, Parsed
-from gslb.plan import Plan, RRSet
-from gslb.select import NXDOMAIN, UNKNOWN_CLIENT, Fixed, Question, classify
+from gslb.plan import RRSet
+from gslb.select import NXDOMAIN, Decision, Question
 
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def text_name(wire_name: bytes) -> str | None:
-    """`a.b.` from the lower-case wire form of a name; None unless every label is plain."""
-    labels = []
+def is_plain(wire_name: bytes) -> bool:
+    """Whether every label of a lower-case wire name is plain."""
     pos = 0
     length = wire_name[0]
     while length:
-        label = wire_name[pos + 1 : pos + 1 + length]
-        if not _PLAIN.issuperset(label):
-            return None
-        labels.append(label.decode("ascii"))
+        if not _PLAIN.issuperset(wire_name[pos + 1 : pos + 1 + length]):
+            return False
         pos += length + 1
         length = wire_name[pos]
-    return ".".join(labels) + "." if labels else "."
+    return True
 
 
-def nxdomain_route(plan: Plan, q: Parsed) -> Route | None:
-    """The route of a name that does not exist in one of our zones, whose answers are
-    shared by all such names (see the module docstring); None for any other name."""
-    if q.edns == EDNS_DO:
+def shared_nxdomain(q: Parsed, question: Question, decision: Decision) -> object:
+    """The key of the answer all names like this one share when `decision` (a `Fixed` one)
+    is such an NXDOMAIN (see the module docstring); None for any other."""
+    if decision.rcode != NXDOMAIN or decision.answer or q.edns == EDNS_DO:
+        return None  # after a CNAME the chain is per name; DO: the denial names it
+    if not is_plain(q.key[:-3]):  # the key: the name, QTYPE (2 bytes), the EDNS byte
         return None
-    name = text_name(q.key[:-3])  # the key: the name, QTYPE (2 bytes), the EDNS byte
-    if name is None:
-        return None
-    key = classify(plan, Question(name, q.qtype), UNKNOWN_CLIENT)
-    if not isinstance(key, Fixed):
-        return None
-    decision = key.decision
-    if decision.rcode != NXDOMAIN or decision.answer:  # after a CNAME: the chain is per name
-        return None
-    if any(n == name or n.endswith("." + name) for n in _names_in(decision.authority)):
+    name = question.name
+    if any(n == name or n.endswith("." + name) for n in _body_names(decision.authority)):
         return None  # the body would point at the question itself
     first, parent = name.split(".", 1)
-    return Route(
-        False, NONE, False, shared=("nxdomain", decision.zone, q.key[-3:], parent, len(first))
-    )
+    return ("nxdomain", decision.zone, q.key[-3:], parent, len(first))
+
+
+# The names of each zone's negative SOA, made once (dnslib makes text of a name slowly, and
+# every miss for a name that does not exist asks): by id() of the RRset, which is kept with
+# them so that the id stays its own.
+_NAMES_OF: dict[int, tuple[RRSet, list[str]]] = {}
+KEPT = 1000  # zones' SOAs: more only after many reloads, then it starts again
+
+
+def _body_names(rrsets: tuple[RRSet, ...]) -> list[str]:
+    names: list[str] = []
+    for rrset in rrsets:
+        found = _NAMES_OF.get(id(rrset))
+        if found is None or found[0] is not rrset:
+            if len(_NAMES_OF) >= KEPT:
+                _NAMES_OF.clear()
+            found = _NAMES_OF[id(rrset)] = (rrset, _names_in((rrset,)))
+        names.extend(found[1])
+    return names
 
 
 def _names_in(rrsets: tuple[RRSet, ...]) -> list[str]:

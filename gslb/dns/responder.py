@@ -13,22 +13,19 @@ import random
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from dnslib import TXT
+from dnslib import TXT, DNSLabel
 
 from gslb.dns.answers import (
     AnswerCache,
-    ClientInfo,
     Entry,
     Known,
-    Route,
     Tally,
-    client_info,
+    Variant,
     head_index,
-    route_of,
-    variant_of,
+    tallied_variant,
+    wire_labels,
 )
 from gslb.dns.codec import (
     CLASS_ANY,
@@ -37,17 +34,21 @@ from gslb.dns.codec import (
     MIN_UDP,
     NOTAUTH,
     Drop,
+    Edns,
     Query,
     WireError,
     decode_query,
+    ecs_option,
     encode_error,
+    encode_parts,
     encode_reply,
     max_reply_size,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
-from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, NO_EDNS, Parsed, parse_query
-from gslb.dns.negative import nxdomain_route
+from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, EDNS_DO, NO_EDNS, Parsed, parse_query
+from gslb.dns.negative import shared_nxdomain
 from gslb.dnssec.wire import TYPE_NXNAME
+from gslb.evicting import ClockCache
 from gslb.histogram import Histogram
 from gslb.netrules import NetworkRules
 from gslb.plan import Plan, RRSet
@@ -55,23 +56,28 @@ from gslb.ratelog import RateLog
 from gslb.select import (
     FORMERR,
     NOTIMP,
-    NXDOMAIN,
     REFUSED,
     SERVFAIL,
     Client,
     Decision,
-    RankingMemo,
+    DecisionKey,
+    Fixed,
+    Question,
     Steering,
+    classify,
+    decide,
     select,
 )
 from gslb.select.client import GeoLookup, locate
-from gslb.state import State
+from gslb.state import View
 
 log = logging.getLogger(__name__)
 
 ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
 QTYPE_TXT, QTYPE_ANY = 16, 255
-NO_OPTIONS = b"\x00\x00"  # an OPT record's RDLENGTH without options
+FLAG_TC = 0x0200
+TRUNCATED = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # the counts of a reply cut to its question
+TRUNCATED_WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # ... and its OPT record
 
 
 class QueryObserver(Protocol):
@@ -105,14 +111,6 @@ class Unobserved:
 
     def watch(self, tally: Tally) -> None:
         pass  # tally.n is never reset, so this is called once per tally
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """The plan and state one query reads: taken once, never torn."""
-
-    plan: Plan
-    state: State
 
 
 def client_for(
@@ -152,14 +150,16 @@ def identity_answers(identity: str | None) -> dict[str, Decision]:
 
 
 class Responder:
-    """Answers queries: common ones from the answer cache (fast path), the rest by dnslib.
+    """Answers queries: the common ones by the answer memo (gslb/dns/answers.py), the rest
+    by dnslib.
 
-    The fast path (gslb/dns/fastparse.py, gslb/dns/answers.py) answers UDP queries it can
-    parse by hand from cached reply bytes; every cached reply was made by the full path
-    for a query of the same key, so both paths give the same bytes. Misses, TCP and
-    anything unusual take the full path: decode with dnslib, `select()`, encode.
-    `answer_cached` is the part of the fast path that needs no peer address (queries
-    seen before); the UDP server tries it first.
+    Plain queries (gslb/dns/fastparse.py) are classified (`gslb.select.classify`) and
+    their reply's parts looked up by the decision key; only a key never seen is decided
+    and encoded (`codec.encode_parts`), and the reply is assembled from the parts and what
+    the query brings (`codec.assemble` does the same for the full path, so both give the
+    same bytes). Anything else takes the full path: decode with dnslib, `select()`, encode.
+    `answer_cached` is the part that needs no peer address (queries seen before, linked to
+    their reply); the UDP server tries it first, and `handle_wire` begins with it.
     """
 
     def __init__(
@@ -188,7 +188,6 @@ class Responder:
         self._log = RateLog(log)  # any client can make the query path log: one line per kind
         self._identity = identity_answers(identity)
         self._wall_clock = wall_clock
-        self._rankings = RankingMemo(self.cache.max_clients)  # geo rankings per place
 
     def decide(
         self, query: Query, peer: str, view: View | None = None, tcp: bool = False
@@ -218,26 +217,38 @@ class Responder:
                 return Decision(FORMERR, False)
         client = client_for(query, peer, self._geo, view.plan.networks)
         decision = select(
-            view.plan, view.state, query.name, query.qtype, client, self._rng, memo=self._rankings
+            view.plan,
+            view.state,
+            query.name,
+            query.qtype,
+            client,
+            self._rng,
+            memo=self.cache.rankings,
         )
-        if query.edns is not None and query.edns.do and decision.zone is not None:
-            zone = view.plan.zones[decision.zone]
-            if zone.signer is not None:
-                return zone.signer.secure(decision, zone, query.name, self._wall_clock())
+        if query.edns is not None and query.edns.do:
+            return self._signed(decision, query.name, view.plan)
         return decision
 
+    def _signed(self, decision: Decision, name: str, plan: Plan) -> Decision:
+        """`decision` as a DO=1 query gets it: signed when its zone is."""
+        if decision.zone is None:
+            return decision
+        zone = plan.zones[decision.zone]
+        if zone.signer is None:
+            return decision
+        return zone.signer.secure(decision, zone, name, self._wall_clock())
+
     def handle_wire(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
-        """The reply to one query (None: send nothing)."""
+        """The reply to one query (None: send nothing); UDP, TCP and the tests all call it.
+
+        A UDP server may call `answer_cached` first and this only when that returns None,
+        so that it makes the peer's address only for those."""
         if not tcp:
             reply = self.answer_cached(wire)
             if reply is not None:
                 return reply
-        return self.answer_uncached(wire, peer, tcp)
-
-    def answer_uncached(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
-        """`handle_wire` for a query `answer_cached` did not answer (or any TCP query)."""
         # QR clear, opcode QUERY, one question, no answer or authority records: a query the
-        # fast path may answer (fastparse.is_plain_query, inlined as this runs per query).
+        # memo may answer (fastparse.is_plain_query, inlined as this runs per query).
         # TCP takes it too: its replies are the UDP ones, never truncated.
         if len(wire) < 17 or wire[2] & 0xF8 or wire[4:10] != COUNTS_OF_ONE_QUESTION:
             return self._full(wire, peer, tcp, self._view(), self._clock())[0]
@@ -253,14 +264,17 @@ class Responder:
         if view.plan is not self.cache.plan or view.state is not self.cache.state:
             self.cache.sync(view.plan, view.state)
         try:
-            return self._fast(wire, known, peer, view, started, tcp)
+            reply = self._answer(wire, known, peer, view, started, tcp)
         except Exception:
-            self._log.exception("fast", "fast path failed; answering by the full path")
+            self._log.exception("memo", "answer memo failed; answering by the full path")
+            reply = None
+        if reply is None:
             return self._full(wire, peer, tcp, view, started)[0]
+        return reply
 
     def answer_cached(self, wire: bytes) -> bytes | None:
         """The common case alone: the reply to a UDP query seen before whose answer is linked
-        (gslb/dns/answers.py, `Known`), else None, and then `answer_uncached` answers.
+        (gslb/dns/answers.py, `Known`), else None, and then `handle_wire` answers.
 
         Needs no peer address (a linked answer does not depend on it), so the UDP server
         can skip making one for most queries. Only plain queries are ever memoized, so a
@@ -278,8 +292,8 @@ class Responder:
             if known.epoch != cache.epoch:
                 return None
             if known.random:
-                # Take the variants in turn; some hits are a fresh draw by the full path
-                # instead (see gslb/dns/answers.py), which `answer_uncached` makes.
+                # Take the variants in turn; some hits are a fresh draw instead (see
+                # gslb/dns/answers.py), which `handle_wire` makes.
                 entry = known.entry
                 assert entry is not None
                 hits = entry.hits + 1
@@ -295,16 +309,14 @@ class Responder:
                         variant.heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)],
                         wire[12 : known.parsed.qend],
                         variant.body,
-                        known.tail,
+                        variant.opt,
+                        known.option,
                     )
                 )
-                if len(reply) > MIN_UDP and self._too_big(len(reply), known.parsed):
-                    return None  # the full path truncates
+                if len(reply) > MIN_UDP and len(reply) > self._max_udp(known.parsed):
+                    return None  # `handle_wire` truncates
             else:
-                after_id = known.reply
-                if after_id is None:  # it would not fit: the full path truncates
-                    return None
-                reply = wire[:2] + after_id
+                reply = wire[:2] + known.reply  # type: ignore[operator]  # set when linked
                 variant = known.variant  # type: ignore[assignment]  # set with reply
             cache.hits += 1
             tally = variant.tally
@@ -321,40 +333,74 @@ class Responder:
             return None
 
     def answer_full(self, wire: bytes, peer: str, tcp: bool = False) -> bytes | None:
-        """The full path alone, never the cache: what every cached answer must equal."""
+        """The full path alone, never the memo: what every memoized answer must equal."""
         return self._full(wire, peer, tcp, self._view(), self._clock())[0]
 
-    # The fast path.
+    # The answer memo.
 
-    def _fast(
+    def _answer(
         self, wire: bytes, known: Known, peer: str, view: View, started: float, tcp: bool
     ) -> bytes | None:
-        """A query not linked to its entry: look the answer up by its parts."""
+        """The reply to a plain query by its decision key; None: the full path answers."""
         q = known.parsed
-        found = self._lookup(known, wire, peer)
-        if found is None:
-            return self._fill(wire, q, peer, view, started, tcp)
-        route, entry, tail = found
+        if q.qtype == TYPE_NXNAME:
+            return None  # FORMERR in signed zones: `decide` (the full path) knows
+        client = self._client(q, peer, view)
+        if client is None:
+            return None  # a bad ECS option (FORMERR) or peer
         cache = self.cache
-        hits = entry.hits = entry.hits + 1
-        if route.random and hits >= entry.next_draw:
-            cache.schedule_draw(entry)
-            return self._fill(wire, q, peer, view, started, tcp)  # a fresh draw, kept
-        variants = entry.variants
-        variant = variants[hits % len(variants)]
-        size = variant.length + len(tail) + q.qend - 12
-        if size > MIN_UDP and not tcp and self._too_big(size, q):
-            return self._full(wire, peer, False, view, started)[0]  # the full path truncates
-        cache.hits += 1
-        reply = b"".join(
-            (
-                wire[:2],
-                variant.heads[head_index(wire)],
-                wire[12 : q.qend],
-                variant.body,
-                tail,
-            )
-        )
+        question = cache.question(q)
+        key = classify(view.plan, question, client, cache.rankings)
+        ecs = q.ecs
+        if isinstance(key, Fixed):
+            table = cache.static
+            memo_key = shared_nxdomain(q, question, key.decision) or q.key
+            drawn = False
+            scope = key.decision.scope
+            linkable = True  # the same answer for every client
+        else:
+            table = cache.steered
+            memo_key = (q.key, key.order, key.hash_key)
+            drawn = key.random
+            scope = key.scope
+            linkable = not key.reads_client or (ecs is not None and ecs[2] != 0)
+        entry = table.get(memo_key)
+        if entry is None:
+            variant = self._fill(table, memo_key, key, question, q, view)
+        else:
+            hits = entry.hits = entry.hits + 1
+            if drawn and hits >= entry.next_draw:
+                cache.schedule_draw(entry)
+                variant = self._fill(table, memo_key, key, question, q, view)
+            else:
+                variants = entry.variants
+                variant = variants[hits % len(variants)]
+                cache.hits += 1
+        # The OPT record's RDLENGTH and options: the client's ECS echo with the scope, or none.
+        if ecs is not None:
+            option = ecs_option(ecs[:3] + bytes((min(scope, ecs[2]),)) + ecs[4:])
+        else:
+            option = ecs_option(b"") if q.edns != NO_EDNS else b""
+        head = variant.heads[head_index(wire)]
+        question_wire = wire[12 : q.qend]
+        size = variant.size(len(question_wire), len(option))
+        if size <= MIN_UDP or tcp or size <= self._max_udp(q):
+            reply = b"".join((wire[:2], head, question_wire, variant.body, variant.opt, option))
+            if linkable and not tcp:
+                known.epoch = cache.epoch
+                known.random = drawn
+                if drawn:
+                    known.option = option  # the reply is assembled per hit
+                    known.entry = table.peek(memo_key)
+                    if known.entry is None:  # not kept (no room): nothing to rotate through
+                        known.epoch = -1
+                else:
+                    known.variant = variant
+                    known.reply = reply[2:]
+        else:  # the question alone (and the OPT record), with TC
+            flags = (int.from_bytes(head[:2], "big") | FLAG_TC).to_bytes(2, "big")
+            counts = TRUNCATED_WITH_OPT if variant.opt else TRUNCATED
+            reply = b"".join((wire[:2], flags, counts, question_wire, variant.opt, option))
         tally = variant.tally
         if not tally.n:
             self._observer.watch(tally)
@@ -362,117 +408,60 @@ class Responder:
         self._latency.observe(self._clock() - started)
         return reply
 
-    def _lookup(self, known: Known, wire: bytes, peer: str) -> tuple[Route, Entry, bytes] | None:
-        """The answer entry for a query by its parts; None when something is not cached yet.
-
-        Links the result to `known` for the rest of the epoch when the answer does not
-        depend on the peer's address.
-        """
-        cache = self.cache
-        q = known.parsed
-        ecs = q.ecs
-        info: ClientInfo | None = None
-        if ecs is not None:
-            # Made even when the answer does not depend on the client: only valid ECS
-            # options make an entry, so having one also validates the option. A client not
-            # seen before costs its GeoIP lookup here, not a full-path answer.
-            info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
-            if info is None:
-                return None  # a bad option: the full path answers FORMERR
-        route = cache.routes.get(q.key)
-        if route is None:
-            # A name not asked before: one that does not exist shares its zone's answer.
-            assert cache.plan is not None  # synced with the view before any lookup
-            route = nxdomain_route(cache.plan, q)
-            if route is None:
-                return None
-            cache.add_route(q.key, route)
-        kind = route.kind
-        if kind:
-            if info is None:
-                info = self._client(peer, None, peer)
-                if info is None:
-                    return None
-            entry = cache.entry(route, (q.key, cache.client_part(route, info)))
-        else:
-            entry = cache.entry(route, q.key if route.shared is None else route.shared)
-        if entry is None:
-            return None
-        # The OPT record's RDLENGTH and options: the client's ECS echo, or none.
-        if ecs is not None and info is not None:
-            tail = info.tails[kind]
-        else:
-            tail = NO_OPTIONS if q.edns else b""
-        if not kind or (ecs is not None and ecs[2]):
-            known.epoch = cache.epoch
-            known.random = route.random
-            known.entry = entry
-            known.tail = tail
-            if not route.random:
-                # One answer, so the reply minus the ID is assembled once.
-                variant = entry.variants[0]
-                size = variant.length + len(tail) + q.qend - 12
-                known.variant = variant
-                known.reply = (
-                    None
-                    if size > MIN_UDP and self._too_big(size, q)
-                    else variant.heads[head_index(wire)] + wire[12 : q.qend] + variant.body + tail
-                )
-        return route, entry, tail
-
-    def _too_big(self, size: int, q: Parsed) -> bool:
-        if q.edns == NO_EDNS:
-            return size > MIN_UDP
-        return size > max(MIN_UDP, min(q.udp_size, self.udp_cap))
-
-    def _client(self, key: object, ecs: bytes | None, peer: str) -> ClientInfo | None:
-        """The client entry for `key`, made and kept on first use; None for a bad option."""
-        info = self.cache.clients.get(key)
-        if info is not None:
-            return info
-        try:
-            subnet = parse_ecs(ecs) if ecs is not None else None
-            plan = self.cache.plan  # synced with the view before any lookup
-            rules = plan.networks if plan is not None else None
-            info = client_info(client_from(subnet, peer, self._geo, rules), ecs)
-        except ValueError:  # EcsError, or a peer that is not an address
-            return None
-        self.cache.add_client(key, info)
-        return info
-
     def _fill(
-        self, wire: bytes, q: Parsed, peer: str, view: View, started: float, tcp: bool
-    ) -> bytes | None:
-        """Answer by the full path and keep the reply for the queries that share its key
-        (a TCP reply too: UDP hits check their size limit, the full path truncates)."""
-        reply, query, decision = self._full(wire, peer, tcp, view, started)
-        if reply is None or query is None or decision is None:
-            return reply  # an error reply (a bad ECS option among them), or none
-        if reply[12 : q.qend] != wire[12 : q.qend]:
-            return reply  # not the question as sent: never the case, but never cache it
-        cache = self.cache
-        route = nxdomain_route(view.plan, q) if decision.rcode == NXDOMAIN else None
-        if route is None:
-            route = route_of(decision, view.plan)
-        cache.add_route(q.key, route)
+        self,
+        table: ClockCache[object, Entry],
+        memo_key: object,
+        key: DecisionKey,
+        question: Question,
+        q: Parsed,
+        view: View,
+    ) -> Variant:
+        """Decide and encode the answer for a decision key, and keep it under `memo_key`."""
+        decision = decide(view.plan, view.state, key, self._rng)
+        if q.edns == EDNS_DO:
+            decision = self._signed(decision, question.name, view.plan)
+        query = Query(
+            0,
+            0,
+            DNSLabel(list(wire_labels(q.key))),
+            question.name,
+            q.qtype,
+            CLASS_IN,
+            None if q.edns == NO_EDNS else Edns(q.udp_size, 0, q.edns == EDNS_DO, None),
+        )
+        parts = encode_parts(
+            query,
+            decision.rcode,
+            decision.authoritative,
+            (decision.answer, decision.authority, decision.additional),
+            udp_cap=self.udp_cap,
+        )
+        variant = tallied_variant(parts, decision, q.qtype)
+        self.cache.store(table, memo_key, variant)
+        return variant
+
+    def _client(self, q: Parsed, peer: str, view: View) -> Client | None:
+        """The client a decision is about (as `client_for`), made once per ECS option or
+        peer address; None for a bad option or a peer that is not an address."""
         ecs = q.ecs
-        if ecs is not None:
-            info = self._client(ecs if ecs[2] else (peer, ecs), ecs, peer)
-        elif route.kind:
-            info = self._client(peer, None, peer)
-        else:
-            info = None
-        if (ecs is not None or route.kind) and info is None:
-            return reply
-        if route.kind and info is not None:
-            key: object = (q.key, cache.client_part(route, info))
-        else:
-            key = q.key if route.shared is None else route.shared
-        ecs_subnet = query.edns.ecs if query.edns is not None else None
-        variant = variant_of(reply, q.qend, q.edns != NO_EDNS, ecs_subnet, decision, q.qtype)
-        if variant is not None:
-            cache.store(route, key, variant)
-        return reply
+        key: object = peer if ecs is None else ecs if ecs[2] else (peer, ecs)
+        clients = self.cache.clients
+        client = clients.get(key)
+        if client is None:
+            try:
+                subnet = parse_ecs(ecs) if ecs is not None else None
+                client = client_from(subnet, peer, self._geo, view.plan.networks)
+            except ValueError:  # EcsError, or a peer that is not an address
+                return None
+            self.cache.add_client(key, client)
+        return client
+
+    def _max_udp(self, q: Parsed) -> int:
+        """The largest UDP reply the query may get (as `codec.max_reply_size`)."""
+        if q.edns == NO_EDNS:
+            return MIN_UDP
+        return max(MIN_UDP, min(q.udp_size, self.udp_cap))
 
     # The full path.
 

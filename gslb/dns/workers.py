@@ -43,13 +43,14 @@ from gslb.dns import loop
 from gslb.dns.answers import AnswerCache
 from gslb.dns.channel import Channel
 from gslb.dns.querylog import open_query_log
-from gslb.dns.responder import Responder, View
+from gslb.dns.responder import Responder
 from gslb.dns.rrl import rate_limit_filter
 from gslb.dns.server import Bound, DnsServer
 from gslb.dns.server_options import dns_handlers
 from gslb.geo import open_geo
 from gslb.metrics import DnsStats
 from gslb.model import HostPort, QueryLogSettings, RateLimitSettings, TcpSettings
+from gslb.state import View
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         identity=spec.identity,
     )
     handle, cached, limit = dns_handlers(
-        responder.answer_uncached,
+        responder.handle_wire,
         responder.answer_cached,
         rate_limit_filter(spec.rate_limit, stats),
         udp_cap=spec.udp_cap,

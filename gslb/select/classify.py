@@ -19,6 +19,7 @@ plan (a new plan empties it). Pure: no I/O, no clock, no randomness.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gslb.evicting import ClockCache
 from gslb.plan import (
@@ -65,9 +66,11 @@ class Fixed:
     decision: Decision
 
 
-@dataclass(frozen=True, slots=True)
-class Steered:
-    """A question that reaches a service, with what of the client its answer depends on."""
+class Steered(NamedTuple):
+    """A question that reaches a service, with what of the client its answer depends on.
+
+    A NamedTuple, not a frozen dataclass: one is made per miss of the answer memo, and a
+    tuple is made several times faster."""
 
     zone: ZonePlan
     chain: tuple[RRSet, ...]  # the CNAMEs followed to the service
@@ -75,50 +78,90 @@ class Steered:
     family: int  # of the addresses answered: 4 or 6
     entries: tuple[ServiceRegion, ...]  # the service's regions with endpoints of `family`
     ranking: tuple[Ranked, ...] | None  # None: drawn per decision (weighted policy)
+    order: tuple[str, ...]  # the ranking's region names: what answers are keyed by; ()
     hash_key: bytes  # the client network hashed selection keys on; b"" for other pickers
     scope: int  # the ECS scope of the answer
     has_ecs: bool  # the query had ECS (for the trace: "no ECS" rather than a scope)
+
+    @property
+    def reads_client(self) -> bool:
+        """Whether the answer depends on the client at all (its place or its network)."""
+        return reads_place(self.service) or reads_network(self.service)
+
+    @property
+    def random(self) -> bool:
+        """Whether `decide` draws the answer at random (same key, different answers)."""
+        service = self.service
+        return service.policy == "weighted" or service.select in ("weighted", "all")
 
 
 DecisionKey = Fixed | Steered
 
 
 class RankingMemo:
-    """Region rankings by (service, family, place), for one plan at a time; bounded.
+    """Region rankings by (service, family, place), and zone walks by question, for one
+    plan at a time; bounded.
 
     Kept without their reasons (explain's text: a trace ranks afresh), as tuples of one
     shared `Ranked` per region, so an entry costs a tuple and its key.
     """
 
-    __slots__ = ("_bare", "_plan", "_rankings")
+    __slots__ = ("_bare", "_plan", "_rankings", "_walks")
 
     def __init__(self, max_entries: int = RANKING_MEMO_ENTRIES) -> None:
         self._plan: Plan | None = None
-        self._rankings: ClockCache[tuple[object, ...], tuple[Ranked, ...]] = ClockCache(
+        # Each ranking with its region names, the part of an answer's key it makes.
+        self._rankings: ClockCache[
+            tuple[object, ...], tuple[tuple[Ranked, ...], tuple[str, ...]]
+        ] = ClockCache(max_entries=max_entries)
+        self._bare: dict[int, Ranked] = {}  # by id() of a region entry of the plan
+        # Zone walks by question: the same for every client, so a miss of the answer
+        # memo for a question asked before is a table read, not a walk.
+        self._walks: ClockCache[tuple[str, int], Fixed | Reached] = ClockCache(
             max_entries=max_entries
         )
-        self._bare: dict[int, Ranked] = {}  # by id() of a region entry of the plan
 
     def __len__(self) -> int:
         return len(self._rankings)
 
     def ranking(
         self, plan: Plan, service: ServicePlan, entries: tuple[ServiceRegion, ...], client: Client
-    ) -> tuple[Ranked, ...]:
+    ) -> tuple[tuple[Ranked, ...], tuple[str, ...]]:
+        """The ranking of `entries` for `client`, and its region names in order."""
         if plan is not self._plan:
-            self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
-            self._rankings.clear()
-            self._bare.clear()
+            self._reset(plan)
         key = (service.name, len(entries), *place(client))
         found = self._rankings.get(key)
         if found is None:
             bare = self._bare
-            found = tuple(
+            ranking = tuple(
                 bare.get(id(r.entry)) or bare.setdefault(id(r.entry), Ranked(r.entry, ""))
                 for r in rank_entries(service, entries, client)
             )
+            found = (ranking, region_order(ranking))
             self._rankings.put(key, found)
         return found
+
+    def walk(self, plan: Plan, question: Question) -> Fixed | Reached:
+        """`walk(plan, question)`, made once per question and plan."""
+        if plan is not self._plan:
+            self._reset(plan)
+        key = (question.name, question.qtype)
+        found = self._walks.get(key)
+        if found is None:
+            found = walk(plan, question)
+            self._walks.put(key, found)
+        return found
+
+    def _reset(self, plan: Plan) -> None:
+        self._plan = plan  # holds the plan, so the ids in _bare stay its entries'
+        self._rankings.clear()
+        self._walks.clear()
+        self._bare.clear()
+
+
+def region_order(ranking: tuple[Ranked, ...]) -> tuple[str, ...]:
+    return tuple(r.entry.region.name for r in ranking)
 
 
 def place(client: Client) -> tuple[object, ...]:
@@ -138,14 +181,32 @@ def rank_entries(
     return tuple(rank_geo(entries, client))
 
 
+def reads_place(service: ServicePlan) -> bool:
+    """Whether a service's answer depends on where the client is (its ranking)."""
+    return service.policy == "geo"
+
+
+def reads_network(service: ServicePlan) -> bool:
+    """Whether a service's answer depends on the client's network (rendezvous hashing)."""
+    return service.select == "hashed"
+
+
 def scope_of(service: ServicePlan, client: Client) -> int:
     """The ECS scope of a service's answer: as many bits as the decision read."""
     if client.source_prefix is None:
         return 0
-    depends = client.geo_prefix if service.policy == "geo" else 0
-    if service.select == "hashed":
+    depends = client.geo_prefix if reads_place(service) else 0
+    if reads_network(service):
         depends = max(depends, client.hash_network()[1])
     return min(client.source_prefix, depends)
+
+
+class Reached(NamedTuple):
+    """Where a question's walk through its zone reaches a service."""
+
+    zone: ZonePlan
+    chain: tuple[RRSet, ...]  # the CNAMEs followed to the service
+    service: ServicePlan
 
 
 def classify(
@@ -156,6 +217,18 @@ def classify(
     trace: Trace = QUIET,
 ) -> DecisionKey:
     """What the answer to `question` depends on (see the module docstring)."""
+    if memo is None or trace.enabled:
+        walked = walk(plan, question, trace)
+    else:
+        walked = memo.walk(plan, question)
+    if isinstance(walked, Fixed):
+        return walked
+    return _steered(plan, walked, question.qtype, client, memo, trace)
+
+
+def walk(plan: Plan, question: Question, trace: Trace = QUIET) -> Fixed | Reached:
+    """The zone walk of `question`: the whole decision, or the service it reaches (which
+    no client changes: the same for every client, so memoized per question)."""
     qname, qtype = question.name, question.qtype
     zone = plan.find_zone(qname)
     if zone is None:
@@ -181,11 +254,12 @@ def classify(
             return _fixed(zone, answer, (zone.negative_soa,), (), NXDOMAIN)
         if node.service is not None:
             service = node.service
-            trace("service", f"{name}: policy {service.policy}, select {service.select}")
+            if trace.enabled:  # a miss of the answer memo runs this: no text unless asked
+                trace("service", f"{name}: policy {service.policy}, select {service.select}")
             if qtype not in (TYPE_A, TYPE_AAAA, TYPE_ANY):
                 trace("type", "a service answers A and AAAA only: NODATA")
                 return _fixed(zone, answer, (zone.negative_soa,))
-            return _steered(plan, zone, tuple(answer), service, qtype, client, memo, trace)
+            return Reached(zone, tuple(answer), service)
         cname = node.rrsets.get(TYPE_CNAME)
         if cname is not None and qtype != TYPE_CNAME:
             answer.append(cname)
@@ -224,19 +298,18 @@ def _fixed(
 
 def _steered(
     plan: Plan,
-    zone: ZonePlan,
-    chain: tuple[RRSet, ...],
-    service: ServicePlan,
+    reached: Reached,
     qtype: int,
     client: Client,
     memo: RankingMemo | None,
     trace: Trace,
 ) -> DecisionKey:
+    zone, chain, service = reached
     if qtype == TYPE_ANY:
         family = 4 if service.has_v4 else 6
     else:
         family = 4 if qtype == TYPE_A else 6
-    entries = tuple(e for e in service.regions if e.family(family))
+    entries = service.regions_with(family)
     if not entries:
         trace("candidates", f"no region has IPv{family} endpoints: NODATA")
         # A family no region has is NODATA for everyone: nothing to scope.
@@ -258,19 +331,24 @@ def _steered(
             detail += f" (without IPv{family} endpoints: {', '.join(without)})"
         trace("candidates", detail)
     ranking: tuple[Ranked, ...] | None = None
+    order: tuple[str, ...] = ()
     if service.policy != "weighted":
         if memo is None or trace.enabled:  # the memo keeps no reasons for the trace
             ranking = rank_entries(service, entries, client)
+            order = region_order(ranking)
         else:
-            ranking = memo.ranking(plan, service, entries, client)
-        trace_ranking(trace, service, ranking)
-    hash_key = client.hash_network()[0] if service.select == "hashed" else b""
+            ranking, order = memo.ranking(plan, service, entries, client)
+        if trace.enabled:
+            trace_ranking(trace, service, ranking)
+    hash_key = client.hash_network()[0] if reads_network(service) else b""
     scope = scope_of(service, client)
     has_ecs = client.source_prefix is not None
-    return Steered(zone, chain, service, family, entries, ranking, hash_key, scope, has_ecs)
+    return Steered(zone, chain, service, family, entries, ranking, order, hash_key, scope, has_ecs)
 
 
 def trace_ranking(trace: Trace, service: ServicePlan, ranking: tuple[Ranked, ...]) -> None:
+    if not trace.enabled:
+        return
     trace(
         "ranking",
         f"policy {service.policy}: "
