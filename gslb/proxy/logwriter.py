@@ -1,12 +1,14 @@
 """A thread that appends chunks of bytes to a log file, so that a slow disk never blocks the
 event loop (gslb.proxy.accesslog hands it whole buffers, never single lines).
 
-The thread wakes every POLL_INTERVAL, or at once for a command (`flush`, `reopen`, `close`,
-`wake`), and writes every chunk queued by then, each with one `os.write` (the GIL released
-during the system call). Putting a chunk wakes nothing: a wake per chunk cost far more than
-the writing (py-spy of bench/proxy's gslb-full under wrk: 17% of the proxy's samples in the
-hand-off and the woken thread, the woken thread taking the GIL from the loop each time; 4.5%
-with a look every POLL_INTERVAL), so the thread takes what a tenth of a second brought.
+While chunks keep coming the thread looks every POLL_INTERVAL, or at once for a command
+(`flush`, `reopen`, `close`, `wake`), and writes every chunk queued by then, each with one
+`os.write` (the GIL released during the system call). Putting a chunk then wakes nothing: a
+wake per chunk cost far more than the writing (py-spy of bench/proxy's gslb-full under wrk:
+17% of the proxy's samples in the hand-off and the woken thread, the woken thread taking the
+GIL from the loop each time; 4.5% with a look every POLL_INTERVAL), so the thread takes what
+a tenth of a second brought. A look that finds nothing puts the thread to sleep until the
+next chunk or command, which wakes it: an idle proxy's writer does not wake at all.
 `written` counts the lines of the chunks written so far (only the thread adds to it): the
 loop side compares it with the lines it took, to bound what is waiting. Path "-" is the
 process's standard output (`sys.stdout` when written).
@@ -43,6 +45,8 @@ class LogWriter:
         # deque's append and popleft are atomic: the loop appends, the thread pops
         self._items: deque[_Item] = deque()
         self._wake = threading.Event()
+        self._idle = False  # the thread sleeps until woken (set and cleared by the thread)
+        self.looks = 0  # times the thread woke up and looked at the queue
         self._thread: threading.Thread | None = None
         self._failing = False  # a write failed: warn again only once one succeeded
 
@@ -60,6 +64,9 @@ class LogWriter:
     def put(self, chunk: bytes, lines: int) -> None:
         """Queue `chunk` (`lines` lines) for the thread's next look; never blocks."""
         self._items.append((chunk, lines))
+        if self._idle:  # only the first chunk after a quiet spell wakes the thread
+            self._idle = False
+            self._wake.set()
 
     def wake(self) -> None:
         """Have the thread look now rather than at its next interval (much is waiting)."""
@@ -92,9 +99,18 @@ class LogWriter:
     def _run(self) -> None:
         items = self._items
         wake = self._wake
+        busy = False
         while True:
-            wake.wait(POLL_INTERVAL)
+            if busy:
+                wake.wait(POLL_INTERVAL)
+            else:
+                self._idle = True  # before the look below: a chunk put after it wakes us
+                if not items:
+                    wake.wait()
+                self._idle = False
             wake.clear()
+            self.looks += 1
+            busy = bool(items)
             while items:
                 item = items.popleft()
                 if isinstance(item, tuple):
