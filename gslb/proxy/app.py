@@ -89,8 +89,8 @@ async def _serve(
             return
         try:
             server.reload(new)
-        except (CertificateError, OSError) as e:  # a TLS file changed again since it was
-            # read, or the new HTTPS address cannot be bound
+        # A TLS file changed again since it was read, or the new HTTPS address is taken.
+        except (CertificateError, OSError) as e:
             log.error("reload refused, keeping the running config: %s", e)
 
     loop.add_signal_handler(signal.SIGTERM, server.request_drain)

@@ -98,8 +98,8 @@ class ProxyServer:
             except OSError:
                 doors[0].sock.close()
                 raise
-            self._tls, self._tls_bound = tls, spec.tls
-            doors.append(Door(sock, lambda: ClientConnection(shared, b"https"), self._certs))
+            self._tls = tls
+            doors.append(self._tls_door(spec.tls, sock, shared))
         shared.start_sweep()
         listener = Listener(
             loop,
@@ -111,9 +111,6 @@ class ProxyServer:
         shared.on_closed = listener.closed_one
         self._server = listener
         self._port = int(listener.sockets[0].getsockname()[1])
-        if len(doors) > 1:
-            self._tls_sock = doors[1].sock
-            self._tls_port = int(self._tls_sock.getsockname()[1])
         if self._admin is not None:
             runner = web.AppRunner(make_admin_app(self, self._token), access_log=None)
             await runner.setup()
@@ -307,11 +304,16 @@ class ProxyServer:
         if self._tls_sock is not None:
             listener.remove_door(self._tls_sock)
             log.info("proxy: https listener on %s closed", self.tls_address)
-        self._tls_bound, self._tls_sock, self._tls_port = tls, sock, 0
-        if sock is not None:
-            listener.add_door(Door(sock, lambda: ClientConnection(shared, b"https"), self._certs))
-            self._tls_port = int(sock.getsockname()[1])
+            self._tls_bound, self._tls_sock, self._tls_port = None, None, 0
+        if tls is not None and sock is not None:
+            listener.add_door(self._tls_door(tls, sock, shared))
             log.info("proxy: https listener on %s opened", self.tls_address)
+
+    def _tls_door(self, tls: ProxyTlsSpec, sock: socket.socket, shared: Shared) -> Door:
+        """The HTTPS listener's door on the bound `sock`, recorded as the one serving `tls`."""
+        self._tls_bound, self._tls_sock = tls, sock
+        self._tls_port = int(sock.getsockname()[1])
+        return Door(sock, lambda: ClientConnection(shared, b"https"), self._certs)
 
     def _backends(self) -> tuple[BackendState, ...]:
         if self._shared is None:
