@@ -315,12 +315,6 @@ class ReplyParts:
     body: bytes  # the records after the question, up to the OPT record
     opt: bytes  # the OPT record up to its RDLENGTH; b"" without EDNS
 
-    def size(self, question: int, ecs: int) -> int:
-        """The reply's length for a question of `question` bytes and an ECS echo of `ecs`."""
-        return (
-            HEADER.size + question + len(self.body) + (len(self.opt) + 2 + ecs if self.opt else 0)
-        )
-
 
 def encode_parts(
     query: Query,
@@ -367,11 +361,26 @@ def assemble(
     question as sent and the ECS option data to echo (b"": none). A reply that does not fit
     `max_size` is the question alone (and the OPT record) with TC."""
     flags = parts.flags | (query_flags & ECHOED_FLAGS)
-    opt = parts.opt + ecs_option(ecs) if parts.opt else b""
-    if parts.size(len(question), len(ecs) + 4 if ecs else 0) <= max_size:
-        return b"".join((qid, flags.to_bytes(2, "big"), parts.counts, question, parts.body, opt))
-    counts = struct.pack("!HHHH", 1, 0, 0, 1 if opt else 0)
-    return b"".join((qid, (flags | FLAG_TC).to_bytes(2, "big"), counts, question, opt))
+    head = flags.to_bytes(2, "big") + parts.counts
+    option = ecs_option(ecs) if parts.opt else b""
+    return splice(qid, head, question, parts.body, parts.opt, option, max_size)
+
+
+TRUNCATED = struct.pack("!HHHH", 1, 0, 0, 0)  # the counts of a reply cut to its question
+TRUNCATED_WITH_OPT = struct.pack("!HHHH", 1, 0, 0, 1)  # ... and its OPT record
+
+
+def splice(
+    qid: bytes, head: bytes, question: bytes, body: bytes, opt: bytes, option: bytes, max_size: int
+) -> bytes:
+    """A reply put together: the ID, `head` (flags with the query's RD and CD, and counts),
+    the question as sent, the body, and the OPT record (`opt` up to its RDLENGTH, `option`
+    its RDLENGTH and options; both b"" without EDNS). One that does not fit `max_size` is the
+    question alone (and the OPT record) with TC."""
+    if HEADER.size + len(question) + len(body) + len(opt) + len(option) <= max_size:
+        return b"".join((qid, head, question, body, opt, option))
+    counts = TRUNCATED_WITH_OPT if opt else TRUNCATED
+    return b"".join((qid, bytes((head[0] | FLAG_TC >> 8, head[1])), counts, question, opt, option))
 
 
 def ecs_option(ecs: bytes) -> bytes:

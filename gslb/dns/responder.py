@@ -31,6 +31,7 @@ from gslb.dns.codec import (
     CLASS_ANY,
     CLASS_CH,
     CLASS_IN,
+    FLAG_TC,
     MIN_UDP,
     NOTAUTH,
     Drop,
@@ -43,6 +44,7 @@ from gslb.dns.codec import (
     encode_parts,
     encode_reply,
     max_reply_size,
+    splice,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, EDNS_DO, NO_EDNS, Parsed, parse_query
@@ -75,9 +77,6 @@ log = logging.getLogger(__name__)
 
 ZONE_TRANSFERS = frozenset({251, 252})  # IXFR, AXFR
 QTYPE_TXT, QTYPE_ANY = 16, 255
-FLAG_TC = 0x0200
-TRUNCATED = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # the counts of a reply cut to its question
-TRUNCATED_WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # ... and its OPT record
 
 
 class QueryObserver(Protocol):
@@ -381,26 +380,27 @@ class Responder:
             option = ecs_option(ecs[:3] + bytes((min(scope, ecs[2]),)) + ecs[4:])
         else:
             option = ecs_option(b"") if q.edns != NO_EDNS else b""
-        head = variant.heads[head_index(wire)]
-        question_wire = wire[12 : q.qend]
-        size = variant.size(len(question_wire), len(option))
-        if size <= MIN_UDP or tcp or size <= self._max_udp(q):
-            reply = b"".join((wire[:2], head, question_wire, variant.body, variant.opt, option))
-            if linkable and not tcp:
-                known.epoch = cache.epoch
-                known.random = drawn
-                if drawn:
-                    known.option = option  # the reply is assembled per hit
-                    known.entry = table.peek(memo_key)
-                    if known.entry is None:  # not kept (no room): nothing to rotate through
-                        known.epoch = -1
-                else:
-                    known.variant = variant
-                    known.reply = reply[2:]
-        else:  # the question alone (and the OPT record), with TC
-            flags = (int.from_bytes(head[:2], "big") | FLAG_TC).to_bytes(2, "big")
-            counts = TRUNCATED_WITH_OPT if variant.opt else TRUNCATED
-            reply = b"".join((wire[:2], flags, counts, question_wire, variant.opt, option))
+        reply = splice(
+            wire[:2],
+            variant.heads[head_index(wire)],
+            wire[12 : q.qend],
+            variant.body,
+            variant.opt,
+            option,
+            65535 if tcp else self._max_udp(q),
+        )
+        fits = not reply[2] & FLAG_TC >> 8  # the variant never carries TC: splice set it
+        if linkable and fits and not tcp:
+            known.epoch = cache.epoch
+            known.random = drawn
+            if drawn:
+                known.option = option  # the reply is assembled per hit
+                known.entry = table.peek(memo_key)
+                if known.entry is None:  # not kept (no room): nothing to rotate through
+                    known.epoch = -1
+            else:
+                known.variant = variant
+                known.reply = reply[2:]
         tally = variant.tally
         if not tally.n:
             self._observer.watch(tally)
