@@ -253,9 +253,14 @@ def decode_query(wire: bytes) -> Query:
 def max_reply_size(query: Query | None, cap: int, tcp: bool) -> int:
     if tcp:
         return 65535
-    if query is None or query.edns is None:
+    return udp_limit(query.edns.udp_size if query and query.edns else None, cap)
+
+
+def udp_limit(udp_size: int | None, cap: int) -> int:
+    """The largest UDP reply for a query advertising `udp_size` (None: no EDNS)."""
+    if udp_size is None:
         return MIN_UDP
-    return max(MIN_UDP, min(query.edns.udp_size, cap))
+    return max(MIN_UDP, min(udp_size, cap))
 
 
 ECHOED_FLAGS = (0xF << 11) | FLAG_RD | FLAG_CD  # opcode, RD and CD: a reply repeats them

@@ -45,6 +45,7 @@ from gslb.dns.codec import (
     encode_reply,
     max_reply_size,
     splice,
+    udp_limit,
 )
 from gslb.dns.ecs import ClientSubnet, parse_ecs
 from gslb.dns.fastparse import COUNTS_OF_ONE_QUESTION, EDNS_DO, NO_EDNS, Parsed, parse_query
@@ -458,10 +459,8 @@ class Responder:
         return client
 
     def _max_udp(self, q: Parsed) -> int:
-        """The largest UDP reply the query may get (as `codec.max_reply_size`)."""
-        if q.edns == NO_EDNS:
-            return MIN_UDP
-        return max(MIN_UDP, min(q.udp_size, self.udp_cap))
+        """The largest UDP reply the query may get."""
+        return udp_limit(None if q.edns == NO_EDNS else q.udp_size, self.udp_cap)
 
     # The full path.
 
